@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make lab` opens the course, `make test` runs every test.
+# Both create .venv on first use (and again whenever pyproject.toml changes) and install the kit.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# Debian packages the tests drive as real peers: g++ compiles config.h, openssl checks certificates.
+TEST_APT_PACKAGES := g++ openssl
+
+.PHONY: lab test demo setup system-deps lint format clean
+
+lab: $(STAMP)
+	$(BIN)/kit lab
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) tools/check-python.py
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@sh tools/ensure-apt.sh $(TEST_APT_PACKAGES)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

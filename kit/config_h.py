@@ -1,0 +1,387 @@
+"""Render and read back `sketches/AWS/config.h`, the AWS sketch's configuration.
+
+The file holds the WiFi name and password, the broker, the key slot, the device name and the
+device certificate. Every value is checked before it is written (a wrong value here costs a
+student a compile-upload-wait cycle on the board), escaped so the compiled bytes equal the input,
+and the file is written atomically and readable by its owner only: it holds a password.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit import cxx
+from kit.certs import load_certificate, validate_device_name
+from kit.errors import ConfigError, KitError
+from kit.places import checkout, write_private
+
+DEFAULT_PORT = 8883
+MASK = "********"
+
+# The names the sketch uses, in the order config.h declares them.
+NAMES = (
+    "WIFI_SSID",
+    "WIFI_PASS",
+    "BROKER_HOST",
+    "BROKER_PORT",
+    "KEY_SLOT",
+    "DEVICE_NAME",
+    "DEVICE_CERTIFICATE",
+)
+
+_TEMPLATE = """\
+// config.h: settings for the AWS sketch (sketches/AWS/AWS.ino).
+//
+// {origin}
+// This file holds your WiFi password: never commit it or share it.
+// The private key is not here: it never leaves the board's ECCX08 crypto chip.
+
+#pragma once
+
+// WiFi network name (SSID), at most 32 bytes. The board's WiFi is 2.4 GHz only and cannot join
+// WPA2-Enterprise networks such as eduroam.
+const char WIFI_SSID[] = {ssid};
+
+// WiFi password: 8 to 63 characters, or 64 hex digits; empty for an open network.
+const char WIFI_PASS[] = {password};
+
+// The MQTT broker's DNS name (the board's TLS checks names, not IP addresses), and its port.
+const char BROKER_HOST[] = {broker};
+const int BROKER_PORT = {port};
+
+// The ECCX08 slot (0 to 4) that holds the private key the certificate was issued for.
+const int KEY_SLOT = {slot};
+
+// The certificate's common name; the sketch uses it as its MQTT client id and in its topics
+// (things/<name>/...).
+const char DEVICE_NAME[] = {name};
+
+// The device certificate the cloud issued for the chip's key.
+const char DEVICE_CERTIFICATE[] = {certificate};
+"""
+
+_AWS_HOST = re.compile(r"\.amazonaws\.com(\.cn)?$")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+@dataclass(frozen=True)
+class SketchConfig:
+    """The values config.h holds, checked and normalised."""
+
+    ssid: str
+    password: str = field(repr=False)
+    broker: str
+    certificate: str  # canonical PEM
+    port: int = DEFAULT_PORT
+    slot: int = 0
+    device_name: str = ""  # the certificate's common name
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    """A rendered config.h: its text, the values in it, and what was changed from the input."""
+
+    text: str = field(repr=False)
+    config: SketchConfig
+    changes: tuple[str, ...] = ()
+
+    @property
+    def masked_text(self) -> str:
+        """The text with the WiFi password replaced by stars, safe to show on a projector."""
+        if not self.config.password:
+            return self.text
+        secret = cxx.string_literal(self.config.password)
+        return self.text.replace(f"WIFI_PASS[] = {secret};", f'WIFI_PASS[] = "{MASK}";')
+
+    def write(self, path: str | Path | None = None) -> Path:
+        """Write config.h atomically, mode 0600 (default: sketches/AWS/config.h in the checkout)."""
+        return write_private(Path(path) if path else default_path(), self.text)
+
+    def _repr_html_(self) -> str:
+        notes = "".join(f"<li>{html.escape(c)}</li>" for c in self.changes)
+        notes = f"<p>Changed from what was typed:</p><ul>{notes}</ul>" if notes else ""
+        return f"{notes}<pre>{html.escape(self.masked_text)}</pre>"
+
+    def __str__(self) -> str:
+        return self.masked_text
+
+
+def default_path() -> Path:
+    """sketches/AWS/config.h in the checkout (git-ignored)."""
+    return checkout() / "sketches" / "AWS" / "config.h"
+
+
+def render(
+    ssid: str,
+    password: str,
+    broker: str,
+    certificate: str,
+    *,
+    port: int | None = None,
+    slot: int = 0,
+) -> RenderedConfig:
+    """Check and normalise the values and render config.h; nothing is written."""
+    config, changes = make_config(ssid, password, broker, certificate, port=port, slot=slot)
+    return RenderedConfig(to_text(config), config, changes)
+
+
+def make_config(
+    ssid: str,
+    password: str,
+    broker: str,
+    certificate: str,
+    *,
+    port: int | None = None,
+    slot: int = 0,
+) -> tuple[SketchConfig, tuple[str, ...]]:
+    """Check every value; return the normalised config and the list of changes made."""
+    changes: list[str] = []
+    check_ssid(ssid)
+    check_password(password)
+    host, port = normalise_broker(broker, port, changes)
+    check_slot(slot)
+    cert = _certificate(certificate, changes)
+    name = load_certificate(cert).common_name
+    config = SketchConfig(ssid, password, host, cert, port, slot, name)
+    return config, tuple(changes)
+
+
+def to_text(config: SketchConfig, origin: str = "Made by `kit config-h`.") -> str:
+    """The text of config.h for already-checked values."""
+    return _TEMPLATE.format(
+        origin=origin,
+        ssid=cxx.string_literal(config.ssid),
+        password=cxx.string_literal(config.password),
+        broker=cxx.string_literal(config.broker),
+        port=config.port,
+        slot=config.slot,
+        name=cxx.string_literal(config.device_name),
+        certificate=cxx.raw_string_literal(config.certificate),
+    )
+
+
+def example_text() -> str:
+    """The committed, secret-free template sketches/AWS/config.h.example."""
+    placeholder = "-----BEGIN CERTIFICATE-----\n(paste the certificate here)\n-----END CERTIFICATE-----\n"
+    config = SketchConfig("", "", "", placeholder, DEFAULT_PORT, 0, "")
+    return to_text(
+        config,
+        origin="Template: copy it to config.h and fill it in, or let `kit config-h` write it.",
+    )
+
+
+def parse(text: str) -> SketchConfig:
+    """Read a config.h back into checked values (the virtual board boots from it)."""
+    found = cxx.declarations(text)
+    missing = [name for name in NAMES if name not in found]
+    if missing:
+        raise ConfigError(
+            f"config.h does not define {', '.join(missing)}. Render it again with "
+            "`kit config-h` (or the notebook 03_configure_sketch)."
+        )
+    strings: dict[str, str] = {}
+    for name in ("WIFI_SSID", "WIFI_PASS", "BROKER_HOST", "DEVICE_NAME", "DEVICE_CERTIFICATE"):
+        value = found[name]
+        if not isinstance(value, bytes):
+            raise ConfigError(f"{name} in config.h should be a string in double quotes.")
+        try:
+            strings[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name} in config.h is not valid UTF-8 text.") from None
+    numbers: dict[str, int] = {}
+    for name in ("BROKER_PORT", "KEY_SLOT"):
+        value = found[name]
+        if not isinstance(value, int):
+            raise ConfigError(f"{name} in config.h should be a whole number.")
+        numbers[name] = value
+    config, changes = make_config(
+        strings["WIFI_SSID"],
+        strings["WIFI_PASS"],
+        strings["BROKER_HOST"],
+        strings["DEVICE_CERTIFICATE"],
+        port=numbers["BROKER_PORT"],
+        slot=numbers["KEY_SLOT"],
+    )
+    if changes:
+        raise ConfigError(
+            "config.h has values the board cannot use as they are: "
+            + "; ".join(changes)
+            + ". Render it again with `kit config-h`."
+        )
+    if strings["DEVICE_NAME"] != config.device_name:
+        raise ConfigError(
+            f"DEVICE_NAME in config.h is '{strings['DEVICE_NAME']}' but the certificate is for "
+            f"'{config.device_name}'. The broker only accepts the certificate's name as client "
+            "id: render config.h again with `kit config-h`."
+        )
+    return config
+
+
+# Checks, each usable on its own (the notebook checks fields as they are typed).
+
+
+def check_ssid(ssid: str) -> None:
+    """A WiFi name of 1 to 32 bytes without NUL or line breaks, or raise ConfigError."""
+    _single_line("WiFi name", ssid)
+    size = len(ssid.encode("utf-8"))
+    if size == 0:
+        raise ConfigError("The WiFi name (SSID) is empty. Type the name of the WiFi network.")
+    if size > 32:
+        raise ConfigError(
+            f"The WiFi name is {size} bytes long; WiFi names have at most 32. Check it for "
+            "extra text pasted with it."
+        )
+
+
+def check_password(password: str) -> None:
+    """A WPA2 passphrase (8 to 63 characters), 64 hex digits, or empty for an open network."""
+    _single_line("WiFi password", password)
+    size = len(password.encode("utf-8"))
+    if size == 0 or 8 <= size <= 63:
+        return
+    if size == 64 and re.fullmatch(r"[0-9a-fA-F]{64}", password):
+        return
+    if size == 64:
+        raise ConfigError(
+            "A 64-character WiFi password must be a hex key (digits 0-9 and a-f only). Check "
+            "it, or type the 8 to 63 character passphrase instead."
+        )
+    raise ConfigError(
+        f"The WiFi password has {size} characters; a WPA2 password has 8 to 63 (or is "
+        "empty for an open network). Check it for a missing or extra character."
+    )
+
+
+def check_slot(slot: int) -> None:
+    """A key slot from 0 to 4, or raise ConfigError."""
+    if not isinstance(slot, int) or isinstance(slot, bool) or not 0 <= slot <= 4:
+        raise ConfigError(f"The key slot must be 0, 1, 2, 3 or 4, not {slot!r}.")
+
+
+def normalise_broker(broker: str, port: int | None, changes: list[str]) -> tuple[str, int]:
+    """Turn a broker as pasted (URL, host:port, spaces, capitals) into a DNS name and port."""
+    _single_line("broker address", broker)
+    text = broker.strip()
+    if text != broker:
+        changes.append("removed spaces around the broker address")
+    scheme = _SCHEME.match(text)
+    if scheme:
+        text = text[scheme.end() :]
+        changes.append(f"removed '{scheme.group(0)}' from the broker address")
+    host_port, slash, path = text.partition("/")
+    if slash and path.strip("/"):
+        changes.append(f"removed the path '/{path}' from the broker address")
+    elif slash:
+        changes.append("removed the '/' at the end of the broker address")
+    if "@" in host_port:
+        raise ConfigError(
+            "The broker address has a user name in it ('@'). Type only the host name, such as "
+            "abc123-ats.iot.eu-west-1.amazonaws.com."
+        )
+    host = host_port
+    if host_port.startswith("[") or host_port.count(":") > 1:
+        raise ConfigError(_ip_message(host_port))
+    if ":" in host_port:
+        host, _, port_text = host_port.partition(":")
+        if not port_text.isdigit():
+            raise ConfigError(f"The broker's port ':{port_text}' is not a number.")
+        url_port = int(port_text)
+        if port is not None and port != url_port:
+            raise ConfigError(
+                f"The broker address says port {url_port} but the port is set to {port}. "
+                "Use one of them."
+            )
+        if port is None:
+            changes.append(f"took port {url_port} from the broker address")
+        port = url_port
+    port = DEFAULT_PORT if port is None else port
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ConfigError(f"The broker port must be a number from 1 to 65535, not {port!r}.")
+    if host.endswith("."):
+        host = host.rstrip(".")
+        changes.append("removed the '.' at the end of the broker name")
+    if host != host.lower():
+        host = host.lower()
+        changes.append("wrote the broker name in lower case")
+    _check_host(host)
+    if _AWS_HOST.search(host) and port != DEFAULT_PORT:
+        raise ConfigError(
+            f"AWS IoT Core takes device certificates on port 8883 only for this board (it "
+            f"cannot send the ALPN that port {port} needs). Use port 8883."
+        )
+    return host, port
+
+
+def _check_host(host: str) -> None:
+    """A DNS host name (not an IP address: the board's TLS matches names only)."""
+    if not host:
+        raise ConfigError(
+            "The broker address is empty. Paste the endpoint the registration step gave you."
+        )
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        raise ConfigError(_ip_message(host))
+    if len(host) > 253:
+        raise ConfigError("The broker name is longer than the 253 characters a DNS name can have.")
+    for label in host.split("."):
+        if not _LABEL.match(label):
+            bad = next((c for c in label if not re.match(r"[a-z0-9-]", c)), None)
+            reason = (
+                f"has {bad!r}, which a host name cannot contain"
+                if bad
+                else "has an empty part, a part over 63 characters, or a '-' at the start or end "
+                "of a part"
+            )
+            raise ConfigError(
+                f"The broker name '{host}' {reason}. Copy the endpoint again, for example "
+                "abc123-ats.iot.eu-west-1.amazonaws.com."
+            )
+    if host.split(".")[-1].isdigit():
+        raise ConfigError(_ip_message(host))
+
+
+def _ip_message(host: str) -> str:
+    return (
+        f"The broker '{host}' is an IP address. The board's TLS library checks the broker's "
+        "certificate by DNS name only, so it needs a name: for a broker on a laptop use its "
+        "name, such as mylaptop.local."
+    )
+
+
+def _single_line(what: str, value: str) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"The {what} must be text, not {type(value).__name__}.")
+    for bad, said in (("\x00", "a NUL character"), ("\n", "a line break"), ("\r", "a line break")):
+        if bad in value:
+            raise ConfigError(
+                f"The {what} has {said} in it, which config.h cannot hold. Type it again on "
+                "one line."
+            )
+
+
+def _certificate(text: str, changes: list[str]) -> str:
+    """The device certificate as canonical PEM, with a device name the broker accepts."""
+    cert = load_certificate(text)
+    if text.strip() != cert.pem.strip():
+        changes.append("tidied the certificate text (timestamps, spaces and line breaks)")
+    if not cert.common_name:
+        raise ConfigError(
+            "The certificate has no common name, so the board would have no MQTT client id. "
+            "Register the board's CSR and use the certificate that comes back."
+        )
+    try:
+        validate_device_name(cert.common_name)
+    except KitError as error:
+        raise ConfigError(
+            f"The certificate's common name cannot be used as a device name: {error} Was it "
+            "made for another purpose? Register the board's CSR and use that certificate."
+        ) from None
+    return cert.pem

@@ -1,0 +1,80 @@
+"""Every error the kit raises, in one hierarchy.
+
+A message says what happened and what to do next, in words a student can act on in a noisy
+classroom. Library code raises these and never prints; the CLI and the notebooks present them.
+"""
+
+from __future__ import annotations
+
+
+class KitError(Exception):
+    """Something the student can fix; the message says how."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the kind of problem, then the message."""
+        # A student needs the sentence that says what to do, not the kit's internals.
+        return [f"\x1b[1;31m{problem_title(self)}\x1b[0m", str(self)]
+
+
+def problem_title(error: BaseException) -> str:
+    """A short heading for an error, from its class name: TruncatedPemError → "Truncated pem"."""
+    name = type(error).__name__.removesuffix("Error") or "Kit"
+    words = "".join(f" {c}" if c.isupper() else c for c in name).split()
+    return " ".join([words[0], *(w.lower() for w in words[1:])]) + " problem"
+
+
+# Pasted text and certificates (kit.pem, kit.certs)
+
+
+class PemError(KitError):
+    """Pasted text that is not one clean PEM block of the expected kind."""
+
+
+class NotPemError(PemError):
+    """Nothing in the text looks like a PEM block."""
+
+
+class TruncatedPemError(PemError):
+    """A BEGIN line without its END line, or the reverse."""
+
+
+class MultiplePemError(PemError):
+    """More than one PEM block where one was expected."""
+
+
+class WrongPemKindError(PemError):
+    """A certificate where a CSR was expected, or the reverse."""
+
+
+class PrivateKeyPastedError(PemError):
+    """A private key was pasted; it must never be shared."""
+
+
+class Base64Error(PemError):
+    """The body of the block is not valid base64."""
+
+
+class CertificateError(KitError):
+    """The block decodes but is not a well-formed CSR or certificate."""
+
+
+class SignatureError(CertificateError):
+    """The signature does not match the content (a character changed while copying)."""
+
+
+class DeviceNameError(KitError):
+    """A device name that cannot be a certificate CN, MQTT client id, thing name and topic level."""
+
+
+# config.h (kit.config_h)
+
+
+class ConfigError(KitError):
+    """A value that cannot go into config.h, or a config.h that cannot be read back."""
+
+
+# The data directory (kit.places)
+
+
+class DataDirError(KitError):
+    """The kit's data directory is missing, foreign, or from another kit version."""

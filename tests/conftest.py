@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own empty KIT_HOME."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import Ca, make_ca, new_key  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def kit_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory for each test, so no test sees a student's devices or another test's."""
+    home = tmp_path_factory.mktemp("kit-home") / "home"
+    monkeypatch.setenv("KIT_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def ca() -> Ca:
+    """A throwaway CA for issuing device certificates."""
+    return make_ca()
+
+
+@pytest.fixture
+def key():
+    """A fresh P-256 key, like one the chip makes in a slot."""
+    return new_key()
