@@ -22,8 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from kit.errors import CertificateError, DeviceNameError, SignatureError
-from kit.pem import Kind, PemBlock, clean_pem, read_block
+from kit.errors import (
+    CertificateError,
+    DeviceNameError,
+    NotPemError,
+    SignatureError,
+    WrongPemKindError,
+)
+from kit.pem import Kind, PemBlock, clean_pem, der_kind, read_block
 
 __all__ = [
     "Certificate",
@@ -32,6 +38,7 @@ __all__ = [
     "NameAttribute",
     "clean_pem",
     "der_kind",
+    "load_any",
     "load_certificate",
     "load_csr",
     "matches",
@@ -75,7 +82,7 @@ class NameAttribute:
         return "".join(sorted(set(self.value) - PRINTABLE_STRING))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class _Signed:
     """What CSRs and certificates share: name parts, key, signature, encodings."""
 
@@ -149,6 +156,11 @@ class _Signed:
     def __str__(self) -> str:
         return self.describe()
 
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.subject_text or '(no subject)'}, {self.key_description}>"
+        )
+
     _kind: ClassVar[Kind] = "csr"
 
     @property
@@ -157,7 +169,7 @@ class _Signed:
         return PemBlock(self._kind, self.der).pem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Csr(_Signed):
     """A certificate signing request, parsed and with its signature checked."""
 
@@ -180,17 +192,17 @@ class Csr(_Signed):
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Certificate(_Signed):
     """An X.509 certificate, parsed."""
 
-    issuer: tuple[NameAttribute, ...] = ()
-    not_before: datetime = datetime.min.replace(tzinfo=timezone.utc)
-    not_after: datetime = datetime.max.replace(tzinfo=timezone.utc)
-    serial_number: int = 0
-    is_ca: bool = False
-    _tbs: bytes = field(default=b"", repr=False)
-    _signature: bytes = field(default=b"", repr=False)
+    issuer: tuple[NameAttribute, ...]
+    not_before: datetime
+    not_after: datetime
+    serial_number: int
+    is_ca: bool
+    _tbs: bytes
+    _signature: bytes
     _title: ClassVar[str] = "Certificate"
     _kind: ClassVar[Kind] = "certificate"
 
@@ -292,20 +304,23 @@ def load_certificate(text: str | bytes) -> Certificate:
         raise CertificateError(_malformed("certificate", error)) from None
 
 
+def load_any(text: str) -> Csr | Certificate:
+    """Parse pasted text that holds either a CSR or a certificate (for `kit inspect`)."""
+    try:
+        return load_csr(text)
+    except WrongPemKindError:
+        return load_certificate(text)
+    except NotPemError:
+        raise NotPemError(
+            "No CSR or certificate found in the text. A CSR starts with -----BEGIN CERTIFICATE "
+            "REQUEST-----, a certificate with -----BEGIN CERTIFICATE-----: copy the whole "
+            "block, including those lines."
+        ) from None
+
+
 def matches(csr: Csr, certificate: Certificate) -> bool:
     """Whether the certificate carries the CSR's public key (so the chip's key goes with it)."""
     return _canonical_key(csr.public_key_der) == _canonical_key(certificate.public_key_der)
-
-
-def der_kind(der: bytes) -> Kind | None:
-    """Whether DER bytes are a CSR, a certificate, or neither."""
-    for kind, spec in (("csr", asn1_csr.CertificationRequest), ("certificate", asn1_x509.Certificate)):
-        try:
-            spec.load(der, strict=True).native  # noqa: B018 - .native forces a full parse
-        except (ValueError, TypeError, KeyError):
-            continue
-        return kind  # type: ignore[return-value]
-    return None
 
 
 def name_text(attributes: tuple[NameAttribute, ...]) -> str:
@@ -328,13 +343,13 @@ def describe_key(key: PublicKeyTypes) -> str:
 
 @dataclass(frozen=True)
 class DeviceName:
-    """A device name that works as certificate CN, MQTT client id, AWS thing name and topic level."""
+    """A name that works as certificate CN, MQTT client id, AWS thing name and topic level."""
 
     name: str
 
     @property
     def nonstandard_characters(self) -> str:
-        """Characters the ECCX08 will write into a PrintableString although the type forbids them."""
+        """Characters the chip will write into a PrintableString although that type forbids them."""
         return "".join(sorted(set(self.name) - PRINTABLE_STRING))
 
     @property

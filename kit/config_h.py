@@ -151,7 +151,10 @@ def make_config(
     return config, tuple(changes)
 
 
-def to_text(config: SketchConfig, origin: str = "Made by `kit config-h`.") -> str:
+def to_text(
+    config: SketchConfig,
+    origin: str = "Made by the course kit (`kit config-h` or notebook 03_configure_sketch).",
+) -> str:
     """The text of config.h for already-checked values."""
     return _TEMPLATE.format(
         origin=origin,
@@ -167,7 +170,9 @@ def to_text(config: SketchConfig, origin: str = "Made by `kit config-h`.") -> st
 
 def example_text() -> str:
     """The committed, secret-free template sketches/AWS/config.h.example."""
-    placeholder = "-----BEGIN CERTIFICATE-----\n(paste the certificate here)\n-----END CERTIFICATE-----\n"
+    placeholder = (
+        "-----BEGIN CERTIFICATE-----\n(paste the certificate here)\n-----END CERTIFICATE-----\n"
+    )
     config = SketchConfig("", "", "", placeholder, DEFAULT_PORT, 0, "")
     return to_text(
         config,

@@ -45,7 +45,7 @@ def string_literal(value: str) -> str:
 def raw_string_literal(value: str, preferred: str = "PEM") -> str:
     """A C++11 raw string literal holding `value`, with a delimiter that cannot collide with it."""
     delimiter, n = preferred, 0
-    while f"){delimiter}\"" in value:
+    while f'){delimiter}"' in value:
         n += 1
         delimiter = f"{preferred}{n}"
     return f'R"{delimiter}({value}){delimiter}"'

@@ -10,17 +10,12 @@ from __future__ import annotations
 class KitError(Exception):
     """Something the student can fix; the message says how."""
 
+    title = "Problem"
+
     def _render_traceback_(self) -> list[str]:
         """What IPython shows instead of a traceback: the kind of problem, then the message."""
         # A student needs the sentence that says what to do, not the kit's internals.
-        return [f"\x1b[1;31m{problem_title(self)}\x1b[0m", str(self)]
-
-
-def problem_title(error: BaseException) -> str:
-    """A short heading for an error, from its class name: TruncatedPemError → "Truncated pem"."""
-    name = type(error).__name__.removesuffix("Error") or "Kit"
-    words = "".join(f" {c}" if c.isupper() else c for c in name).split()
-    return " ".join([words[0], *(w.lower() for w in words[1:])]) + " problem"
+        return [f"\x1b[1;31m{self.title}\x1b[0m", str(self)]
 
 
 # Pasted text and certificates (kit.pem, kit.certs)
@@ -28,6 +23,8 @@ def problem_title(error: BaseException) -> str:
 
 class PemError(KitError):
     """Pasted text that is not one clean PEM block of the expected kind."""
+
+    title = "Pasted text problem"
 
 
 class NotPemError(PemError):
@@ -57,6 +54,8 @@ class Base64Error(PemError):
 class CertificateError(KitError):
     """The block decodes but is not a well-formed CSR or certificate."""
 
+    title = "Certificate problem"
+
 
 class SignatureError(CertificateError):
     """The signature does not match the content (a character changed while copying)."""
@@ -65,6 +64,8 @@ class SignatureError(CertificateError):
 class DeviceNameError(KitError):
     """A device name that cannot be a certificate CN, MQTT client id, thing name and topic level."""
 
+    title = "Device name problem"
+
 
 # config.h (kit.config_h)
 
@@ -72,9 +73,13 @@ class DeviceNameError(KitError):
 class ConfigError(KitError):
     """A value that cannot go into config.h, or a config.h that cannot be read back."""
 
+    title = "config.h problem"
+
 
 # The data directory (kit.places)
 
 
 class DataDirError(KitError):
     """The kit's data directory is missing, foreign, or from another kit version."""
+
+    title = "Data folder problem"

@@ -14,8 +14,12 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
+from asn1crypto import csr as asn1_csr
+from asn1crypto import x509 as asn1_x509
+
 from kit.errors import (
     Base64Error,
+    CertificateError,
     MultiplePemError,
     NotPemError,
     PrivateKeyPastedError,
@@ -95,7 +99,7 @@ def read_block(text: str, kind: Kind) -> PemBlock:
         )
     if found != kind:
         raise WrongPemKindError(_wrong_kind_message(found, kind))
-    return PemBlock(kind, _decode_body(_between(lines, begin, end), kind))
+    return _checked(_decode_body(_between(lines, begin, end), kind), kind)
 
 
 def _wrong_kind_message(found: str, expected: str) -> str:
@@ -216,6 +220,9 @@ def _b64decode(data: str, kind: Kind) -> bytes:
             f"The {NAMES[kind]} block is empty. Copy the lines between -----BEGIN and -----END too."
         )
     try:
+        # Python's decoder forgives lost characters before '=' padding; a paste must not.
+        if len(data) % 4 or not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", data):
+            raise ValueError("length or padding")
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise Base64Error(
@@ -227,9 +234,6 @@ def _b64decode(data: str, kind: Kind) -> bytes:
 
 def _headerless_block(lines: list[str], kind: Kind) -> PemBlock:
     """Accept a bare base64 body pasted without BEGIN/END lines, if it decodes to `kind`."""
-    # Local import: certs builds on this module, and only this rare path needs it.
-    from kit.certs import der_kind
-
     runs: list[list[str]] = [[]]
     for _, chunk in _body_chunks(lines):
         if _BASE64_LINE.match(chunk) and len(chunk) >= 16:
@@ -253,4 +257,28 @@ def _headerless_block(lines: list[str], kind: Kind) -> PemBlock:
         )
     if found != kind:
         raise WrongPemKindError(_wrong_kind_message(found, kind))
+    return PemBlock(kind, der)
+
+
+def der_kind(der: bytes) -> Kind | None:
+    """Whether DER bytes are a whole, well-formed CSR, certificate, or neither."""
+    for kind, spec in (
+        ("csr", asn1_csr.CertificationRequest),
+        ("certificate", asn1_x509.Certificate),
+    ):
+        try:
+            spec.load(der, strict=True).native  # noqa: B018 - .native forces a full parse
+        except (ValueError, TypeError, KeyError, OverflowError):
+            continue
+        return kind  # type: ignore[return-value]
+    return None
+
+
+def _checked(der: bytes, kind: Kind) -> PemBlock:
+    """The block, once its bytes are known to be a whole `kind`."""
+    if der_kind(der) != kind:
+        raise CertificateError(
+            f"The text decodes, but it is not a whole {NAMES[kind]}: part of it is missing or "
+            f"was changed while copying. Copy the whole block again, from -----BEGIN to -----END."
+        )
     return PemBlock(kind, der)

@@ -9,14 +9,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import Ca, make_ca, new_key  # noqa: E402
+from helpers import Ca, make_ca, new_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
 def kit_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data directory for each test, so no test sees a student's devices or another test's."""
+    """A fresh data directory per test: no test sees a student's devices or another test's."""
     home = tmp_path_factory.mktemp("kit-home") / "home"
     monkeypatch.setenv("KIT_HOME", str(home))
     return home

@@ -39,7 +39,9 @@ class Ca:
     def pem(self) -> str:
         return self.cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def issue(self, public_key, name: str, *, days: int = 365, start: dt.datetime | None = None) -> str:
+    def issue(
+        self, public_key, name: str, *, days: int = 365, start: dt.datetime | None = None
+    ) -> str:
         """A certificate for `public_key` with CN `name` written as a PrintableString, as AWS
         copies it from a chip's CSR (even when `name` has characters that type forbids)."""
         start = start or dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
@@ -60,7 +62,8 @@ class Ca:
             .sign(self.key, hashes.SHA256())
         )
         tbs = cert.tbs_certificate_bytes.replace(
-            b"\x13" + bytes([len(name)]) + stand_in.encode(), b"\x13" + bytes([len(name)]) + name.encode()
+            b"\x13" + bytes([len(name)]) + stand_in.encode(),
+            b"\x13" + bytes([len(name)]) + name.encode(),
         )
         signature = self.key.sign(tbs, ec.ECDSA(hashes.SHA256()))
         algorithm = bytes.fromhex("300a06082a8648ce3d040302")

@@ -30,7 +30,9 @@ def body_of(pem: str) -> str:
 
 def rewrap(pem: str, width: int) -> str:
     lines = textwrap.wrap(body_of(pem), width)
-    return "\n".join(["-----BEGIN CERTIFICATE REQUEST-----", *lines, "-----END CERTIFICATE REQUEST-----"])
+    return "\n".join(
+        ["-----BEGIN CERTIFICATE REQUEST-----", *lines, "-----END CERTIFICATE REQUEST-----"]
+    )
 
 
 def serial_log(pem: str) -> str:
@@ -122,7 +124,9 @@ def test_refuses_two_blocks(chip: str) -> None:
 
 def test_refuses_certificate_where_csr_expected(ca, key) -> None:
     cert = ca.issue(key.public_key(), "device_01")
-    with pytest.raises(errors.WrongPemKindError, match="is a certificate, not a certificate signing"):
+    with pytest.raises(
+        errors.WrongPemKindError, match="is a certificate, not a certificate signing"
+    ):
         clean_pem(cert, "csr")
 
 
@@ -144,7 +148,7 @@ def test_refuses_private_key_and_warns(chip: str, alone: bool) -> None:
 
 
 def test_refuses_other_block_kinds() -> None:
-    text = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+    text = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYI\n-----END PUBLIC KEY-----\n"
     with pytest.raises(errors.WrongPemKindError, match="'PUBLIC KEY' block"):
         clean_pem(text, "csr")
 
@@ -170,5 +174,19 @@ def test_refuses_empty_block() -> None:
 
 def test_every_refusal_is_a_kit_error() -> None:
     assert issubclass(errors.PemError, errors.KitError)
-    for name in ("NotPem", "TruncatedPem", "MultiplePem", "WrongPemKind", "PrivateKeyPasted", "Base64"):
+    for name in (
+        "NotPem",
+        "TruncatedPem",
+        "MultiplePem",
+        "WrongPemKind",
+        "PrivateKeyPasted",
+        "Base64",
+    ):
         assert issubclass(getattr(errors, name + "Error"), errors.PemError)
+
+
+def test_refuses_a_block_that_lost_a_whole_group(chip: str) -> None:
+    lines = chip.splitlines()
+    lines[2] = lines[2][:8] + lines[2][12:]  # four characters lost: still valid base64
+    with pytest.raises(errors.CertificateError, match="not a whole certificate signing request"):
+        clean_pem("\n".join(lines), "csr")

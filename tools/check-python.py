@@ -2,7 +2,7 @@
 
 import sys
 
-if sys.version_info < (3, 10):
+if sys.version_info < (3, 10):  # noqa: UP036 - this file runs before setup, on any Python
     found = ".".join(map(str, sys.version_info[:3]))
     sys.exit(
         f"The kit needs Python 3.10 or newer, but `python3` is {found}. Install a newer Python "

@@ -1,0 +1,104 @@
+"""The project's own promises: one environment for pip and conda, two commands, CI = make test."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+CONDA_ONLY = {"python", "pip", "arduino-cli"}
+
+
+def normalise(requirement: str) -> str:
+    name, spec = re.match(r"\s*([A-Za-z0-9_.-]+)\s*(.*)", requirement).groups()
+    return name.lower().replace("_", "-") + spec.replace(" ", "")
+
+
+def test_environment_yml_lists_the_same_runtime_dependencies() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = {normalise(r) for r in pyproject["project"]["dependencies"]}
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert environment["channels"] == ["conda-forge"]
+    conda = {normalise(d) for d in environment["dependencies"] if isinstance(d, str)}
+    extra = {d for d in conda if re.match(r"[a-z0-9-]+", d).group(0) not in CONDA_ONLY}
+    assert extra == wanted
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert pip == ["-e ."]
+
+
+def test_the_two_commands_are_documented_and_ci_runs_make_test() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "make lab" in readme and "make test" in readme
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert ci[-1] == "make test"
+
+
+def test_every_top_level_folder_exists() -> None:
+    for name in ("notebooks", "kit", "sketches", "images", "tests", "environment.yml"):
+        assert (ROOT / name).exists(), name
+
+
+def test_no_private_keys_or_configs_are_tracked() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert "sketches/AWS/config.h" not in tracked
+    for name in tracked:
+        path = ROOT / name
+        if path.is_file() and path.suffix in {".pem", ".key", ".txt", ".h"}:
+            assert "PRIVATE KEY" not in path.read_text(errors="replace"), name
+
+
+@pytest.mark.timeout(120)
+def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "lab.log").open("w+")
+    env = {
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "PATH": str(Path(sys.executable).parent),
+    }
+    lab = subprocess.Popen(
+        [str(Path(sys.executable).parent / "kit"), "lab", "--no-browser", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                assert lab.poll() is None, Path(log.name).read_text()
+                assert time.monotonic() < deadline, Path(log.name).read_text()
+                time.sleep(0.5)
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
+    text = Path(log.name).read_text()
+    assert str(ROOT / "notebooks") in text
