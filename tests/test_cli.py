@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from helpers import csr_pem, private_key_pem, serial_monitor
+from test_pem import PASTES
 
 from kit import __version__, config_h
+from kit.cli import main
 
 KIT = [sys.executable, "-m", "kit.cli"]
 
@@ -185,3 +187,12 @@ def test_config_h_bad_value_writes_nothing(tmp_path: Path, ca, key) -> None:
     assert done.returncode == 1
     assert "is an IP address" in done.stderr
     assert list(tmp_path.iterdir()) == [cert]
+
+
+@pytest.mark.parametrize("form", PASTES)
+def test_inspect_handles_every_accepted_paste(form: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "pasted.txt"
+    path.write_text(PASTES[form](csr_pem("device_01")), newline="")
+    assert main(["inspect", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "CN=device_01" in shown and "Signature:" in shown
