@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kit import __version__, certs, config_h
+from kit import __version__, board, certs, config_h
 from kit.errors import KitError
-from kit.places import checkout
+from kit.places import checkout, write_private
+from kit.sim import board as vboard
+from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
+from kit.sim.eccx08 import ChipTiming
 
 PASSWORD_VARIABLE = "KIT_WIFI_PASSWORD"
 
@@ -70,6 +75,45 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"read the WiFi password from stdin (else ${PASSWORD_VARIABLE}, else a hidden prompt)",
     )
 
+    command("boards", cmd_boards, "List attached boards and running virtual boards.")
+
+    csr = command("csr", cmd_csr, "Capture a CSR from the board's CSR sketch over serial.")
+    csr.add_argument("--port", help="port path or URL (sim://default); default: the only board")
+    csr.add_argument("--name", help="device name (default: the chip's serial number)")
+    csr.add_argument(
+        "--slot",
+        type=int,
+        default=0,
+        help="key slot 0-4 (default 0; Arduino Cloud "
+        "also uses slot 0, so pick 1-4 if you use it too)",
+    )
+    csr.add_argument(
+        "--lock",
+        action="store_true",
+        help="lock an unlocked chip: PERMANENT, needed once per board",
+    )
+    csr.add_argument(
+        "--keep-key",
+        action="store_true",
+        help="reuse the key already in the slot instead of making a new one",
+    )
+    csr.add_argument("--out", type=Path, help="save the CSR here (default: print it)")
+
+    sim = command("sim", cmd_sim, "Run a virtual MKR WiFi 1010 in the foreground.")
+    sim.add_argument("--board", default="default", help="board name (default: default)")
+    sim.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="example",
+        help="which CSR dialog it speaks (default: example)",
+    )
+    sim.add_argument("--fail", choices=FAILURES, help="make the sketch fail this way")
+    sim.add_argument(
+        "--reset", action="store_true", help="make the chip factory-new first (unlocked, no keys)"
+    )
+    sim.add_argument("--socket-port", type=int, default=0, help="TCP port (default: any free)")
+    sim.add_argument("--instant-chip", action="store_true", help=argparse.SUPPRESS)
+
     lab = command("lab", cmd_lab, "Open the course notebooks in JupyterLab.")
     lab.add_argument("--port", type=int, help="port for JupyterLab (default: its own choice)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -106,6 +150,92 @@ def cmd_config_h(args: argparse.Namespace) -> None:
         "It holds your WiFi password: it is readable only by you"
         + (" and git ignores it." if ignored else "; keep it out of git and shared folders.")
     )
+
+
+def cmd_boards(args: argparse.Namespace) -> None:
+    """Print every port with what is on it."""
+    boards = board.find_boards()
+    if not boards:
+        print("No serial ports and no virtual boards. Plug a board in, or run `kit sim`.")
+    for found in boards:
+        note = {
+            "supported": "ready" if found.mode == "sketch" else "bootloader mode: press reset once",
+            "virtual": "virtual board",
+            "unsupported": "not supported by the course",
+            "unknown": "not an Arduino",
+        }[found.kind]
+        print(f"{found}  [{note}]")
+
+
+def cmd_csr(args: argparse.Namespace) -> None:
+    """Capture a CSR, showing the serial dialog as it happens on stderr."""
+    if args.name is not None:
+        certs.validate_device_name(args.name)
+    device = args.port or board.choose_board(ask=_ask_board if sys.stdin.isatty() else None).device
+    print(f"Talking to {device} ...", file=sys.stderr)
+    try:
+        capture = board.capture_csr(
+            device,
+            name=args.name,
+            slot=args.slot,
+            lock=args.lock,
+            new_key=not args.keep_key,
+            on_output=lambda text: print(text, end="", file=sys.stderr, flush=True),
+        )
+    finally:
+        print(file=sys.stderr)  # the dialog may stop mid-line
+    if args.out:
+        write_private(args.out, capture.csr.pem)
+        print(f"Saved the CSR for {capture.csr.common_name} (slot {capture.slot}) to {args.out}.")
+    else:
+        print(capture.csr.pem, end="")
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Run a virtual board until Ctrl+C; print its ports first, then its serial output."""
+    settings = SketchSettings(variant=args.variant, fail=args.fail)
+    timing = ChipTiming.instant() if args.instant_chip else None
+    if args.reset:
+        vboard.chip(args.board).factory_reset()
+    device = vboard.VirtualBoard(
+        args.board,
+        settings,
+        timing,
+        args.socket_port,
+        echo=lambda data: sys.stdout.buffer.write(data) and sys.stdout.flush(),
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: device.reset_button.set())
+    with device:
+        info = device.info
+        print(
+            f"Virtual MKR WiFi 1010 '{info.name}', chip {info.chip_serial}, "
+            f"{'locked' if device.chip.locked else 'not locked'}, CSR sketch ({info.variant})"
+        )
+        if info.pty:
+            print(f"  serial port: {info.pty}")
+        print(f"  socket:      {info.socket_url}")
+        print(f"  from Python: {info.url}")
+        print("Stop it with Ctrl+C.", flush=True)
+        try:
+            while not stopped.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            pass
+    print("Virtual board stopped.")
+    return 0
+
+
+def _ask_board(boards: list[board.BoardPort]) -> board.BoardPort:
+    """Ask which of several boards to use."""
+    for number, found in enumerate(boards, 1):
+        print(f"  {number}. {found}", file=sys.stderr)
+    while True:
+        choice = input(f"Which board (1-{len(boards)})? ").strip()
+        if choice.isdigit() and 1 <= int(choice) <= len(boards):
+            return boards[int(choice) - 1]
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -83,3 +83,68 @@ class DataDirError(KitError):
     """The kit's data directory is missing, foreign, or from another kit version."""
 
     title = "Data folder problem"
+
+
+# Boards and the serial CSR dialog (kit.board)
+
+
+class BoardError(KitError):
+    """Finding, opening or talking to a board failed."""
+
+    title = "Board problem"
+
+
+class NoBoardError(BoardError):
+    """No board is attached (and no virtual board runs)."""
+
+
+class SeveralBoardsError(BoardError):
+    """More than one board, and nothing says which one to use."""
+
+
+class BootloaderModeError(BoardError):
+    """The board is in bootloader mode (reset was double-tapped)."""
+
+
+class UnsupportedBoardError(BoardError):
+    """An Arduino board the AWS sketch does not support."""
+
+
+class PortBusyError(BoardError):
+    """Another program (often the Serial Monitor) has the port open."""
+
+
+class PortPermissionError(BoardError):
+    """The operating system does not let this user open the port."""
+
+
+class BoardDisconnectedError(BoardError):
+    """The port vanished: the board was unplugged or reset away."""
+
+
+class BoardSilentError(BoardError):
+    """The board said nothing (or stopped talking) within the time allowed."""
+
+
+class NoChipError(BoardError):
+    """The sketch found no ECCX08 crypto chip."""
+
+
+class ChipNotLockedError(BoardError):
+    """The chip is not locked and the person did not choose to lock it."""
+
+
+class LockFailedError(BoardError):
+    """Writing or locking the chip's configuration failed."""
+
+
+class CsrGenerationError(BoardError):
+    """The chip could not make the key or the CSR."""
+
+
+class GarbledCsrError(BoardError):
+    """The CSR arrived damaged or incomplete."""
+
+
+class UnexpectedOutputError(BoardError):
+    """The board printed something the CSR dialog does not contain (wrong sketch?)."""

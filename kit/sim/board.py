@@ -1,0 +1,324 @@
+"""A virtual MKR WiFi 1010: one process per named board, its chip, its serial port, its sketch.
+
+A board's files live in KIT_HOME/boards/<name>/: the chip (serial number, lock, slot keys 0600),
+board.json while it runs (pid and ports, so `sim://<name>` and other processes find it), the
+serial log (everything the sketch printed) and the process log. A second start of a running
+board is refused: a real board cannot be plugged in twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.places import kit_home, write_private
+from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
+from kit.sim.eccx08 import ChipTiming, VirtualEccx08
+from kit.sim.serial_port import PortClosed, VirtualSerialPort
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+DEFAULT_BOARD = "default"
+# Boards this process started: a stopped child stays a zombie until reaped, and looks alive.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class VirtualBoardError(KitError):
+    """A virtual board could not be started, found or stopped."""
+
+    title = "Virtual board problem"
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    """A running virtual board, as other processes find it."""
+
+    name: str
+    pid: int
+    socket_port: int
+    pty: str | None
+    firmware: str
+    variant: str
+    fail: str | None
+    chip_serial: str
+
+    @property
+    def url(self) -> str:
+        """The pyserial URL that opens this board's port from any process: sim://<name>."""
+        return f"sim://{self.name}"
+
+    @property
+    def socket_url(self) -> str:
+        return f"socket://127.0.0.1:{self.socket_port}"
+
+    @property
+    def serial_log(self) -> Path:
+        """Everything the board printed on its serial port."""
+        return board_dir(self.name) / "serial.log"
+
+
+def board_dir(name: str) -> Path:
+    """The folder that holds one virtual board's chip and logs."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise VirtualBoardError(
+            f"'{name}' cannot be a virtual board name: use letters, digits, '-' and '_'."
+        )
+    return kit_home() / "boards" / name
+
+
+def chip(name: str = DEFAULT_BOARD, timing: ChipTiming | None = None) -> VirtualEccx08:
+    """The virtual chip of a board (it exists whether or not the board runs)."""
+    return VirtualEccx08(board_dir(name) / "chip", timing)
+
+
+def running_boards() -> list[BoardInfo]:
+    """Every virtual board whose process is alive."""
+    root = kit_home() / "boards"
+    boards = []
+    for state in sorted(root.glob("*/board.json")) if root.exists() else []:
+        info = _read_info(state)
+        if info is not None and _alive(info.pid):
+            boards.append(info)
+    return boards
+
+
+def find(name: str = DEFAULT_BOARD) -> BoardInfo:
+    """The running board called `name`, or an error that says how to start it."""
+    info = _read_info(board_dir(name) / "board.json")
+    if info is None or not _alive(info.pid):
+        raise VirtualBoardError(
+            f"The virtual board '{name}' is not running. Start it with `kit sim --board {name}` "
+            "(or the setup notebook)."
+        )
+    return info
+
+
+def start(
+    name: str = DEFAULT_BOARD,
+    *,
+    variant: Variant = "example",
+    fail: Failure | None = None,
+    reset_chip: bool = False,
+    instant_chip: bool = False,
+    timeout: float = 30.0,
+) -> BoardInfo:
+    """Start a virtual board in the background (it outlives the notebook kernel)."""
+    with contextlib.suppress(VirtualBoardError):
+        current = find(name)
+        if (current.variant, current.fail, current.firmware) == (
+            variant,
+            fail,
+            "csr",
+        ) and not reset_chip:
+            return current
+        stop(name)  # re-flash: the same board restarts with other settings
+    folder = board_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "kit.cli", "sim", "--board", name, "--variant", variant]
+    command += ["--fail", fail] if fail else []
+    command += ["--reset"] if reset_chip else []
+    command += ["--instant-chip"] if instant_chip else []
+    with (folder / "process.log").open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # not killed with the kernel or terminal that started it
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    _children[process.pid] = process
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = _read_info(folder / "board.json")
+        if info is not None and info.pid == process.pid:
+            return info
+        if process.poll() is not None:
+            raise VirtualBoardError(
+                f"The virtual board '{name}' stopped while starting: "
+                + _last_line(folder / "process.log")
+            )
+        time.sleep(0.05)
+    process.kill()
+    raise VirtualBoardError(f"The virtual board '{name}' did not start within {timeout:.0f} s.")
+
+
+def stop(name: str = DEFAULT_BOARD, timeout: float = 10.0) -> bool:
+    """Stop a running virtual board; return whether one was running."""
+    try:
+        info = find(name)
+    except VirtualBoardError:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(info.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, signal.SIGKILL)
+    return True
+
+
+def press_reset(name: str = DEFAULT_BOARD) -> None:
+    """Press the virtual board's reset button: its sketch starts again."""
+    info = find(name)
+    if not hasattr(signal, "SIGUSR1"):  # pragma: no cover - Windows
+        raise VirtualBoardError("Pressing reset needs Linux or macOS; stop and start the board.")
+    os.kill(info.pid, signal.SIGUSR1)
+
+
+class VirtualBoard:
+    """A board running in this process: a chip, a serial port and the CSR sketch."""
+
+    def __init__(
+        self,
+        name: str = DEFAULT_BOARD,
+        settings: SketchSettings | None = None,
+        timing: ChipTiming | None = None,
+        socket_port: int = 0,
+        echo: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings or SketchSettings()
+        self.folder = board_dir(name)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _take_lock(self.folder / "lock", name)
+        self.chip = VirtualEccx08(self.folder / "chip", timing)
+        self.port = VirtualSerialPort(socket_port)
+        self.reset_button = threading.Event()
+        self._stop = threading.Event()
+        self._echo = echo
+        self._log = (self.folder / "serial.log").open("ab", buffering=0)
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"board-{name}")
+        self.info = BoardInfo(
+            name=name,
+            pid=os.getpid(),
+            socket_port=self.port.socket_port,
+            pty=self.port.pty_path,
+            firmware="csr",
+            variant=self.settings.variant,
+            fail=self.settings.fail,
+            chip_serial=self.chip.serial_number,
+        )
+
+    def start(self) -> VirtualBoard:
+        """Power on: publish where the port is, then run the sketch in a thread."""
+        write_private(self.folder / "board.json", json.dumps(asdict(self.info)) + "\n")
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Power off."""
+        self._stop.set()
+        self.port.close()
+        self._thread.join(timeout=5)
+        state = self.folder / "board.json"
+        info = _read_info(state)
+        if info is not None and info.pid == os.getpid():
+            state.unlink(missing_ok=True)
+        self._log.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    def __enter__(self) -> VirtualBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_log(self, data: bytes) -> None:
+        self._log.write(data)
+        if self._echo:
+            self._echo(data)
+
+    def _run(self) -> None:
+        """Run the sketch; after it halts, a reset (or the host opening the port) restarts it."""
+        while not self._stop.is_set():
+            self.reset_button.clear()
+            self.port.drain()
+            sketch = CsrSketch(
+                self.port, self.chip, self.settings, self.reset_button, self._write_log
+            )
+            try:
+                sketch.setup()
+            except Reset:
+                continue
+            except PortClosed:
+                return
+            except Halt:
+                # A halted sketch waits for the reset button. Opening the port again counts as
+                # pressing it, so a student can simply run the capture again.
+                opened = self.port.open_count
+                while not self._stop.is_set() and not self.reset_button.is_set():
+                    if self.port.open_count != opened:
+                        break
+                    time.sleep(0.02)
+
+
+def _take_lock(path: Path, name: str):
+    """Hold an exclusive lock for the board's lifetime; refuse a second start."""
+    handle = path.open("a+")
+    if fcntl is None:  # pragma: no cover - Windows: fall back to the recorded pid
+        info = _read_info(path.parent / "board.json")
+        if info is not None and _alive(info.pid):
+            handle.close()
+            raise VirtualBoardError(_already_running(name, info.pid))
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        info = _read_info(path.parent / "board.json")
+        raise VirtualBoardError(_already_running(name, info.pid if info else None)) from None
+    return handle
+
+
+def _already_running(name: str, pid: int | None) -> str:
+    where = f" (process {pid})" if pid else ""
+    return (
+        f"The virtual board '{name}' is already running{where}. Use it as it is, stop it first "
+        f"(Ctrl+C in its terminal, or kit.sim.board.stop('{name}')), or start another one with "
+        "--board OTHER_NAME."
+    )
+
+
+def _read_info(path: Path) -> BoardInfo | None:
+    try:
+        return BoardInfo(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"

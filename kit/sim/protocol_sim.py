@@ -1,0 +1,32 @@
+"""pyserial URL handler for `sim://<board>`: a running virtual board's port, from any process.
+
+pyserial looks for `protocol_<scheme>` modules in the packages listed in
+`serial.protocol_handler_packages`; `kit.board` adds `kit.sim` there, so
+`serial.serial_for_url("sim://default")` opens the virtual board named "default".
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from serial import SerialException
+from serial.urlhandler import protocol_socket
+
+from kit.errors import KitError
+from kit.sim import board
+
+
+class Serial(protocol_socket.Serial):
+    """A socket serial port whose address is looked up by board name."""
+
+    def from_url(self, url: str) -> tuple[str, int]:
+        """sim://<name> → the board's socket on 127.0.0.1."""
+        parts = urlsplit(url)
+        if parts.scheme != "sim":
+            raise SerialException(f"expected sim://<board name>, not {url!r}")
+        name = parts.netloc or parts.path.lstrip("/") or board.DEFAULT_BOARD
+        try:
+            info = board.find(name)
+        except KitError as error:
+            raise SerialException(str(error)) from None
+        return ("127.0.0.1", info.socket_port)

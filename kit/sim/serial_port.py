@@ -1,0 +1,168 @@
+"""The virtual board's USB serial port, served as a pty (Linux, macOS) and a TCP socket.
+
+A host "opens the port" by opening the pty's device path or connecting to the socket (pyserial:
+`socket://127.0.0.1:<port>`, or `sim://<board>`). As on a real board, the sketch can wait for
+that (`while (!Serial)`), bytes written while no host has the port open are lost, and only one
+host at a time can have it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import socket
+import threading
+import time
+
+try:  # POSIX only: Windows gets the socket alone.
+    import pty
+    import termios
+    import tty
+except ImportError:  # pragma: no cover - Windows
+    pty = None  # type: ignore[assignment]
+
+
+class PortClosed(Exception):
+    """The host closed the port while the sketch was reading (internal signal)."""
+
+
+class VirtualSerialPort:
+    """One serial port that a pty and a socket both lead to; one host at a time."""
+
+    def __init__(self, socket_port: int = 0, use_pty: bool = True) -> None:
+        self._input: queue.Queue[bytes] = queue.Queue()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pty_open = False
+        self._client: socket.socket | None = None
+        self.opened = threading.Condition()
+        self.open_count = 0  # how many times a host has opened the port
+        self._server = socket.create_server(("127.0.0.1", socket_port))
+        self.socket_port: int = self._server.getsockname()[1]
+        self.pty_path: str | None = None
+        self._master: int | None = None
+        threads = [threading.Thread(target=self._serve_socket, daemon=True)]
+        if use_pty and pty is not None:
+            self._master, slave = pty.openpty()
+            tty.setraw(slave, termios.TCSANOW)
+            self.pty_path = os.ttyname(slave)
+            # Closing our end of the slave lets us see when a host opens it (POLLHUP clears).
+            os.close(slave)
+            threads.append(threading.Thread(target=self._serve_pty, daemon=True))
+        for thread in threads:
+            thread.start()
+
+    @property
+    def socket_url(self) -> str:
+        """The pyserial URL of the socket side."""
+        return f"socket://127.0.0.1:{self.socket_port}"
+
+    @property
+    def host_connected(self) -> bool:
+        """Whether a host has the port open (the sketch's `Serial` is true)."""
+        return self._pty_open or self._client is not None
+
+    def wait_for_host(self, stop: threading.Event | None = None) -> None:
+        """Block until a host opens the port, as `while (!Serial);` does."""
+        with self.opened:
+            while not self.host_connected:
+                if (stop and stop.is_set()) or self._stop.is_set():
+                    raise PortClosed
+                self.opened.wait(0.1)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the host; lost if no host has the port open (as on a real board)."""
+        with self._lock:
+            if self._pty_open and self._master is not None:
+                with contextlib.suppress(OSError):
+                    os.write(self._master, data)
+            if self._client is not None:
+                with contextlib.suppress(OSError):
+                    self._client.sendall(data)
+
+    def read(self, timeout: float | None = None) -> bytes:
+        """The next bytes the host sent; b"" after `timeout` seconds with nothing."""
+        try:
+            return self._input.get(timeout=timeout)
+        except queue.Empty:
+            return b""
+
+    def drain(self) -> None:
+        """Forget unread input, as a reset does."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._input.get_nowait()
+
+    def close(self) -> None:
+        """Stop serving; hosts see the port disappear."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._server.close()
+        if self._client is not None:
+            with contextlib.suppress(OSError):
+                self._client.close()
+        if self._master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = None
+
+    def _opened_by_host(self) -> None:
+        with self.opened:
+            self.open_count += 1
+            self.opened.notify_all()
+
+    def _serve_pty(self) -> None:
+        """Watch the pty: POLLHUP means no host has it open; read what a host sends."""
+        poller = select.poll()
+        assert self._master is not None
+        poller.register(self._master, select.POLLIN)
+        while not self._stop.is_set():
+            try:
+                events = poller.poll(50)
+            except (OSError, ValueError):
+                return
+            hung_up = any(flag & select.POLLHUP for _, flag in events)
+            if hung_up:
+                self._pty_open = False
+                time.sleep(0.02)
+                continue
+            if not self._pty_open:
+                self._pty_open = True
+                self._opened_by_host()
+            if any(flag & select.POLLIN for _, flag in events):
+                try:
+                    data = os.read(self._master, 4096)
+                except OSError:
+                    self._pty_open = False
+                    continue
+                if data:
+                    self._input.put(data)
+
+    def _serve_socket(self) -> None:
+        """Accept one host at a time; a second one is turned away, like a busy serial port."""
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self.host_connected:
+                with contextlib.suppress(OSError):
+                    client.close()
+                continue
+            self._client = client
+            self._opened_by_host()
+            try:
+                while True:
+                    data = client.recv(4096)
+                    if not data:
+                        break
+                    self._input.put(data)
+            except OSError:
+                pass
+            finally:
+                with self._lock:
+                    self._client = None
+                with contextlib.suppress(OSError):
+                    client.close()
