@@ -164,6 +164,8 @@ def choose_board(
 def open_port(device: str, timeout: float = 0.1) -> serial.SerialBase:
     """Open a board's port by path or URL (socket://, sim://), with errors that say what to do."""
     is_url = "://" in device
+    if device.startswith("sim://"):
+        virtual.find(device.removeprefix("sim://").strip("/") or virtual.DEFAULT_BOARD)
     try:
         if is_url:
             return serial.serial_for_url(device, baudrate=BAUD, timeout=timeout)
@@ -290,6 +292,13 @@ def capture_csr(
             opened.close()
 
 
+def _disconnected(error: Exception) -> BoardDisconnectedError:
+    return BoardDisconnectedError(
+        "The board disappeared in the middle of the dialog (was the cable pulled, or the reset "
+        f"button pressed?): {error}. Plug it in, press reset and run this again."
+    )
+
+
 class _Dialog:
     """The answers for one capture, and the state of the conversation."""
 
@@ -350,13 +359,12 @@ class _Dialog:
             if now - last > limit:
                 raise self._silence(received, limit)
             try:
-                chunk = port.read(max(1, port.in_waiting))
+                chunk = port.read(1)  # waits up to the port timeout (0.1 s)
+                # Then take everything already there, so a caller sees whole lines at once.
+                while chunk and port.in_waiting:
+                    chunk += port.read(port.in_waiting)
             except (serial.SerialException, OSError) as error:
-                raise BoardDisconnectedError(
-                    "The board disappeared in the middle of the dialog (was the cable pulled, or "
-                    f"the reset button pressed?): {error}. Plug it in, press reset and run this "
-                    "again."
-                ) from None
+                raise _disconnected(error) from None
             if not chunk:
                 continue
             last = time.monotonic()
@@ -373,8 +381,11 @@ class _Dialog:
             if match and line_start > answered_at:
                 answered_at = line_start
                 reply = self.answer(match.group("prompt"), match.group("default"))
-                port.write(reply.encode("utf-8") + b"\r\n")
-                port.flush()
+                try:
+                    port.write(reply.encode("utf-8") + b"\r\n")
+                    port.flush()
+                except (serial.SerialException, OSError) as error:
+                    raise _disconnected(error) from None
                 if self.refused_lock:
                     raise ChipNotLockedError(
                         "This board's crypto chip is not locked yet, and locking it is PERMANENT: "

@@ -27,7 +27,8 @@ def compile_and_run(
     as hex; return the values per header, the extra literals' hex, and g++'s warnings."""
     program = ["#include <cstdio>", "#include <cstddef>"]
     for i, text in enumerate(headers):
-        (tmp_path / f"c{i}.h").write_text(text, encoding="utf-8")
+        # g++ treats identical files as one under #pragma once: keep each header distinct.
+        (tmp_path / f"c{i}.h").write_text(f"// header {i}\n{text}", encoding="utf-8")
         program.append(f'namespace c{i} {{\n#include "c{i}.h"\n}}')
     for i, literal in enumerate(extras):
         program.append(f"const char EXTRA_{i}[] = {literal};")

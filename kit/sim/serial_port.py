@@ -43,7 +43,7 @@ class VirtualSerialPort:
         self.socket_port: int = self._server.getsockname()[1]
         self.pty_path: str | None = None
         self._master: int | None = None
-        threads = [threading.Thread(target=self._serve_socket, daemon=True)]
+        self._threads = threads = [threading.Thread(target=self._serve_socket, daemon=True)]
         if use_pty and pty is not None:
             self._master, slave = pty.openpty()
             tty.setraw(slave, termios.TCSANOW)
@@ -87,6 +87,8 @@ class VirtualSerialPort:
         try:
             return self._input.get(timeout=timeout)
         except queue.Empty:
+            if self._stop.is_set():
+                raise PortClosed from None
             return b""
 
     def drain(self) -> None:
@@ -96,17 +98,19 @@ class VirtualSerialPort:
                 self._input.get_nowait()
 
     def close(self) -> None:
-        """Stop serving; hosts see the port disappear."""
+        """Stop serving, as if the USB cable were pulled: hosts see the port disappear."""
         self._stop.set()
         with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        with contextlib.suppress(OSError):
             self._server.close()
-        if self._client is not None:
+        client = self._client
+        if client is not None:
             with contextlib.suppress(OSError):
-                self._client.close()
-        if self._master is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._master)
-            self._master = None
+                client.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2)
 
     def _opened_by_host(self) -> None:
         with self.opened:
@@ -115,30 +119,42 @@ class VirtualSerialPort:
 
     def _serve_pty(self) -> None:
         """Watch the pty: POLLHUP means no host has it open; read what a host sends."""
+        master = self._master
+        assert master is not None
+        try:
+            self._watch_pty(master)
+        finally:
+            # Only this thread closes the fd, so no other thread can poll a reused number.
+            with self._lock:
+                self._master = None
+                self._pty_open = False
+                os.close(master)
+
+    def _watch_pty(self, master: int) -> None:
         poller = select.poll()
-        assert self._master is not None
-        poller.register(self._master, select.POLLIN)
+        poller.register(master, select.POLLIN)
         while not self._stop.is_set():
             try:
                 events = poller.poll(50)
             except (OSError, ValueError):
                 return
-            hung_up = any(flag & select.POLLHUP for _, flag in events)
-            if hung_up:
-                self._pty_open = False
-                time.sleep(0.02)
-                continue
-            if not self._pty_open:
-                self._pty_open = True
-                self._opened_by_host()
-            if any(flag & select.POLLIN for _, flag in events):
+            flags = 0
+            for _, flag in events:
+                flags |= flag
+            if flags & select.POLLIN:
+                # Read before handling a hang-up: a host may write its last line and close.
                 try:
-                    data = os.read(self._master, 4096)
+                    data = os.read(master, 4096)
                 except OSError:
-                    self._pty_open = False
-                    continue
+                    data = b""
                 if data:
                     self._input.put(data)
+            if flags & select.POLLHUP:
+                self._pty_open = False
+                time.sleep(0.02)
+            elif not self._pty_open:
+                self._pty_open = True
+                self._opened_by_host()
 
     def _serve_socket(self) -> None:
         """Accept one host at a time; a second one is turned away, like a busy serial port."""
