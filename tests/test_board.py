@@ -160,7 +160,13 @@ def test_silence_when_the_dialog_already_started(make_board) -> None:
 
 
 def vboard_reset(device: vboard.VirtualBoard) -> None:
+    """Press reset as a person would: after the last program let go of the port."""
+    deadline = time.monotonic() + 5
+    while device.port.host_connected and time.monotonic() < deadline:
+        time.sleep(0.01)
     device.reset_button.set()
+    while device.reset_button.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the sketch has restarted
 
 
 @pytest.mark.parametrize("transport", ["pty", "sim"])

@@ -17,11 +17,19 @@ import threading
 import time
 
 try:  # POSIX only: Windows gets the socket alone.
+    import fcntl
     import pty
+    import struct
     import termios
     import tty
 except ImportError:  # pragma: no cover - Windows
     pty = None  # type: ignore[assignment]
+
+# A host is only "there" once it has finished opening the port. pyserial flushes its input
+# right after opening, which would swallow what a board printed in that instant; a real board
+# waits for DTR, which arrives after USB set-up. On a pty we see the host's flush (packet
+# mode); otherwise we wait this long, which is longer than any open takes.
+SETTLE_SECONDS = 0.1
 
 
 class PortClosed(Exception):
@@ -47,6 +55,8 @@ class VirtualSerialPort:
         if use_pty and pty is not None:
             self._master, slave = pty.openpty()
             tty.setraw(slave, termios.TCSANOW)
+            # Packet mode: reads carry a status byte, which tells us when the host flushes.
+            fcntl.ioctl(self._master, termios.TIOCPKT, struct.pack("i", 1))
             self.pty_path = os.ttyname(slave)
             # Closing our end of the slave lets us see when a host opens it (POLLHUP clears).
             os.close(slave)
@@ -132,29 +142,38 @@ class VirtualSerialPort:
 
     def _watch_pty(self, master: int) -> None:
         poller = select.poll()
-        poller.register(master, select.POLLIN)
+        poller.register(master, select.POLLIN | select.POLLPRI)
+        opening_since: float | None = None  # the slave is open, the host not settled yet
         while not self._stop.is_set():
             try:
-                events = poller.poll(50)
+                events = poller.poll(20)
             except (OSError, ValueError):
                 return
             flags = 0
             for _, flag in events:
                 flags |= flag
-            if flags & select.POLLIN:
+            flushed = False
+            if flags & (select.POLLIN | select.POLLPRI):
                 # Read before handling a hang-up: a host may write its last line and close.
                 try:
-                    data = os.read(master, 4096)
+                    packet = os.read(master, 4097)
                 except OSError:
-                    data = b""
-                if data:
-                    self._input.put(data)
+                    packet = b""
+                if packet[:1] == bytes([termios.TIOCPKT_DATA]):
+                    if packet[1:]:
+                        self._input.put(packet[1:])
+                elif packet:
+                    flushed = bool(packet[0] & termios.TIOCPKT_FLUSHREAD)
             if flags & select.POLLHUP:
                 self._pty_open = False
+                opening_since = None
                 time.sleep(0.02)
             elif not self._pty_open:
-                self._pty_open = True
-                self._opened_by_host()
+                opening_since = opening_since or time.monotonic()
+                if flushed or time.monotonic() - opening_since > SETTLE_SECONDS:
+                    self._pty_open = True
+                    opening_since = None
+                    self._opened_by_host()
 
     def _serve_socket(self) -> None:
         """Accept one host at a time; a second one is turned away, like a busy serial port."""
@@ -167,6 +186,9 @@ class VirtualSerialPort:
                 with contextlib.suppress(OSError):
                     client.close()
                 continue
+            # Answer each small write at once (no Nagle delay), as a serial line would.
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            time.sleep(SETTLE_SECONDS)  # let pyserial finish opening (it flushes its input)
             self._client = client
             self._opened_by_host()
             try:

@@ -1,0 +1,73 @@
+// Stand-in for the parts of the Arduino core the course's sketches use, so that they compile
+// and run on the host. Serial is the master side of a pty (fd in $STUB_SERIAL_FD): the test
+// opens the slave like a board's USB port. Not a model of the hardware: only of these APIs.
+#pragma once
+
+#include <poll.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <string>
+
+typedef uint8_t byte;
+
+inline void delay(unsigned long ms) { usleep(ms * 1000); }
+
+class String {
+ public:
+  String() {}
+  String(const char* s) : s_(s ? s : "") {}
+  String(const std::string& s) : s_(s) {}
+  String& operator+=(char c) { s_ += c; return *this; }
+  String& operator=(const char* s) { s_ = s ? s : ""; return *this; }
+  unsigned int length() const { return s_.size(); }
+  const char* c_str() const { return s_.c_str(); }
+  void toLowerCase() { for (auto& c : s_) c = std::tolower(static_cast<unsigned char>(c)); }
+  bool startsWith(const char* prefix) const { return s_.compare(0, strlen(prefix), prefix) == 0; }
+  long toInt() const { return atol(s_.c_str()); }
+  const std::string& str() const { return s_; }
+
+ private:
+  std::string s_;
+};
+
+class SerialStub {
+ public:
+  void begin(long) { fd_ = atoi(getenv("STUB_SERIAL_FD")); }
+  // A board's Serial is true once the computer has opened the port (DTR). On a pty: once
+  // the slave is open, the master stops reporting POLLHUP.
+  explicit operator bool() {
+    pollfd p = {fd_, POLLIN, 0};
+    poll(&p, 1, 10);
+    return !(p.revents & POLLHUP);
+  }
+  int available() {
+    pollfd p = {fd_, POLLIN, 0};
+    return poll(&p, 1, 1) > 0 && (p.revents & POLLIN) ? 1 : 0;
+  }
+  int read() {
+    unsigned char c;
+    return ::read(fd_, &c, 1) == 1 ? c : -1;
+  }
+  void print(const char* s) { write(s, strlen(s)); }
+  void print(const String& s) { write(s.c_str(), s.length()); }
+  void println() { print("\r\n"); }
+  void println(const char* s) { print(s); println(); }
+  void println(const String& s) { print(s); println(); }
+
+ private:
+  void write(const char* data, size_t size) {
+    while (size > 0) {
+      ssize_t n = ::write(fd_, data, size);
+      if (n <= 0) return;
+      data += n;
+      size -= n;
+    }
+  }
+  int fd_ = -1;
+};
+
+extern SerialStub Serial;
