@@ -8,13 +8,16 @@ STAMP  := $(VENV)/.installed
 # Debian packages the tests drive as real peers: g++ compiles config.h, openssl checks certificates.
 TEST_APT_PACKAGES := g++ openssl
 
-.PHONY: lab test demo setup system-deps lint format clean
+.PHONY: lab test bench setup system-deps lint format clean
 
 lab: $(STAMP)
 	$(BIN)/kit lab
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/csr_capture.py
 
 setup: $(STAMP)
 

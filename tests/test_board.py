@@ -84,6 +84,28 @@ def test_capture(make_board, tmp_path, transport, variant, locked, name) -> None
     assert ("Device Name [" in capture.transcript) is (variant == "workshop")
 
 
+def test_socket_url(make_board) -> None:
+    device = make_board(locked=True)
+    capture = board.capture_csr(device.port.socket_url, timeouts=QUICK)
+    assert capture.csr.common_name == device.chip.serial_number
+
+
+def test_board_waits_for_the_host_before_printing(make_board) -> None:
+    device = make_board(locked=True)
+    time.sleep(0.3)
+    assert (device.folder / "serial.log").read_bytes() == b""
+    board.capture_csr(device.info.url, timeouts=QUICK)
+    assert (device.folder / "serial.log").read_bytes().startswith(b"ECCX08 Serial Number = ")
+
+
+def test_boards_side_by_side(make_board) -> None:
+    first, second = make_board(name="bench-1", locked=True), make_board(name="bench-2", locked=True)
+    assert first.chip.serial_number != second.chip.serial_number
+    a = board.capture_csr("sim://bench-1", timeouts=QUICK)
+    b = board.capture_csr("sim://bench-2", timeouts=QUICK)
+    assert (a.chip_serial, b.chip_serial) == (first.chip.serial_number, second.chip.serial_number)
+
+
 @pytest.mark.parametrize("slot", range(5))
 def test_every_slot(make_board, tmp_path, slot) -> None:
     device = make_board(locked=True)
@@ -455,3 +477,27 @@ def test_kit_sim_prints_its_ports_first(tmp_path) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_background_board_reset_button_and_factory_reset() -> None:
+    info = vboard.start("life", instant_chip=True)
+    try:
+        serial_number = info.chip_serial
+        with serial.Serial(info.pty, timeout=3) as monitor:  # a serial monitor opened first
+            assert monitor.read_until(b"[N]: ").endswith(b"(y/N) [N]: ")
+        time.sleep(0.2)
+        vboard.press_reset("life")
+        time.sleep(0.3)
+        capture = board.capture_csr(info.url, lock=True, slot=1, timeouts=QUICK)
+        assert capture.locked_now
+        listed = kit("boards")
+        assert "sim://life" in listed.stdout and serial_number in listed.stdout
+    finally:
+        vboard.stop("life")
+    assert vboard.chip("life").locked and vboard.chip("life").has_key(1)
+    again = vboard.start("life", instant_chip=True, reset_chip=True)
+    try:
+        assert again.chip_serial == serial_number  # the serial number is burned in
+        assert not vboard.chip("life").locked and not vboard.chip("life").has_key(1)
+    finally:
+        vboard.stop("life")

@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import subprocess
+import time
 import tty
 from pathlib import Path
 
@@ -71,8 +72,10 @@ class HostBoard:
         os.close(slave)  # so the sketch's `while (!Serial)` waits for the kit to open it
         csr_file = tmp_path / "csr.pem"
         csr_file.write_text(csr_pem(name))
+        self.received = tmp_path / "received.bin"  # every byte the sketch read
         env = {
             **os.environ,
+            "STUB_RX_LOG": str(self.received),
             "STUB_SERIAL_FD": str(master),
             "STUB_SERIAL": serial,
             "STUB_LOCKED": "1" if locked else "0",
@@ -128,5 +131,19 @@ def test_sketch_without_a_chip(sketch_binary, tmp_path) -> None:
     try:
         with pytest.raises(errors.NoChipError):
             board.capture_csr(host.path, timeouts=QUICK)
+    finally:
+        host.close()
+
+
+def test_sketch_is_never_locked_without_consent(sketch_binary, tmp_path) -> None:
+    host = HostBoard(sketch_binary, tmp_path, "0123C13DA283AFA5EE", False, "x")
+    try:
+        with pytest.raises(errors.ChipNotLockedError, match="PERMANENT"):
+            board.capture_csr(host.path, timeouts=QUICK)
+        deadline = time.monotonic() + 5
+        while not host.received.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        assert host.received.read_bytes() == b"N\r\n"
     finally:
         host.close()

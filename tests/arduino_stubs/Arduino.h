@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,7 +51,12 @@ class SerialStub {
   }
   int read() {
     unsigned char c;
-    return ::read(fd_, &c, 1) == 1 ? c : -1;
+    if (::read(fd_, &c, 1) != 1) return -1;
+    // The test checks what the board was sent (never a 'y' it did not ask for).
+    if (const char* log = getenv("STUB_RX_LOG")) {
+      if (FILE* f = fopen(log, "ab")) { fputc(c, f); fclose(f); }
+    }
+    return c;
   }
   void print(const char* s) { write(s, strlen(s)); }
   void print(const String& s) { write(s.c_str(), s.length()); }
