@@ -90,9 +90,15 @@ def test_inspect_missing_file() -> None:
     assert "There is no file no-such-file.pem" in done.stderr
 
 
-def test_config_h_reads_the_password_from_stdin(tmp_path: Path, ca, key) -> None:
-    cert = tmp_path / "certificate.pem"
-    cert.write_text(ca.issue(key.public_key(), "device_01"))
+@pytest.fixture
+def cert(tmp_path: Path, ca, key) -> Path:
+    """A device certificate for device_01 in a file, as the registration step leaves it."""
+    path = tmp_path / "certificate.pem"
+    path.write_text(ca.issue(key.public_key(), "device_01"))
+    return path
+
+
+def test_config_h_reads_the_password_from_stdin(tmp_path: Path, cert: Path) -> None:
     out = tmp_path / "config.h"
     done = kit(
         "config-h",
@@ -122,9 +128,7 @@ def test_config_h_reads_the_password_from_stdin(tmp_path: Path, ca, key) -> None
     )
 
 
-def test_config_h_reads_the_password_from_the_environment(tmp_path: Path, ca, key) -> None:
-    cert = tmp_path / "certificate.pem"
-    cert.write_text(ca.issue(key.public_key(), "device_01"))
+def test_config_h_reads_the_password_from_the_environment(tmp_path: Path, cert: Path) -> None:
     out = tmp_path / "config.h"
     done = kit(
         "config-h",
@@ -142,9 +146,7 @@ def test_config_h_reads_the_password_from_the_environment(tmp_path: Path, ca, ke
     assert config_h.parse(out.read_text()).password == "from-the-env"
 
 
-def test_config_h_without_a_password_source_says_how(tmp_path: Path, ca, key) -> None:
-    cert = tmp_path / "certificate.pem"
-    cert.write_text(ca.issue(key.public_key(), "device_01"))
+def test_config_h_without_a_password_source_says_how(tmp_path: Path, cert: Path) -> None:
     done = kit(
         "config-h",
         "--ssid",
@@ -167,9 +169,7 @@ def test_config_h_has_no_password_argument() -> None:
     assert "--password " not in done.stdout and "--password=" not in done.stdout
 
 
-def test_config_h_bad_value_writes_nothing(tmp_path: Path, ca, key) -> None:
-    cert = tmp_path / "certificate.pem"
-    cert.write_text(ca.issue(key.public_key(), "device_01"))
+def test_config_h_bad_value_writes_nothing(tmp_path: Path, cert: Path) -> None:
     out = tmp_path / "config.h"
     done = kit(
         "config-h",
