@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Debian packages the tests drive as real peers: g++ compiles config.h, openssl checks certificates.
-TEST_APT_PACKAGES := g++ openssl
+# Debian packages the tests drive as real peers: g++ compiles config.h and sketches, openssl
+# checks certificates, mosquitto_pub/mosquitto_sub talk to the local broker.
+TEST_APT_PACKAGES := g++ openssl mosquitto-clients
 
 .PHONY: lab test bench setup system-deps lint format clean
 

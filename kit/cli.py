@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kit import __version__, board, certs, config_h
+from kit import __version__, board, certs, config_h, devices
+from kit.cloud import open_cloud
 from kit.errors import KitError
 from kit.places import checkout, write_private
 from kit.sim import board as vboard
@@ -64,10 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = command("config-h", cmd_config_h, "Write sketches/AWS/config.h for the AWS sketch.")
     cfg.add_argument("--ssid", required=True, help="WiFi network name (2.4 GHz, WPA2-Personal)")
-    cfg.add_argument("--broker", required=True, help="MQTT broker host name (a URL is fine)")
-    cfg.add_argument("--cert", required=True, help="the device certificate file, or - for stdin")
+    cfg.add_argument(
+        "--device",
+        help="fill broker, port, certificate and slot from this "
+        "registered device (default: the current device)",
+    )
+    cfg.add_argument("--broker", help="MQTT broker host name (a URL is fine)")
+    cfg.add_argument("--cert", help="the device certificate file, or - for stdin")
     cfg.add_argument("--port", type=int, help=f"broker port (default {config_h.DEFAULT_PORT})")
-    cfg.add_argument("--slot", type=int, default=0, help="ECCX08 key slot, 0-4 (default 0)")
+    cfg.add_argument("--slot", type=int, help="ECCX08 key slot, 0-4 (default 0)")
     cfg.add_argument("--out", type=Path, help="where to write (default sketches/AWS/config.h)")
     cfg.add_argument(
         "--password-stdin",
@@ -114,6 +120,46 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--socket-port", type=int, default=0, help="TCP port (default: any free)")
     sim.add_argument("--instant-chip", action="store_true", help=argparse.SUPPRESS)
 
+    def cloud_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--cloud",
+            choices=("local", "aws"),
+            default="local",
+            help="which cloud (default: local)",
+        )
+        sub.add_argument("--profile", help="AWS profile (default: the standard chain)")
+        sub.add_argument("--region", help="AWS region (default: the profile's)")
+
+    reg = command("register", cmd_register, "Register a CSR: a thing, its certificate, the broker.")
+    reg.add_argument("csr", help="the CSR file (pasted text is fine), or - for stdin")
+    reg.add_argument("--out", type=Path, help="also copy certificate.pem and ca.pem here")
+    reg.add_argument("--slot", type=int, help="the key slot the CSR was made in (default 0)")
+    cloud_options(reg)
+
+    things = command("things", cmd_things, "List registered things.")
+    cloud_options(things)
+
+    unreg = command("unregister", cmd_unregister, "Remove a thing and its certificates.")
+    unreg.add_argument("thing", nargs="?", help="the thing (default: the current device)")
+    unreg.add_argument("--all", action="store_true", help="remove every thing (asks first)")
+    unreg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    cloud_options(unreg)
+
+    cloud = command("cloud", cmd_cloud, "Run the local cloud: kit cloud up|down|status.")
+    cloud.add_argument("action", choices=("up", "down", "status", "run"))
+    cloud.add_argument("--port", type=int, default=8883, help="MQTT/TLS port (default 8883)")
+    cloud.add_argument("--ws-port", type=int, default=8884, help="WebSocket/TLS port (8884)")
+    cloud.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    cloud.add_argument(
+        "--listen",
+        action="store_true",
+        help="serve boards on the LAN too (listen on every address)",
+    )
+    cloud.add_argument(
+        "--broker-host",
+        help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
+    )
+
     lab = command("lab", cmd_lab, "Open the course notebooks in JupyterLab.")
     lab.add_argument("--port", type=int, help="port for JupyterLab (default: its own choice)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -132,11 +178,17 @@ def cmd_config_h(args: argparse.Namespace) -> None:
             "Only one of --cert and the password can come from stdin. Save the certificate "
             "in a file and give its name to --cert."
         )
-    certificate = _read_text(args.cert)
+    broker, port, slot = args.broker, args.port, args.slot
+    if args.cert is None or args.broker is None:
+        record = devices.load(args.device)
+        certificate = record.certificate_pem if args.cert is None else _read_text(args.cert)
+        broker = broker or record.broker_host
+        port = record.broker_port if port is None and args.broker is None else port
+        slot = record.slot if slot is None else slot
+    else:
+        certificate = _read_text(args.cert)
     password = _wifi_password(args.password_stdin)
-    rendered = config_h.render(
-        args.ssid, password, args.broker, certificate, port=args.port, slot=args.slot
-    )
+    rendered = config_h.render(args.ssid, password, broker, certificate, port=port, slot=slot or 0)
     path = rendered.write(args.out)
     ignored = args.out is None
     for change in rendered.changes:
@@ -236,6 +288,79 @@ def _ask_board(boards: list[board.BoardPort]) -> board.BoardPort:
         choice = input(f"Which board (1-{len(boards)})? ").strip()
         if choice.isdigit() and 1 <= int(choice) <= len(boards):
             return boards[int(choice) - 1]
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    """Register a CSR and write the device record."""
+    csr = certs.load_csr(_read_text(args.csr))
+    cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
+    registration = cloud.register(csr, slot=args.slot)
+    verb = "Registered" if registration.created else "Already registered:"
+    print(f"{verb} {registration.thing} in the {cloud.name} cloud.")
+    print(f"Broker: {registration.broker_host}:{registration.broker_port}")
+    print(f"Certificate id: {registration.certificate_id}")
+    if args.out:
+        cert, ca = registration.write(args.out)
+        print(f"Wrote {cert} and {ca}.")
+
+
+def cmd_things(args: argparse.Namespace) -> None:
+    """List the registered things."""
+    names = open_cloud(args.cloud, profile=args.profile, region=args.region).things()
+    print("\n".join(names) if names else "No things registered yet.")
+
+
+def cmd_unregister(args: argparse.Namespace) -> int:
+    """Remove one thing (or all) with its certificates."""
+    cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
+    targets = cloud.things() if args.all else [args.thing or devices.current_name()]
+    if not targets:
+        print("No things registered.")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise KitError("Add --yes to confirm removing: " + ", ".join(targets))
+        answer = input(f"Remove {', '.join(targets)} from the {cloud.name} cloud? [y/N] ")
+        if not answer.lower().startswith("y"):
+            print("Nothing removed.")
+            return 1
+    for thing in targets:
+        cloud.unregister(thing)
+        print(f"Removed {thing}.")
+    if args.all and hasattr(cloud, "remove_policy_if_unused"):
+        cloud.remove_policy_if_unused()
+    return 0
+
+
+def cmd_cloud(args: argparse.Namespace) -> None:
+    """Run, start, stop or describe the local cloud."""
+    from kit.cloud import local
+
+    host = "0.0.0.0" if args.listen else args.host
+    if args.action == "run":
+        local.run_service(host, args.port, args.ws_port, args.broker_host)
+    elif args.action == "up":
+        state = local.start_service(host, args.port, args.ws_port, args.broker_host)
+        print(
+            f"The local cloud runs (process {state.pid}): MQTT/TLS on "
+            f"{state.broker_host}:{state.port}, WebSocket/TLS on port {state.ws_port}."
+        )
+        print(f"Log: {local.cloud_dir() / 'broker.log'}")
+    elif args.action == "down":
+        print(
+            "Stopped the local cloud."
+            if local.stop_service()
+            else "The local cloud was not running."
+        )
+    else:
+        state = local.service_state()
+        if state is None:
+            print("The local cloud is not running. Start it with `kit cloud up`.")
+        else:
+            print(
+                f"The local cloud runs (process {state.pid}): MQTT/TLS on "
+                f"{state.broker_host}:{state.port}, WebSocket/TLS on port {state.ws_port}."
+            )
 
 
 def cmd_lab(args: argparse.Namespace) -> int:

@@ -148,3 +148,32 @@ class GarbledCsrError(BoardError):
 
 class UnexpectedOutputError(BoardError):
     """The board printed something the CSR dialog does not contain (wrong sketch?)."""
+
+
+# Clouds (kit.cloud)
+
+
+class CloudError(KitError):
+    """Registering, listing or removing things failed, or the broker cannot run."""
+
+    title = "Cloud problem"
+
+
+class ThingTakenError(CloudError):
+    """The thing name is already bound to another key."""
+
+
+class KeyMismatchError(CloudError):
+    """The certificate the cloud returned does not carry the CSR's key."""
+
+
+class BrokerNotRunningError(CloudError):
+    """The local broker is not running."""
+
+
+class PortInUseError(CloudError):
+    """The broker's port is taken by another program."""
+
+
+class AwsError(CloudError):
+    """AWS refused or could not be reached; the message names the cause and the fix."""

@@ -1,0 +1,128 @@
+"""Clouds that register devices: the embedded local cloud (default) and AWS IoT Core.
+
+Both implement `Cloud` and return the same `Registration`; registering also writes the device
+record (kit.devices) that the later steps read. A remote classroom service can implement the
+same interface later.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit import devices
+from kit.certs import Csr, load_certificate, matches
+from kit.errors import KeyMismatchError
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registering a CSR gives back: everything the device needs to connect."""
+
+    thing: str
+    certificate_pem: str
+    certificate_id: str
+    broker_host: str
+    broker_port: int
+    ca_pem: str  # the CA that signs the broker's certificate
+    cloud: str  # "local" or "aws"
+    created: bool = True  # False when the CSR was registered before and this is that registration
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        """Copy certificate.pem and ca.pem into `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, ca = folder / "certificate.pem", folder / "ca.pem"
+        cert.write_text(self.certificate_pem, encoding="utf-8")
+        ca.write_text(self.ca_pem, encoding="utf-8")
+        return cert, ca
+
+
+@dataclass(frozen=True)
+class ObserverIdentity:
+    """How a notebook or dashboard connects to watch devices (never a device's identity)."""
+
+    host: str
+    port: int
+    ws_port: int
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_id_prefix: str
+
+
+class Cloud(ABC):
+    """A place that registers devices and runs the broker they talk to."""
+
+    name: str
+
+    @abstractmethod
+    def _register(self, csr: Csr) -> Registration:
+        """Create (or find) the thing and its certificate; roll back on failure."""
+
+    @abstractmethod
+    def unregister(self, thing: str) -> None:
+        """Detach, deactivate and delete the thing's certificates, then the thing."""
+
+    @abstractmethod
+    def things(self) -> list[str]:
+        """The names of the registered things."""
+
+    def register(
+        self, csr: Csr, *, slot: int | None = None, board: str = "", chip_serial: str = ""
+    ) -> Registration:
+        """Register a CSR, check the certificate carries its key, and write the device record.
+
+        What the record already says (slot, board, chip) is kept unless given again.
+        """
+        registration = self._register(csr)
+        try:
+            known = devices.load(registration.thing)
+        except devices.DeviceNotFoundError:
+            known = None
+        if known is not None:
+            slot = known.slot if slot is None else slot
+            board, chip_serial = board or known.board, chip_serial or known.chip_serial
+        if not matches(csr, load_certificate(registration.certificate_pem)):
+            raise KeyMismatchError(
+                f"The certificate {self.name} returned for {registration.thing} does not carry the "
+                "key of your chip, so the board could never use it. Nothing was saved; tell the "
+                "instructor (the cloud may be misconfigured)."
+            )
+        devices.save(
+            devices.DeviceRecord(
+                thing=registration.thing,
+                cloud=self.name,
+                broker_host=registration.broker_host,
+                broker_port=registration.broker_port,
+                certificate_id=registration.certificate_id,
+                slot=slot or 0,
+                board=board,
+                chip_serial=chip_serial,
+                **self._record_extras(),
+            ),
+            csr.pem,
+            registration.certificate_pem,
+            registration.ca_pem,
+        )
+        return registration
+
+    def _record_extras(self) -> dict[str, str]:
+        return {}
+
+
+def open_cloud(
+    name: str = "local", *, profile: str | None = None, region: str | None = None
+) -> Cloud:
+    """The cloud called `name` ("local" or "aws")."""
+    if name == "local":
+        from kit.cloud.local import LocalCloud
+
+        return LocalCloud()
+    if name == "aws":
+        from kit.cloud.aws import AwsCloud
+
+        return AwsCloud(profile=profile, region=region)
+    from kit.errors import CloudError
+
+    raise CloudError(f"Unknown cloud '{name}': use 'local' or 'aws'.")

@@ -1,0 +1,405 @@
+"""The embedded local cloud: a CA, a registry, an MQTT broker and a recorder on this computer.
+
+It is the default cloud, so the course runs without an AWS account. `with LocalCloud() as
+cloud:` runs the broker in this process (tests, scripts); `kit cloud up` runs it as a background
+service that outlives notebook kernels, with its pid, ports and log in KIT_HOME/cloud/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kit.certs import Csr, load_certificate, validate_device_name
+from kit.cloud import Cloud, ObserverIdentity, Registration
+from kit.cloud.broker import BrokerSettings, serve
+from kit.cloud.local_ca import LocalCA, certificate_id
+from kit.cloud.policy import OBSERVER_ID_PREFIX
+from kit.cloud.store import Message, Store
+from kit.devices import forget
+from kit.errors import BrokerNotRunningError, CloudError, PortInUseError, ThingTakenError
+from kit.places import kit_home, write_private
+
+DEFAULT_PORT = 8883
+DEFAULT_WS_PORT = 8884
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cloud_dir() -> Path:
+    return kit_home() / "cloud"
+
+
+def host_names() -> list[str]:
+    """The names a board on the LAN may use for this computer (the broker certificate's SAN)."""
+    host = socket.gethostname()
+    names = {"localhost", "127.0.0.1", host, f"{host.split('.')[0]}.local"}
+    with contextlib.suppress(OSError):
+        names.add(socket.getfqdn())
+    return sorted(n for n in names if n)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """A running broker service, as other processes find it."""
+
+    pid: int
+    host: str
+    port: int
+    ws_port: int
+    broker_host: str
+
+
+class LocalCloud(Cloud):
+    """The local cloud; also a context manager that runs its broker in a thread."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        ws_port: int = DEFAULT_WS_PORT,
+        broker_host: str | None = None,
+    ) -> None:
+        self.host, self.port, self.ws_port = host, port, ws_port
+        self._broker_host = broker_host
+        self.ca = LocalCA(cloud_dir() / "ca")
+        self.store = Store(cloud_dir() / "cloud.db")
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._settings: BrokerSettings | None = None
+
+    # Where devices connect
+
+    @property
+    def broker_host(self) -> str:
+        """The DNS name devices use (the board's TLS checks names, not addresses)."""
+        if self._broker_host:
+            return self._broker_host
+        running = service_state()
+        if self._settings is None and running is not None:
+            return running.broker_host
+        return (
+            "localhost" if self.host in LOOPBACK else f"{socket.gethostname().split('.')[0]}.local"
+        )
+
+    @property
+    def broker_port(self) -> int:
+        if self._settings is not None and "default" in self._settings.ports:
+            return self._settings.ports["default"]
+        running = service_state()
+        return running.port if running is not None else self.port
+
+    @property
+    def ws_broker_port(self) -> int:
+        if self._settings is not None and "ws" in self._settings.ports:
+            return self._settings.ports["ws"]
+        running = service_state()
+        return running.ws_port if running is not None else self.ws_port
+
+    # Registration
+
+    def _register(self, csr: Csr) -> Registration:
+        thing = validate_device_name(csr.common_name).name
+        with self.store.transaction() as db:
+            for cert_id, pem, status in self.store.certificates_of(thing):
+                if (
+                    load_certificate(pem).public_key_der == csr.public_key_der
+                    and status == "ACTIVE"
+                ):
+                    return self._registration(thing, pem, cert_id, created=False)
+            if self.store.certificates_of(thing):
+                raise ThingTakenError(
+                    f"The name '{thing}' is already registered with another key (another board, "
+                    "or a new key made in the same slot). Choose another device name, or remove "
+                    f"the old registration first with `kit unregister {thing}`."
+                )
+            pem = self.ca.sign_csr(csr)
+            cert_id = certificate_id(load_certificate(pem).der)
+            now = time.time()
+            db.execute("INSERT OR IGNORE INTO things (name, created) VALUES (?, ?)", (thing, now))
+            db.execute(
+                "INSERT INTO certificates (id, thing, pem, status, created)"
+                " VALUES (?, ?, ?, 'ACTIVE', ?)",
+                (cert_id, thing, pem, now),
+            )
+        return self._registration(thing, pem, cert_id, created=True)
+
+    def _registration(self, thing: str, pem: str, cert_id: str, created: bool) -> Registration:
+        return Registration(
+            thing, pem, cert_id, self.broker_host, self.broker_port, self.ca.pem, self.name, created
+        )
+
+    def unregister(self, thing: str) -> None:
+        with self.store.transaction() as db:
+            known = db.execute("SELECT 1 FROM things WHERE name = ?", (thing,)).fetchone()
+            if not known:
+                raise CloudError(
+                    f"There is no thing called '{thing}' in the local cloud. "
+                    "`kit things` lists them."
+                )
+            db.execute("DELETE FROM certificates WHERE thing = ?", (thing,))
+            db.execute("DELETE FROM things WHERE name = ?", (thing,))
+        with contextlib.suppress(OSError):
+            forget(thing)
+
+    def things(self) -> list[str]:
+        return self.store.things()
+
+    def messages(self, thing: str | None = None, **query) -> list[Message]:
+        """What the recorder kept (see Store.messages for the query)."""
+        return self.store.messages(thing, **query)
+
+    def observer(self) -> ObserverIdentity:
+        """The identity notebooks use to watch all devices and send LED commands."""
+        cert_file, key_file = self.ca.observer_identity()
+        return ObserverIdentity(
+            self.broker_host,
+            self.broker_port,
+            self.ws_broker_port,
+            self.ca.folder / "ca.pem",
+            cert_file,
+            key_file,
+            OBSERVER_ID_PREFIX,
+        )
+
+    # Running the broker in this process
+
+    def start(self, timeout: float = 20.0) -> LocalCloud:
+        """Start the broker in a background thread of this process."""
+        cert_file, key_file = self.ca.server_identity(host_names())
+        self._settings = BrokerSettings(
+            self.host,
+            self.port,
+            self.ws_port,
+            self.ca.folder / "ca.pem",
+            cert_file,
+            key_file,
+            cloud_dir() / "cloud.db",
+        )
+        check_ports_free(self.host, [p for p in (self.port, self.ws_port) if p])
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            self._stop = asyncio.Event()
+            started = asyncio.Event()
+
+            async def main() -> None:
+                task = asyncio.ensure_future(serve(self._settings, started, self._stop))
+                await asyncio.wait(
+                    [task, asyncio.ensure_future(started.wait())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                ready.set()
+                await task
+
+            try:
+                loop.run_until_complete(main())
+            except BaseException as error:
+                failure.append(error)
+                ready.set()
+            finally:
+                # Let amqtt's per-client tasks finish before the loop closes.
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True, name="kit-broker")
+        self._thread.start()
+        ready.wait(timeout)
+        if failure:
+            raise CloudError(f"The local broker could not start: {failure[0]}")
+        if "default" not in self._settings.ports:
+            raise CloudError("The local broker did not start in time; see the log.")
+        return self
+
+    def stop(self) -> None:
+        """Stop a broker started with start()."""
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def check_ports_free(host: str, ports: list[int]) -> None:
+    """Stop with a message naming the port if another program has it."""
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                    raise PortInUseError(
+                        f"Port {port} on {host} is already in use (another broker, such as "
+                        "Mosquitto, or a second kit cloud?). Stop that program, or choose "
+                        "another port with --port (and --ws-port)."
+                    ) from None
+                raise
+
+
+# The background service (kit cloud up | down | status)
+
+
+def service_state() -> ServiceState | None:
+    """The running service, or None (a stale state file from a crashed run is ignored)."""
+    path = cloud_dir() / "service.json"
+    try:
+        state = ServiceState(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    return state if _alive(state.pid) else None
+
+
+def run_service(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    ws_port: int = DEFAULT_WS_PORT,
+    broker_host: str | None = None,
+) -> None:
+    """Run the broker in the foreground until SIGTERM or Ctrl+C (what `kit cloud up` starts)."""
+    if service_state() is not None:
+        raise CloudError(f"The local cloud is already running (process {service_state().pid}).")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    cloud = LocalCloud(host=host, port=port, ws_port=ws_port, broker_host=broker_host)
+    with cloud:
+        state = ServiceState(
+            os.getpid(), host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
+        )
+        write_private(cloud_dir() / "service.json", json.dumps(asdict(state)) + "\n")
+        print(
+            f"Local cloud: MQTT over TLS on {cloud.broker_host}:{state.port}, "
+            f"WebSocket over TLS on port {state.ws_port}",
+            flush=True,
+        )
+        try:
+            while not stopped.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            (cloud_dir() / "service.json").unlink(missing_ok=True)
+
+
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def start_service(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    ws_port: int = DEFAULT_WS_PORT,
+    broker_host: str | None = None,
+    timeout: float = 30.0,
+) -> ServiceState:
+    """Start the broker as a background process that outlives this one."""
+    running = service_state()
+    if running is not None:
+        return running
+    check_ports_free(host, [p for p in (port, ws_port) if p])
+    cloud_dir().mkdir(parents=True, exist_ok=True)
+    (cloud_dir() / "service.json").unlink(missing_ok=True)  # a stale one from a crash
+    command = [
+        sys.executable,
+        "-m",
+        "kit.cli",
+        "cloud",
+        "run",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--ws-port",
+        str(ws_port),
+    ]
+    if broker_host:
+        command += ["--broker-host", broker_host]
+    with (cloud_dir() / "broker.log").open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    _children[process.pid] = process
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = service_state()
+        if state is not None and state.pid == process.pid:
+            return state
+        if process.poll() is not None:
+            lines = (cloud_dir() / "broker.log").read_text(errors="replace").strip().splitlines()
+            raise CloudError(
+                "The local cloud stopped while starting: " + (lines[-1] if lines else "no log")
+            )
+        time.sleep(0.1)
+    process.kill()
+    raise CloudError(
+        f"The local cloud did not start within {timeout:.0f} s; see {cloud_dir() / 'broker.log'}."
+    )
+
+
+def stop_service(timeout: float = 10.0) -> bool:
+    """Stop the background broker; return whether one was running."""
+    state = service_state()
+    if state is None:
+        (cloud_dir() / "service.json").unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(state.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(state.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.pid, signal.SIGKILL)
+    (cloud_dir() / "service.json").unlink(missing_ok=True)
+    return True
+
+
+def require_service() -> ServiceState:
+    state = service_state()
+    if state is None:
+        raise BrokerNotRunningError("The local cloud is not running. Start it with `kit cloud up`.")
+    return state
+
+
+def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,210 @@
+"""The local cloud's certificate authority: it signs device CSRs the way AWS IoT does.
+
+The CA key is an EC P-256 key in KIT_HOME/cloud/ca/ (0600). Device certificates copy the CSR's
+subject; `cryptography` cannot write the non-standard PrintableString names chips make, so names
+are re-encoded as UTF8String (same characters; policies compare the text).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import socket
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kit.certs import Csr
+from kit.places import write_private
+
+OBSERVER_CN = "kit-observer"
+# AWS IoT device certificates are valid until the end of 2049; so are ours.
+DEVICE_NOT_AFTER = dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+_OIDS = {
+    "CN": NameOID.COMMON_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+}
+
+
+def certificate_id(der: bytes) -> str:
+    """The certificate id, as AWS IoT makes it: the SHA-256 of the DER, in hex."""
+    return hashlib.sha256(der).hexdigest()
+
+
+class LocalCA:
+    """A persistent CA in `folder`, created on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        key_file, cert_file = self.folder / "ca.key", self.folder / "ca.pem"
+        if key_file.exists() and cert_file.exists():
+            self.key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+            self.cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            return
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "IoT course kit"),
+                x509.NameAttribute(
+                    NameOID.COMMON_NAME, f"Kit local CA ({socket.gethostname()})"[:64]
+                ),
+            ]
+        )
+        now = dt.datetime.now(dt.timezone.utc)
+        self.cert = (
+            _builder(
+                name,
+                name,
+                self.key.public_key(),
+                now - dt.timedelta(hours=1),
+                now + dt.timedelta(days=3650 * 3),
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(ca=True), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        write_private(key_file, _key_pem(self.key))
+        write_private(cert_file, self.pem)
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def sign_csr(self, csr: Csr) -> str:
+        """A device certificate for the CSR's key and subject (PEM)."""
+        subject = x509.Name(
+            [
+                x509.NameAttribute(_OIDS[a.short_name], a.value)
+                for a in csr.subject
+                if a.short_name in _OIDS
+            ]
+        )
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (
+            _builder(
+                subject,
+                self.cert.subject,
+                csr.public_key,
+                now - dt.timedelta(minutes=5),
+                DEVICE_NOT_AFTER,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(self._authority_key_id(), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def server_identity(self, names: list[str]) -> tuple[Path, Path]:
+        """The broker's certificate and key files for these DNS names and IP addresses."""
+        cert_file, key_file = self.folder / "server.pem", self.folder / "server.key"
+        wanted = sorted(set(names))
+        if cert_file.exists() and key_file.exists():
+            current = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            have = sorted(str(v) for v in san.get_values_for_type(x509.DNSName)) + sorted(
+                str(v) for v in san.get_values_for_type(x509.IPAddress)
+            )
+            if sorted(have) == wanted and current.not_valid_after_utc > dt.datetime.now(
+                dt.timezone.utc
+            ) + dt.timedelta(days=30):
+                return cert_file, key_file
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = []
+        for name in wanted:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alt.append(x509.DNSName(name))
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, wanted[0] if wanted else "localhost")]
+        )
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (
+            _builder(
+                subject,
+                self.cert.subject,
+                key.public_key(),
+                now - dt.timedelta(hours=1),
+                now + dt.timedelta(days=825),
+            )
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(self._authority_key_id(), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        write_private(key_file, _key_pem(key))
+        # The chain (server, then CA) so clients that only trust the CA can build it.
+        write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM).decode() + self.pem)
+        return cert_file, key_file
+
+    def observer_identity(self) -> tuple[Path, Path]:
+        """The observer's certificate and key files (for notebooks and dashboards)."""
+        cert_file, key_file = self.folder / "observer.pem", self.folder / "observer.key"
+        if cert_file.exists() and key_file.exists():
+            return cert_file, key_file
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, OBSERVER_CN)])
+        now = dt.datetime.now(dt.timezone.utc)
+        cert = (
+            _builder(
+                subject,
+                self.cert.subject,
+                key.public_key(),
+                now - dt.timedelta(hours=1),
+                DEVICE_NOT_AFTER,
+            )
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        write_private(key_file, _key_pem(key))
+        write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM).decode())
+        return cert_file, key_file
+
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+
+
+def _builder(subject, issuer, public_key, not_before, not_after) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def _key_usage(ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
