@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -62,7 +63,15 @@ def test_a_stale_pid_file_is_cleaned_up(kit_home: Path) -> None:
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     ).stdout.strip()
     (local.cloud_dir() / "service.json").write_text(
-        f'{{"pid": {dead}, "host": "127.0.0.1", "port": 1, "ws_port": 2, "broker_host": "localhost"}}'
+        json.dumps(
+            {
+                "pid": int(dead),
+                "host": "127.0.0.1",
+                "port": 1,
+                "ws_port": 2,
+                "broker_host": "localhost",
+            }
+        )
     )
     assert local.service_state() is None
     assert "not running" in kit("cloud", "status").stdout
