@@ -349,3 +349,16 @@ def test_mosquitto_without_a_certificate_is_refused(cloud, tmp_path) -> None:
     )
     assert done.returncode != 0
     assert cloud.messages("device_01") == []
+
+
+def test_broker_certificate_names_this_computer(cloud) -> None:
+    from cryptography import x509
+
+    from kit.cloud.local import host_names
+
+    cert_file, _ = cloud.ca.server_identity(host_names())
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = {str(n) for n in san.get_values_for_type(x509.DNSName)}
+    assert {"localhost", f"{__import__('socket').gethostname().split('.')[0]}.local"} <= names
+    assert "127.0.0.1" in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}

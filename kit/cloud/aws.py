@@ -1,0 +1,356 @@
+"""AWS IoT Core: register things with boto3, under the account's limits and the device policy.
+
+Credentials come from boto3's standard chain (profile, environment, SSO). Each registration
+looks before it creates (CreateCertificateFromCsr issues a new certificate on every call), and
+rolls back what it created if a later step fails. Calls stay under the documented 15 requests
+per second per API, and throttled calls are retried with backoff, so a class registering at
+once never fails on throttling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
+
+from kit.certs import Csr, load_certificate, matches, validate_device_name
+from kit.cloud import Cloud, Registration
+from kit.cloud.policy import POLICY_NAME, aws_policy_document
+from kit.devices import forget
+from kit.errors import AwsError, KeyMismatchError, ThingTakenError
+
+MQTT_PORT = 8883
+# Under AWS's 15 requests/s (CreatePolicy: 10/s), leaving room for the console and retries.
+RATES = {"default": 10.0, "create_policy": 5.0}
+THROTTLED = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+}
+MAX_ATTEMPTS = 8
+
+
+class NotFoundError(AwsError):
+    """The thing, certificate or policy does not exist."""
+
+
+def amazon_root_ca() -> str:
+    """Amazon Root CA 1, which signs AWS IoT's ATS endpoints (shipped with the kit)."""
+    return resources.files("kit.cloud").joinpath("AmazonRootCA1.pem").read_text(encoding="ascii")
+
+
+class TokenBucket:
+    """At most `rate` calls per second, in any one-second window: a burst of two at most."""
+
+    def __init__(self, rate: float, burst: float = 2.0) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = 1.0
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        """Wait until a call is allowed."""
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            time.sleep(wait)
+
+
+class AwsCloud(Cloud):
+    """AWS IoT Core in one account and region."""
+
+    name = "aws"
+
+    def __init__(
+        self,
+        *,
+        profile: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        try:
+            session = boto3.Session(profile_name=profile, region_name=region)
+        except ProfileNotFound:
+            raise AwsError(
+                f"There is no AWS profile called '{profile}'. `aws configure list-profiles` lists "
+                "yours; or leave --profile out to use the default credentials."
+            ) from None
+        self.profile = profile or ""
+        self.region = session.region_name or ""
+        if not self.region:
+            raise AwsError(
+                "No AWS region is set. Give one with --region (for example eu-west-1), or set it "
+                "in your profile with `aws configure`."
+            )
+        # Our own retries (below) replace botocore's, so throttling is handled in one place.
+        config = Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=30,
+        )
+        self.iot = session.client("iot", endpoint_url=endpoint_url, config=config)
+        self.sts = session.client("sts", endpoint_url=endpoint_url, config=config)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._sleep = sleep
+        self._endpoint: str | None = None
+        self._policy_ready = False
+
+    # Calls, paced and retried
+
+    def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One IoT API call: paced per API, retried with backoff while AWS throttles."""
+        bucket = self._buckets.setdefault(
+            operation, TokenBucket(RATES.get(operation, RATES["default"]))
+        )
+        client = self.sts if operation == "get_caller_identity" else self.iot
+        for attempt in range(MAX_ATTEMPTS):
+            bucket.take()
+            try:
+                return getattr(client, operation)(**kwargs)
+            except ClientError as error:
+                if error.response["Error"]["Code"] not in THROTTLED or attempt == MAX_ATTEMPTS - 1:
+                    raise explain(error, operation) from None
+                self._sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+            except (
+                NoCredentialsError,
+                NoRegionError,
+                EndpointConnectionError,
+                BotoCoreError,
+            ) as error:
+                raise explain(error, operation) from None
+        raise AssertionError("unreachable")
+
+    # The device policy and the endpoint
+
+    def ensure_policy(self) -> None:
+        """Create the device policy once (with this account and region filled in)."""
+        if self._policy_ready:
+            return
+        try:
+            self.call("get_policy", policyName=POLICY_NAME)
+        except NotFoundError:
+            account = self.call("get_caller_identity")["Account"]
+            self.call(
+                "create_policy",
+                policyName=POLICY_NAME,
+                policyDocument=aws_policy_document(self.region, account),
+            )
+        self._policy_ready = True
+
+    @property
+    def endpoint(self) -> str:
+        """The account's ATS data endpoint: the broker devices connect to."""
+        if self._endpoint is None:
+            self._endpoint = self.call("describe_endpoint", endpointType="iot:Data-ATS")[
+                "endpointAddress"
+            ]
+        return self._endpoint
+
+    # Registration
+
+    def _register(self, csr: Csr) -> Registration:
+        thing = validate_device_name(csr.common_name).name
+        existing = self._existing(thing, csr)
+        if existing is not None:
+            return existing
+        self.ensure_policy()
+        undo: list[Callable[[], Any]] = []
+        try:
+            cert = self.call(
+                "create_certificate_from_csr", certificateSigningRequest=csr.pem, setAsActive=True
+            )
+            arn, cert_id, pem = (
+                cert["certificateArn"],
+                cert["certificateId"],
+                cert["certificatePem"],
+            )
+            undo.append(lambda: self._delete_certificate(arn, cert_id))
+            if not matches(csr, load_certificate(pem)):
+                raise KeyMismatchError(
+                    "AWS returned a certificate that does not carry your chip's key, so the board "
+                    "could never use it. It was deleted again; tell the instructor."
+                )
+            self.call("create_thing", thingName=thing)
+            undo.append(lambda: self.call("delete_thing", thingName=thing))
+            self.call("attach_policy", policyName=POLICY_NAME, target=arn)
+            undo.append(lambda: self.call("detach_policy", policyName=POLICY_NAME, target=arn))
+            self.call("attach_thing_principal", thingName=thing, principal=arn)
+            undo.append(lambda: self.call("detach_thing_principal", thingName=thing, principal=arn))
+            endpoint = self.endpoint
+        except BaseException:
+            for step in reversed(undo):
+                with contextlib.suppress(AwsError):  # best effort: report the first failure
+                    step()
+            raise
+        return Registration(thing, pem, cert_id, endpoint, MQTT_PORT, amazon_root_ca(), self.name)
+
+    def _existing(self, thing: str, csr: Csr) -> Registration | None:
+        """The registration of this CSR's key if the thing has it; refuse another key."""
+        try:
+            principals = self.call("list_thing_principals", thingName=thing)["principals"]
+        except NotFoundError:
+            return None
+        for arn in principals:
+            cert_id = arn.rsplit("/", 1)[-1]
+            description = self.call("describe_certificate", certificateId=cert_id)[
+                "certificateDescription"
+            ]
+            pem = description["certificatePem"]
+            if description["status"] == "ACTIVE" and matches(csr, load_certificate(pem)):
+                return Registration(
+                    thing,
+                    pem,
+                    cert_id,
+                    self.endpoint,
+                    MQTT_PORT,
+                    amazon_root_ca(),
+                    self.name,
+                    created=False,
+                )
+        raise ThingTakenError(
+            f"The thing '{thing}' already exists in AWS IoT with another key (another board, or "
+            "a new key in the same slot). Choose another device name, or remove the old one "
+            f"first with `kit unregister {thing} --cloud aws`."
+        )
+
+    def unregister(self, thing: str) -> None:
+        principals = self.call("list_thing_principals", thingName=thing)["principals"]
+        for arn in principals:
+            self.call("detach_thing_principal", thingName=thing, principal=arn)
+            self._delete_certificate(arn, arn.rsplit("/", 1)[-1])
+        self.call("delete_thing", thingName=thing)
+        forget(thing)
+
+    def _delete_certificate(self, arn: str, cert_id: str) -> None:
+        """Detach the certificate's policies, deactivate it and delete it."""
+        for policy in self.call("list_attached_policies", target=arn)["policies"]:
+            self.call("detach_policy", policyName=policy["policyName"], target=arn)
+        self.call("update_certificate", certificateId=cert_id, newStatus="INACTIVE")
+        self.call("delete_certificate", certificateId=cert_id)
+
+    def things(self) -> list[str]:
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.call("list_things", **({"nextToken": token} if token else {}))
+            names += [t["thingName"] for t in page["things"]]
+            token = page.get("nextToken")
+            if not token:
+                return sorted(names)
+
+    def remove_policy_if_unused(self) -> bool:
+        """Delete the device policy when no certificate uses it any more."""
+        try:
+            targets = self.call("list_targets_for_policy", policyName=POLICY_NAME)["targets"]
+        except NotFoundError:
+            return False
+        if targets:
+            return False
+        self.call("delete_policy", policyName=POLICY_NAME)
+        self._policy_ready = False
+        return True
+
+    def _record_extras(self) -> dict[str, str]:
+        return {"region": self.region, "profile": self.profile}
+
+
+# What went wrong, in words a student or instructor can act on.
+
+ACTIONS = {
+    name: "iot:" + "".join(part.title() for part in name.split("_"))
+    for name in (
+        "create_certificate_from_csr",
+        "create_thing",
+        "attach_policy",
+        "attach_thing_principal",
+        "describe_endpoint",
+        "get_policy",
+        "create_policy",
+        "list_thing_principals",
+        "describe_certificate",
+        "detach_thing_principal",
+        "detach_policy",
+        "update_certificate",
+        "delete_certificate",
+        "delete_thing",
+        "list_things",
+        "list_attached_policies",
+        "list_targets_for_policy",
+        "delete_policy",
+    )
+}
+ACTIONS["get_caller_identity"] = "sts:GetCallerIdentity"
+
+
+def explain(error: Exception, operation: str) -> AwsError:
+    """Turn a boto3 error into an AwsError that names the cause and the fix."""
+    action = ACTIONS.get(operation, operation)
+    if isinstance(error, NoCredentialsError):
+        return AwsError(
+            "No AWS credentials found. Sign in with `aws configure` or `aws sso login` (or set "
+            "AWS_PROFILE), or use the local cloud, which needs no account."
+        )
+    if isinstance(error, NoRegionError):
+        return AwsError("No AWS region is set: give one with --region, for example eu-west-1.")
+    if isinstance(error, EndpointConnectionError):
+        return AwsError(
+            f"AWS IoT could not be reached ({error}). Check the network, and that the region "
+            "offers AWS IoT Core (not every region does)."
+        )
+    if isinstance(error, ClientError):
+        code = error.response["Error"]["Code"]
+        message = error.response["Error"].get("Message", "")
+        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
+            return AwsError(
+                "Your AWS session has expired. Sign in again (`aws sso login`) and retry."
+            )
+        if code in (
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "InvalidSignatureException",
+        ):
+            return AwsError(
+                "AWS does not recognise these credentials. Check the profile (`aws sts "
+                "get-caller-identity`), or sign in again."
+            )
+        if code in ("AccessDeniedException", "AccessDenied", "UnauthorizedException"):
+            return AwsError(
+                f"AWS denied {action}: the IAM user or role needs that permission. The "
+                "instructor's least-privilege policy for the kit is in the README."
+            )
+        if code in THROTTLED:
+            return AwsError(
+                "AWS is still throttling after several retries; wait a minute and retry."
+            )
+        if code == "LimitExceededException":
+            return AwsError(
+                f"An AWS IoT quota was reached ({message}). Remove unused things "
+                "(`kit unregister --all --cloud aws`) or ask for a higher quota."
+            )
+        if code == "ResourceNotFoundException":
+            return NotFoundError(f"AWS IoT has no such resource: {message}")
+        return AwsError(f"AWS refused {action}: {code}: {message}")
+    return AwsError(f"AWS could not be reached for {action}: {error}")

@@ -1,0 +1,299 @@
+"""AWS IoT Core through boto3 over HTTP against moto's server, run in-process so its IoT backend
+can be patched: to sign the CSR's own key (moto signs an unrelated RSA key and cannot parse the
+chip's names), to fail a step, or to throttle."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+from helpers import csr_pem, make_ca
+from moto.core.exceptions import JsonRESTError
+from moto.iot.models import IoTBackend
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from kit import certs, devices, errors
+from kit.cloud import aws
+from kit.cloud.aws import AwsCloud
+from kit.cloud.policy import POLICY_NAME
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def endpoint(moto_server, monkeypatch, tmp_path):
+    """A clean moto account, fake credentials, and no AWS config from the machine."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    return moto_server
+
+
+@pytest.fixture
+def real_keys(monkeypatch):
+    """Make moto sign the CSR's own key, with its subject kept as the chip wrote it."""
+    signer = make_ca("Fake AWS CA")
+
+    def create_certificate_from_csr(self, csr, set_as_active):
+        parsed = certs.load_csr(csr)
+        pem = signer.issue(parsed.public_key, parsed.common_name)
+        return self.register_certificate(pem, None, set_as_active, "INACTIVE")
+
+    monkeypatch.setattr(IoTBackend, "create_certificate_from_csr", create_certificate_from_csr)
+
+
+def calls_to(monkeypatch, method: str) -> list[float]:
+    """Record when moto's backend receives each call of `method`."""
+    seen: list[float] = []
+    original = getattr(IoTBackend, method)
+
+    def recorded(self, *args, **kwargs):
+        seen.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(IoTBackend, method, recorded)
+    return seen
+
+
+def fail(monkeypatch, method: str, code: str, times: int = 10**9) -> list[int]:
+    """Make `method` answer with error `code` for its first `times` calls."""
+    count = [0]
+    original = getattr(IoTBackend, method)
+
+    def failing(self, *args, **kwargs):
+        count[0] += 1
+        if count[0] <= times:
+            raise JsonRESTError(code, f"{code} from the test")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(IoTBackend, method, failing)
+    return count
+
+
+def cloud(endpoint, **kw) -> AwsCloud:
+    return AwsCloud(region=REGION, endpoint_url=endpoint, **kw)
+
+
+def test_register_creates_certificate_thing_and_policy(endpoint, real_keys) -> None:
+    aws_cloud = cloud(endpoint)
+    csr = certs.load_csr(csr_pem("device_01"))
+    registration = aws_cloud.register(csr, slot=1)
+    assert registration.thing == "device_01" and registration.created
+    assert registration.broker_host.endswith(f"-ats.iot.{REGION}.amazonaws.com")
+    assert registration.broker_port == 8883
+    assert (
+        certs.load_certificate(registration.ca_pem).subject_text
+        == "CN=Amazon Root CA 1,O=Amazon,C=US"
+    )
+    assert certs.matches(csr, certs.load_certificate(registration.certificate_pem))
+
+    iot = aws_cloud.iot
+    [arn] = iot.list_thing_principals(thingName="device_01")["principals"]
+    assert arn.endswith(registration.certificate_id)
+    described = iot.describe_certificate(certificateId=registration.certificate_id)
+    assert described["certificateDescription"]["status"] == "ACTIVE"
+    assert [p["policyName"] for p in iot.list_attached_policies(target=arn)["policies"]] == [
+        POLICY_NAME
+    ]
+    document = json.loads(iot.get_policy(policyName=POLICY_NAME)["policyDocument"])
+    account = aws_cloud.sts.get_caller_identity()["Account"]
+    resources = [s["Resource"] for s in document["Statement"]]
+    assert (
+        resources[0]
+        == f"arn:aws:iot:{REGION}:{account}:client/${{iot:Certificate.Subject.CommonName}}"
+    )
+    record = devices.load()
+    assert (record.thing, record.cloud, record.region, record.slot) == (
+        "device_01",
+        "aws",
+        REGION,
+        1,
+    )
+
+
+def test_registering_twice_returns_the_existing_certificate(
+    endpoint, real_keys, monkeypatch
+) -> None:
+    aws_cloud = cloud(endpoint)
+    csr = certs.load_csr(csr_pem("device_01"))
+    first = aws_cloud.register(csr)
+    created = calls_to(monkeypatch, "create_certificate_from_csr")
+    again = aws_cloud.register(csr)
+    assert not again.created and again.certificate_id == first.certificate_id
+    assert created == []
+    assert len(aws_cloud.iot.list_certificates()["certificates"]) == 1
+
+
+def test_a_name_bound_to_another_key_is_refused(endpoint, real_keys) -> None:
+    aws_cloud = cloud(endpoint)
+    aws_cloud.register(certs.load_csr(csr_pem("device_01")))
+    with pytest.raises(errors.ThingTakenError, match="already exists in AWS IoT with another key"):
+        aws_cloud.register(certs.load_csr(csr_pem("device_01")))
+    assert len(aws_cloud.iot.list_certificates()["certificates"]) == 1
+
+
+def test_a_failure_halfway_rolls_back(endpoint, real_keys, monkeypatch) -> None:
+    aws_cloud = cloud(endpoint)
+    fail(monkeypatch, "attach_thing_principal", "InternalFailureException")
+    with pytest.raises(errors.AwsError, match="InternalFailureException"):
+        aws_cloud.register(certs.load_csr(csr_pem("device_01")))
+    assert aws_cloud.things() == []
+    assert aws_cloud.iot.list_certificates()["certificates"] == []
+    with pytest.raises(errors.KitError):
+        devices.load("device_01")
+
+
+def test_moto_certificate_without_the_chip_key_is_refused_and_removed(endpoint) -> None:
+    aws_cloud = cloud(endpoint)  # moto as it is: an unrelated RSA key in the certificate
+    with pytest.raises(errors.KeyMismatchError, match="does not carry your chip's key"):
+        aws_cloud.register(certs.load_csr(csr_pem("0123C13DA283AFA5EE")))
+    assert aws_cloud.iot.list_certificates()["certificates"] == []
+    assert aws_cloud.things() == []
+
+
+def test_unregister_and_remove_the_policy(endpoint, real_keys) -> None:
+    aws_cloud = cloud(endpoint)
+    for name in ("a1", "a2"):
+        aws_cloud.register(certs.load_csr(csr_pem(name)))
+    aws_cloud.unregister("a1")
+    assert aws_cloud.things() == ["a2"]
+    assert not aws_cloud.remove_policy_if_unused()  # a2 still uses it
+    aws_cloud.unregister("a2")
+    assert aws_cloud.iot.list_certificates()["certificates"] == []
+    assert aws_cloud.remove_policy_if_unused()
+    assert aws_cloud.iot.list_policies()["policies"] == []
+
+
+def test_throttling_is_retried_with_backoff(endpoint, real_keys, monkeypatch) -> None:
+    waits: list[float] = []
+    aws_cloud = cloud(endpoint, sleep=waits.append)
+    attempts = fail(monkeypatch, "create_thing", "ThrottlingException", times=3)
+    registration = aws_cloud.register(certs.load_csr(csr_pem("device_01")))
+    assert registration.thing == "device_01"
+    assert attempts[0] == 4 and len(waits) == 3
+    assert waits[0] < waits[1] < waits[2]
+
+
+def test_throttling_that_does_not_stop_says_so(endpoint, real_keys, monkeypatch) -> None:
+    aws_cloud = cloud(endpoint, sleep=lambda s: None)
+    fail(monkeypatch, "create_thing", "ThrottlingException")
+    with pytest.raises(errors.AwsError, match="still throttling"):
+        aws_cloud.register(certs.load_csr(csr_pem("device_01")))
+    assert aws_cloud.iot.list_certificates()["certificates"] == []
+
+
+def test_a_class_registering_at_once_stays_under_15_per_second(
+    endpoint, real_keys, monkeypatch
+) -> None:
+    seen = calls_to(monkeypatch, "create_thing")
+    aws_cloud = cloud(endpoint)
+    aws_cloud.ensure_policy()
+    csrs = [certs.load_csr(csr_pem(f"student_{i:02}")) for i in range(36)]
+    workers = [
+        threading.Thread(
+            target=lambda part: [aws_cloud.register(c) for c in part], args=(csrs[i::4],)
+        )
+        for i in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(aws_cloud.things()) == 36
+    per_window = Counter(int((t - seen[0]) / 1.0) for t in seen)
+    assert max(per_window.values()) <= 15, per_window
+    busiest = max(sum(1 for t in seen if s <= t < s + 1) for s in seen)
+    assert busiest <= 15
+
+
+def test_access_denied_names_the_action(endpoint, real_keys, monkeypatch) -> None:
+    fail(monkeypatch, "create_thing", "AccessDeniedException")
+    with pytest.raises(errors.AwsError, match="denied iot:CreateThing"):
+        cloud(endpoint).register(certs.load_csr(csr_pem("device_01")))
+
+
+def test_expired_session(endpoint, real_keys, monkeypatch) -> None:
+    fail(monkeypatch, "list_thing_principals", "ExpiredTokenException")
+    with pytest.raises(errors.AwsError, match="session has expired"):
+        cloud(endpoint).register(certs.load_csr(csr_pem("device_01")))
+
+
+def test_quota_reached(endpoint, real_keys, monkeypatch) -> None:
+    fail(monkeypatch, "create_thing", "LimitExceededException")
+    with pytest.raises(errors.AwsError, match="quota was reached"):
+        cloud(endpoint).register(certs.load_csr(csr_pem("device_01")))
+
+
+def test_no_credentials(endpoint, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(errors.AwsError, match="No AWS credentials found"):
+        cloud(endpoint).things()
+
+
+def test_no_region(endpoint, monkeypatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    with pytest.raises(errors.AwsError, match="No AWS region is set"):
+        AwsCloud(endpoint_url=endpoint)
+
+
+def test_unknown_profile(endpoint) -> None:
+    with pytest.raises(errors.AwsError, match="no AWS profile called 'nobody'"):
+        AwsCloud(profile="nobody", region=REGION)
+
+
+def test_unreachable_region_endpoint(endpoint) -> None:
+    with pytest.raises(errors.AwsError, match="could not be reached"):
+        AwsCloud(region=REGION, endpoint_url="http://127.0.0.1:9").things()
+
+
+def test_amazon_root_ca_1_is_shipped() -> None:
+    ca = certs.load_certificate(aws.amazon_root_ca())
+    assert ca.sha256_fingerprint == (
+        "8E:CD:E6:88:4F:3D:87:B1:12:5B:A3:1A:C3:FC:B1:3D:70:16:DE:7F:57:CC:90:4F:E1:CB:97:C6:AE:98:19:6E"
+    )
+
+
+def test_the_kit_command_with_aws(endpoint, real_keys, tmp_path, monkeypatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint}
+    (tmp_path / "csr.pem").write_text(csr_pem("device_01"))
+
+    def kit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kit.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+    done = kit("register", str(tmp_path / "csr.pem"), "--cloud", "aws", "--region", REGION)
+    assert done.returncode == 0, done.stderr
+    assert "Registered device_01 in the aws cloud." in done.stdout
+    assert "-ats.iot.eu-west-1.amazonaws.com:8883" in done.stdout
+    assert kit("things", "--cloud", "aws", "--region", REGION).stdout.split() == ["device_01"]
+    done = kit("unregister", "--all", "--yes", "--cloud", "aws", "--region", REGION)
+    assert done.stdout.strip() == "Removed device_01."
+    aws_cloud = cloud(endpoint)
+    assert aws_cloud.things() == [] and aws_cloud.iot.list_policies()["policies"] == []
