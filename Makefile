@@ -6,8 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests drive as real peers: g++ compiles config.h and sketches, openssl
-# checks certificates, mosquitto_pub/mosquitto_sub talk to the local broker.
-TEST_APT_PACKAGES := g++ openssl mosquitto-clients
+# checks certificates, mosquitto_pub/mosquitto_sub talk to the local broker, libbearssl-dev
+# validates the broker chain as the board does.
+TEST_APT_PACKAGES := g++ openssl mosquitto-clients libbearssl-dev
 
 .PHONY: lab test bench setup system-deps lint format clean
 
@@ -19,6 +20,8 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(BIN)/python bench/csr_capture.py
+	@sh tools/ensure-apt.sh mosquitto
+	$(BIN)/python bench/cloud_load.py
 
 setup: $(STAMP)
 

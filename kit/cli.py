@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--cert", help="the device certificate file, or - for stdin")
     cfg.add_argument("--port", type=int, help=f"broker port (default {config_h.DEFAULT_PORT})")
     cfg.add_argument("--slot", type=int, help="ECCX08 key slot, 0-4 (default 0)")
+    cfg.add_argument(
+        "--led-pin",
+        type=int,
+        default=config_h.DEFAULT_LED_PIN,
+        help=f"the LED's PWM pin (default {config_h.DEFAULT_LED_PIN})",
+    )
+    cfg.add_argument(
+        "--local-ca",
+        help="the CA file of a local broker (default: from the "
+        "device record when its cloud is local)",
+    )
     cfg.add_argument("--out", type=Path, help="where to write (default sketches/AWS/config.h)")
     cfg.add_argument(
         "--password-stdin",
@@ -179,16 +190,28 @@ def cmd_config_h(args: argparse.Namespace) -> None:
             "in a file and give its name to --cert."
         )
     broker, port, slot = args.broker, args.port, args.slot
+    local_ca = _read_text(args.local_ca) if args.local_ca else ""
     if args.cert is None or args.broker is None:
         record = devices.load(args.device)
         certificate = record.certificate_pem if args.cert is None else _read_text(args.cert)
         broker = broker or record.broker_host
         port = record.broker_port if port is None and args.broker is None else port
         slot = record.slot if slot is None else slot
+        if record.cloud == "local" and not local_ca:
+            local_ca = record.ca_pem  # the board must trust the local CA explicitly
     else:
         certificate = _read_text(args.cert)
     password = _wifi_password(args.password_stdin)
-    rendered = config_h.render(args.ssid, password, broker, certificate, port=port, slot=slot or 0)
+    rendered = config_h.render(
+        args.ssid,
+        password,
+        broker,
+        certificate,
+        port=port,
+        slot=slot or 0,
+        led_pin=args.led_pin,
+        local_ca=local_ca,
+    )
     path = rendered.write(args.out)
     ignored = args.out is None
     for change in rendered.changes:

@@ -31,6 +31,8 @@ NAMES = (
     "KEY_SLOT",
     "DEVICE_NAME",
     "DEVICE_CERTIFICATE",
+    "LED_PIN",
+    "KIT_LOCAL_CA",
 )
 
 _TEMPLATE = """\
@@ -62,7 +64,31 @@ const char DEVICE_NAME[] = {name};
 
 // The device certificate the cloud issued for the chip's key.
 const char DEVICE_CERTIFICATE[] = {certificate};
+
+// The pin the LED is on (a PWM pin; 5 in the workshop's wiring).
+const int LED_PIN = {led_pin};
+
+{trust_anchor}"""
+
+_NO_LOCAL_CA = """\
+// The broker's certificate chains to Amazon Root CA 1, which the board's TLS library trusts
+// built in: no trust anchor is needed here.
+#define KIT_LOCAL_CA 0
 """
+_LOCAL_CA = """\
+// The local cloud's CA signs the broker's certificate. The board's TLS library does not trust it
+// built in, so it is given here, with the BearSSL trust anchor made from it (the subject's DER
+// and the P-256 public key; local_trust_anchor.h in the sketch builds br_x509_trust_anchor).
+#define KIT_LOCAL_CA 1
+const char LOCAL_CA[] = {pem};
+const unsigned char LOCAL_CA_DN[] = {{
+{dn}
+}};
+const unsigned char LOCAL_CA_EC_Q[] = {{
+{q}
+}};
+"""
+DEFAULT_LED_PIN = 5
 
 _AWS_HOST = re.compile(r"\.amazonaws\.com(\.cn)?$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -80,6 +106,8 @@ class SketchConfig:
     port: int = DEFAULT_PORT
     slot: int = 0
     device_name: str = ""  # the certificate's common name
+    led_pin: int = DEFAULT_LED_PIN
+    local_ca: str = ""  # PEM of the CA behind the broker, when it is not Amazon Root CA 1
 
 
 @dataclass(frozen=True)
@@ -124,9 +152,24 @@ def render(
     *,
     port: int | None = None,
     slot: int = 0,
+    led_pin: int = DEFAULT_LED_PIN,
+    local_ca: str = "",
 ) -> RenderedConfig:
-    """Check and normalise the values and render config.h; nothing is written."""
-    config, changes = make_config(ssid, password, broker, certificate, port=port, slot=slot)
+    """Check and normalise the values and render config.h; nothing is written.
+
+    `local_ca` is the CA that signs a local broker's certificate (the board then trusts it);
+    leave it empty for AWS IoT, whose Amazon Root CA 1 the board trusts built in.
+    """
+    config, changes = make_config(
+        ssid,
+        password,
+        broker,
+        certificate,
+        port=port,
+        slot=slot,
+        led_pin=led_pin,
+        local_ca=local_ca,
+    )
     return RenderedConfig(to_text(config), config, changes)
 
 
@@ -138,6 +181,8 @@ def make_config(
     *,
     port: int | None = None,
     slot: int = 0,
+    led_pin: int = DEFAULT_LED_PIN,
+    local_ca: str = "",
 ) -> tuple[SketchConfig, tuple[str, ...]]:
     """Check every value; return the normalised config and the list of changes made."""
     changes: list[str] = []
@@ -147,7 +192,9 @@ def make_config(
     check_slot(slot)
     cert = _certificate(certificate, changes)
     name = load_certificate(cert).common_name
-    config = SketchConfig(ssid, password, host, cert, port, slot, name)
+    check_led_pin(led_pin)
+    ca = _local_ca(local_ca) if local_ca else ""
+    config = SketchConfig(ssid, password, host, cert, port, slot, name, led_pin, ca)
     return config, tuple(changes)
 
 
@@ -165,6 +212,8 @@ def to_text(
         slot=config.slot,
         name=cxx.string_literal(config.device_name),
         certificate=cxx.raw_string_literal(config.certificate),
+        led_pin=config.led_pin,
+        trust_anchor=_trust_anchor(config.local_ca) if config.local_ca else _NO_LOCAL_CA,
     )
 
 
@@ -199,7 +248,7 @@ def parse(text: str) -> SketchConfig:
         except UnicodeDecodeError:
             raise ConfigError(f"{name} in config.h is not valid UTF-8 text.") from None
     numbers: dict[str, int] = {}
-    for name in ("BROKER_PORT", "KEY_SLOT"):
+    for name in ("BROKER_PORT", "KEY_SLOT", "LED_PIN"):
         value = found[name]
         if not isinstance(value, int):
             raise ConfigError(f"{name} in config.h should be a whole number.")
@@ -211,6 +260,8 @@ def parse(text: str) -> SketchConfig:
         strings["DEVICE_CERTIFICATE"],
         port=numbers["BROKER_PORT"],
         slot=numbers["KEY_SLOT"],
+        led_pin=numbers["LED_PIN"],
+        local_ca=_string(found, "LOCAL_CA") if found.get("KIT_LOCAL_CA") == 1 else "",
     )
     if changes:
         raise ConfigError(
@@ -260,6 +311,12 @@ def check_password(password: str) -> None:
         f"The WiFi password has {size} characters; a WPA2 password has 8 to 63 (or is "
         "empty for an open network). Check it for a missing or extra character."
     )
+
+
+def check_led_pin(pin: int) -> None:
+    """A digital pin number the MKR WiFi 1010 / Nano 33 IoT has (0 to 21), or raise."""
+    if not isinstance(pin, int) or isinstance(pin, bool) or not 0 <= pin <= 21:
+        raise ConfigError(f"The LED pin must be a pin number from 0 to 21, not {pin!r}.")
 
 
 def check_slot(slot: int) -> None:
@@ -390,3 +447,44 @@ def _certificate(text: str, changes: list[str]) -> str:
             "made for another purpose? Register the board's CSR and use that certificate."
         ) from None
     return cert.pem
+
+
+def _string(found: dict, name: str) -> str:
+    value = found.get(name)
+    if not isinstance(value, bytes):
+        raise ConfigError(f"{name} in config.h should be a string. Render config.h again.")
+    return value.decode("utf-8", errors="replace")
+
+
+def _local_ca(text: str) -> str:
+    """The local CA as canonical PEM; it must be a P-256 CA (what BearSSL's anchor holds here)."""
+    ca = load_certificate(text)
+    if not ca.is_ca:
+        raise ConfigError(
+            "The local CA given for config.h is not a CA certificate. Use the ca.pem the "
+            "registration step wrote (the CA that signs the broker's certificate)."
+        )
+    if ca.key_description != "EC P-256 (prime256v1)":
+        raise ConfigError(f"The local CA has a {ca.key_description} key; the kit expects P-256.")
+    return ca.pem
+
+
+def _trust_anchor(pem: str) -> str:
+    """The config.h lines for a local CA: its PEM, its subject DER and its public point."""
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca = load_certificate(pem)
+    subject = asn1_x509.Certificate.load(ca.der)["tbs_certificate"]["subject"].dump()
+    point = ca.public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return _LOCAL_CA.format(
+        pem=cxx.raw_string_literal(pem), dn=_hex_rows(subject), q=_hex_rows(point)
+    )
+
+
+def _hex_rows(data: bytes) -> str:
+    """Bytes as C initialiser rows, twelve a line."""
+    rows = [", ".join(f"0x{b:02X}" for b in data[i : i + 12]) for i in range(0, len(data), 12)]
+    return ",\n".join(f"    {row}" for row in rows)

@@ -17,7 +17,7 @@ from kit import config_h, cxx, errors
 from kit.places import checkout
 
 STRINGS = ("WIFI_SSID", "WIFI_PASS", "BROKER_HOST", "DEVICE_NAME", "DEVICE_CERTIFICATE")
-NUMBERS = ("BROKER_PORT", "KEY_SLOT")
+NUMBERS = ("BROKER_PORT", "KEY_SLOT", "LED_PIN")
 
 
 def compile_and_run(
@@ -83,6 +83,7 @@ def assert_compiled_equals(compiled: dict[str, str], config: config_h.SketchConf
         assert compiled[name] == value.encode("utf-8").hex(), name
     assert int(compiled["BROKER_PORT"]) == config.port
     assert int(compiled["KEY_SLOT"]) == config.slot
+    assert int(compiled["LED_PIN"]) == config.led_pin
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,34 @@ def test_hostile_values_compile_byte_for_byte(tmp_path_factory, certificates, da
         assert_compiled_equals(values, r.config)
         assert config_h.parse(r.text) == r.config
     assert extras == [s.encode("utf-8").hex() for s in strings * 2]
+
+
+def test_local_ca_round_trips_and_compiles(tmp_path: Path, certificates) -> None:
+    from kit.cloud.local_ca import LocalCA
+
+    ca = LocalCA(tmp_path / "ca")
+    rendered = config_h.render(
+        "wifi", "password1", "mylaptop.local", certificates[1], led_pin=6, local_ca=ca.pem
+    )
+    assert rendered.config.local_ca == ca.pem and rendered.config.led_pin == 6
+    assert "#define KIT_LOCAL_CA 1" in rendered.text
+    assert config_h.parse(rendered.text) == rendered.config
+    [compiled], _, warnings = compile_and_run(tmp_path, [rendered.text])
+    assert_compiled_equals(compiled, rendered.config)
+    assert warnings == ""
+    plain = config_h.render("wifi", "password1", "b.local", certificates[1])
+    assert "#define KIT_LOCAL_CA 0" in plain.text and config_h.parse(plain.text).local_ca == ""
+
+
+@pytest.mark.parametrize("pin", [-1, 22, "5"])
+def test_bad_led_pins_are_refused(certificates, pin) -> None:
+    with pytest.raises(errors.ConfigError, match="LED pin"):
+        config_h.render("wifi", "", "b.local", certificates[0], led_pin=pin)
+
+
+def test_a_device_certificate_is_not_a_local_ca(certificates) -> None:
+    with pytest.raises(errors.ConfigError, match="not a CA certificate"):
+        config_h.render("wifi", "", "b.local", certificates[0], local_ca=certificates[1])
 
 
 def test_broker_url_is_normalised_and_the_changes_listed(certificates) -> None:

@@ -11,17 +11,38 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cmath>
 #include <string>
 
 typedef uint8_t byte;
 
 inline void delay(unsigned long ms) { usleep(ms * 1000); }
+unsigned long millis();
+const int OUTPUT = 1;
+void pinMode(int pin, int mode);
+void analogWrite(int pin, int value);
+inline long map(long x, long in_min, long in_max, long out_min, long out_max) {
+  return (x - in_min) * (out_max - out_min) / (in_max - in_min) + out_min;
+}
+#define constrain(amt, low, high) ((amt) < (low) ? (low) : ((amt) > (high) ? (high) : (amt)))
+using std::isnan;
 
 class String {
  public:
   String() {}
   String(const char* s) : s_(s ? s : "") {}
   String(const std::string& s) : s_(s) {}
+  explicit String(int n) : s_(std::to_string(n)) {}
+  String(float f, int decimals) {
+    char buffer[32];
+    snprintf(buffer, sizeof buffer, "%.*f", decimals, f);
+    s_ = buffer;
+  }
+  String operator+(const String& o) const { return String(s_ + o.s_); }
+  String operator+(const char* o) const { return String(s_ + o); }
+  friend String operator+(const char* a, const String& b) { return String(a + b.s_); }
+  bool operator!=(const String& o) const { return s_ != o.s_; }
+  bool operator==(const String& o) const { return s_ == o.s_; }
   String& operator+=(char c) { s_ += c; return *this; }
   String& operator=(const char* s) { s_ = s ? s : ""; return *this; }
   unsigned int length() const { return s_.size(); }
@@ -59,6 +80,9 @@ class SerialStub {
     return c;
   }
   void print(const char* s) { write(s, strlen(s)); }
+  void print(long n) { print(std::to_string(n).c_str()); }
+  void print(int n) { print(std::to_string(n).c_str()); }
+  void println(int n) { print(n); println(); }
   void print(const String& s) { write(s.c_str(), s.length()); }
   void println() { print("\r\n"); }
   void println(const char* s) { print(s); println(); }
