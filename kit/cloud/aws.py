@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import boto3
@@ -29,7 +28,7 @@ from botocore.exceptions import (
 )
 
 from kit.certs import Csr, load_certificate, matches, validate_device_name
-from kit.cloud import Cloud, Registration
+from kit.cloud import Cloud, Registration, amazon_root_ca
 from kit.cloud.policy import POLICY_NAME, aws_policy_document
 from kit.devices import forget
 from kit.errors import AwsError, KeyMismatchError, ThingTakenError
@@ -48,11 +47,6 @@ MAX_ATTEMPTS = 8
 
 class NotFoundError(AwsError):
     """The thing, certificate or policy does not exist."""
-
-
-def amazon_root_ca() -> str:
-    """Amazon Root CA 1, which signs AWS IoT's ATS endpoints (shipped with the kit)."""
-    return resources.files("kit.cloud").joinpath("AmazonRootCA1.pem").read_text(encoding="ascii")
 
 
 class TokenBucket:

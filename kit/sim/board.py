@@ -20,8 +20,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kit.cloud import amazon_root_ca
+from kit.config_h import SketchConfig
 from kit.errors import KitError
 from kit.places import kit_home, write_private
+from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
 from kit.sim.serial_port import PortClosed, VirtualSerialPort
@@ -191,9 +194,16 @@ class VirtualBoard:
         timing: ChipTiming | None = None,
         socket_port: int = 0,
         echo: Callable[[bytes], None] | None = None,
+        aws_config: SketchConfig | None = None,
+        firmware_settings: FirmwareSettings | None = None,
     ) -> None:
+        """A board flashed with the CSR sketch, or with the AWS firmware when `aws_config` is
+        given (the values of a rendered config.h)."""
         self.name = name
         self.settings = settings or SketchSettings()
+        self.aws_config = aws_config
+        self.firmware_settings = firmware_settings or FirmwareSettings()
+        self.firmware: AwsFirmware | None = None
         self.folder = board_dir(name)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock_file = _take_lock(self.folder / "lock", name)
@@ -204,12 +214,20 @@ class VirtualBoard:
         self._echo = echo
         self._log = (self.folder / "serial.log").open("ab", buffering=0)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"board-{name}")
+        if aws_config is not None:
+            self.firmware = AwsFirmware(
+                aws_config,
+                self.chip,
+                aws_config.local_ca or amazon_root_ca(),
+                self._serial,
+                self.firmware_settings,
+            )
         self.info = BoardInfo(
             name=name,
             pid=os.getpid(),
             socket_port=self.port.socket_port,
             pty=self.port.pty_path,
-            firmware="csr",
+            firmware="aws" if aws_config is not None else "csr",
             variant=self.settings.variant,
             fail=self.settings.fail,
             chip_serial=self.chip.serial_number,
@@ -240,6 +258,12 @@ class VirtualBoard:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _serial(self, text: str) -> None:
+        """What the firmware prints: to the serial log and to a host that has the port open."""
+        data = text.encode("utf-8")
+        self._write_log(data)
+        self.port.write(data)
+
     def _write_log(self, data: bytes) -> None:
         self._log.write(data)
         if self._echo:
@@ -247,6 +271,9 @@ class VirtualBoard:
 
     def _run(self) -> None:
         """Run the sketch; after it halts, a reset (or the host opening the port) restarts it."""
+        if self.aws_config is not None:
+            self._run_aws()
+            return
         while not self._stop.is_set():
             self.reset_button.clear()
             self.port.drain()
@@ -267,6 +294,17 @@ class VirtualBoard:
                     if self.port.open_count != opened:
                         break
                     time.sleep(0.02)
+
+    def _run_aws(self) -> None:
+        """The AWS firmware: runs until power-off (it reconnects by itself)."""
+        assert self.firmware is not None
+        try:
+            self.firmware.start()
+        except KitError as error:
+            self._serial(f"ECCX08: {error}\r\n")
+            return
+        self._stop.wait()
+        self.firmware.stop()
 
 
 def _take_lock(path: Path, name: str):

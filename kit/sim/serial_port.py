@@ -57,6 +57,8 @@ class VirtualSerialPort:
             tty.setraw(slave, termios.TCSANOW)
             # Packet mode: reads carry a status byte, which tells us when the host flushes.
             fcntl.ioctl(self._master, termios.TIOCPKT, struct.pack("i", 1))
+            # Never block the board on a host that does not read: drop what does not fit.
+            os.set_blocking(self._master, False)
             self.pty_path = os.ttyname(slave)
             # Closing our end of the slave lets us see when a host opens it (POLLHUP clears).
             os.close(slave)
@@ -86,7 +88,7 @@ class VirtualSerialPort:
         """Send bytes to the host; lost if no host has the port open (as on a real board)."""
         with self._lock:
             if self._pty_open and self._master is not None:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # BlockingIOError: the host's buffer is full
                     os.write(self._master, data)
             if self._client is not None:
                 with contextlib.suppress(OSError):

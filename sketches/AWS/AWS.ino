@@ -83,6 +83,7 @@ void connectWiFi() {
   Serial.println(" ok");
 }
 
+// One attempt to connect to the broker; on failure, say why and wait before the next.
 void connectMQTT() {
   Serial.print("MQTT: connecting to ");
   Serial.print(BROKER_HOST);
@@ -90,7 +91,7 @@ void connectMQTT() {
   Serial.print(BROKER_PORT);
   Serial.print(" as ");
   Serial.println(DEVICE_NAME);
-  while (!mqttClient.connect(BROKER_HOST, BROKER_PORT)) {
+  if (!mqttClient.connect(BROKER_HOST, BROKER_PORT)) {
     int mqttError = mqttClient.connectError();
     int tlsError = sslClient.errorCode();
     Serial.print("MQTT: failed, error ");
@@ -103,9 +104,7 @@ void connectMQTT() {
     Serial.print(tlsReason(tlsError));
     Serial.println("); retrying in 5 s");
     delay(RETRY_DELAY_MS);
-    if (WiFi.status() != WL_CONNECTED) {
-      return;  // loop() rejoins WiFi first
-    }
+    return;
   }
   Serial.println("MQTT: connected");
   mqttClient.subscribe(ledTopic, 1);
@@ -188,13 +187,22 @@ void loop() {
   if (WiFi.status() != WL_CONNECTED) {
     connectWiFi();
   }
+  bool due = millis() - lastPublish >= PUBLISH_INTERVAL_MS;
+  if (due) {
+    lastPublish = millis();
+  }
   if (!mqttClient.connected()) {
+    if (due) {
+      // Readings are not kept while the broker is away: say so, so gaps in the plot make sense.
+      Serial.print("MQTT: not sent to ");
+      Serial.print(environmentTopic);
+      Serial.println(" (not connected)");
+    }
     connectMQTT();
     return;
   }
   mqttClient.poll();
-  if (millis() - lastPublish >= PUBLISH_INTERVAL_MS) {
-    lastPublish = millis();
+  if (due) {
     publishEnvironment();
   }
 }

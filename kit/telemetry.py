@@ -1,0 +1,209 @@
+"""Telemetry: watch one thing or a whole class, decode what devices send, command LEDs.
+
+Notebooks and dashboards connect with the cloud's observer identity, never a device's. The
+sketch's JSON arrives pretty-printed over several lines; anything that is not JSON, or lacks a
+field, is counted and kept but never crashes the plot. History is backfilled from the recorder
+before going live. paho's network thread only appends to bounded buffers: widgets read them
+from the kernel's own thread.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+
+from kit.certs import validate_device_name
+from kit.cloud import ObserverIdentity
+from kit.errors import KitError
+
+
+class TelemetryError(KitError):
+    """Watching or commanding devices failed."""
+
+    title = "Telemetry problem"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One environment message: when it arrived and what it said."""
+
+    thing: str
+    time: float
+    temperature: float  # degrees Fahrenheit
+    humidity: float  # percent
+
+
+@dataclass(frozen=True)
+class LedState:
+    """The brightness a device reported it applied."""
+
+    thing: str
+    time: float
+    value: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that could not be decoded, with the reason."""
+
+    thing: str
+    time: float
+    topic: str
+    payload: bytes
+    reason: str
+
+
+Event = Reading | LedState | Rejected
+
+
+def decode(topic: str, payload: bytes, received: float) -> Event | None:
+    """Turn one message into a Reading, a LedState or a Rejected (None for other topics)."""
+    levels = topic.split("/")
+    if len(levels) < 3 or levels[0] != "things":
+        return None
+    thing, rest = levels[1], "/".join(levels[2:])
+    if rest == "environment":
+        try:
+            data = json.loads(payload)
+            return Reading(thing, received, float(data["temperature"]), float(data["humidity"]))
+        except (ValueError, TypeError, UnicodeDecodeError):
+            return Rejected(thing, received, topic, payload, "not JSON")
+        except KeyError as missing:
+            return Rejected(thing, received, topic, payload, f"no {missing.args[0]} field")
+    if rest == "led/state":
+        try:
+            return LedState(thing, received, int(payload.decode().strip()))
+        except (ValueError, UnicodeDecodeError):
+            return Rejected(thing, received, topic, payload, "not a whole number")
+    return None
+
+
+def check_brightness(value: int) -> int:
+    """An LED brightness 0-100, or a TelemetryError that says so."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise TelemetryError(
+            f"The LED brightness must be a whole number from 0 to 100, not {value!r}."
+        )
+    return value
+
+
+class Telemetry:
+    """A live connection watching `thing` (or every thing) through the observer identity."""
+
+    def __init__(
+        self,
+        observer: ObserverIdentity,
+        thing: str | None = None,
+        keep: int = 5000,
+        on_event: Callable[[Event], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if thing is not None:
+            validate_device_name(thing)
+        self.observer, self.thing = observer, thing
+        self.events: deque[Event] = deque(maxlen=keep)
+        self.raw: deque[tuple[float, str, bytes]] = deque(maxlen=200)  # the message console
+        self.received = 0
+        self.rejected = 0
+        self.last_message: float | None = None
+        self.connected = threading.Event()
+        self._on_event, self._clock = on_event, clock
+        self._lock = threading.Lock()
+        client_id = observer.client_id_prefix + secrets.token_hex(4)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        context = ssl.create_default_context(cafile=str(observer.ca_file))
+        context.load_cert_chain(str(observer.cert_file), str(observer.key_file))
+        self.client.tls_set_context(context)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda c, u, f, r, p: self.connected.clear()
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(1, 5)
+
+    @property
+    def topic_filter(self) -> str:
+        return f"things/{self.thing}/#" if self.thing else "things/#"
+
+    def start(self, timeout: float = 10.0) -> Telemetry:
+        """Connect and subscribe; raise with the reason if the broker cannot be reached."""
+        try:
+            self.client.connect(self.observer.host, self.observer.port, keepalive=30)
+        except OSError as error:
+            raise TelemetryError(
+                f"Cannot reach the broker at {self.observer.host}:{self.observer.port} ({error}). "
+                "Is the local cloud running (`kit cloud up`)?"
+            ) from None
+        self.client.loop_start()
+        if not self.connected.wait(timeout):
+            self.stop()
+            raise TelemetryError("The broker did not accept the observer connection in time.")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Telemetry:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def backfill(self, messages: list) -> int:
+        """Add recorded messages (kit.cloud.store.Message) before the live ones; return how many."""
+        count = 0
+        with self._lock:
+            for message in messages:
+                event = decode(message.topic, message.payload, message.received)
+                if event is not None and not isinstance(event, Rejected):
+                    self.events.append(event)
+                    count += 1
+        return count
+
+    def readings(self, thing: str | None = None) -> list[Reading]:
+        with self._lock:
+            return [
+                e
+                for e in self.events
+                if isinstance(e, Reading) and (thing is None or e.thing == thing)
+            ]
+
+    def led_state(self, thing: str) -> int | None:
+        """The last brightness the device reported, or None."""
+        with self._lock:
+            states = [e.value for e in self.events if isinstance(e, LedState) and e.thing == thing]
+        return states[-1] if states else None
+
+    def led(self, thing: str, value: int) -> None:
+        """Ask a device to set its LED to `value` percent (0-100)."""
+        validate_device_name(thing)
+        check_brightness(value)
+        info = self.client.publish(f"things/{thing}/led", str(value), qos=1)
+        info.wait_for_publish(5)
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if not reason.is_failure:
+            client.subscribe(self.topic_filter, qos=1)
+            self.connected.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        now = self._clock()
+        event = decode(message.topic, message.payload, now)
+        with self._lock:
+            self.raw.append((now, message.topic, bytes(message.payload)))
+            self.received += 1
+            self.last_message = now
+            if event is None:
+                return
+            if isinstance(event, Rejected):
+                self.rejected += 1
+            self.events.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
