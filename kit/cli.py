@@ -13,14 +13,16 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kit import __version__, board, certs, config_h, devices
+from kit import __version__, board, certs, config_h, devices, telemetry
 from kit.cloud import open_cloud
 from kit.errors import KitError
 from kit.places import checkout, write_private
 from kit.sim import board as vboard
+from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
 from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
 from kit.sim.eccx08 import ChipTiming
 
@@ -130,6 +132,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--socket-port", type=int, default=0, help="TCP port (default: any free)")
     sim.add_argument("--instant-chip", action="store_true", help=argparse.SUPPRESS)
+    sim.add_argument(
+        "--firmware",
+        choices=("csr", "aws"),
+        default="csr",
+        help="the CSR sketch (default) or the AWS firmware",
+    )
+    sim.add_argument(
+        "--config",
+        type=Path,
+        help="the config.h the AWS firmware boots from (default sketches/AWS/config.h)",
+    )
+    sim.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        help="seconds between readings for the AWS firmware (default 10)",
+    )
+    sim.add_argument(
+        "--misbehave",
+        choices=MISBEHAVIOURS,
+        help="make the AWS firmware misbehave the way students' boards do",
+    )
+
+    watch = command("watch", cmd_watch, "Print a thing's messages as they arrive (local cloud).")
+    watch.add_argument(
+        "thing", nargs="?", help="the thing (default: the current device; 'all' for every thing)"
+    )
+
+    led = command("led", cmd_led, "Set a thing's LED brightness, 0-100 (local cloud).")
+    led.add_argument("thing", help="the thing")
+    led.add_argument("value", type=int, help="brightness in percent, 0-100")
 
     def cloud_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -272,28 +305,42 @@ def cmd_sim(args: argparse.Namespace) -> int:
     timing = ChipTiming.instant() if args.instant_chip else None
     if args.reset:
         vboard.chip(args.board).factory_reset()
+    aws_config = None
+    if args.firmware == "aws":
+        path = args.config or config_h.default_path()
+        try:
+            aws_config = config_h.parse(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise KitError(f"There is no {path}: render it first with `kit config-h`.") from None
     device = vboard.VirtualBoard(
         args.board,
         settings,
         timing,
         args.socket_port,
         echo=lambda data: sys.stdout.buffer.write(data) and sys.stdout.flush(),
+        aws_config=aws_config,
+        firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, lambda *_: device.reset_button.set())
-    with device:
-        info = device.info
-        print(
-            f"Virtual MKR WiFi 1010 '{info.name}', chip {info.chip_serial}, "
-            f"{'locked' if device.chip.locked else 'not locked'}, CSR sketch ({info.variant})"
+    info = device.info
+    print(
+        f"Virtual MKR WiFi 1010 '{info.name}', chip {info.chip_serial}, "
+        f"{'locked' if device.chip.locked else 'not locked'}, "
+        + (
+            f"AWS firmware for {aws_config.device_name}"
+            if aws_config
+            else f"CSR sketch ({info.variant})"
         )
-        if info.pty:
-            print(f"  serial port: {info.pty}")
-        print(f"  socket:      {info.socket_url}")
-        print(f"  from Python: {info.url}")
-        print("Stop it with Ctrl+C.", flush=True)
+    )
+    if info.pty:
+        print(f"  serial port: {info.pty}")
+    print(f"  socket:      {info.socket_url}")
+    print(f"  from Python: {info.url}")
+    print("Stop it with Ctrl+C.", flush=True)
+    with device:
         try:
             while not stopped.wait(0.2):
                 pass
@@ -301,6 +348,55 @@ def cmd_sim(args: argparse.Namespace) -> int:
             pass
     print("Virtual board stopped.")
     return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> None:
+    """Print each message for a thing (or all) until Ctrl+C."""
+    from kit.cloud.local import LocalCloud, require_service
+
+    require_service()
+    thing = None if args.thing == "all" else (args.thing or devices.current_name())
+
+    def show(event: telemetry.Event) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        if isinstance(event, telemetry.Reading):
+            print(
+                f"{stamp} {event.thing}: {event.temperature:.1f} F, {event.humidity:.0f} %",
+                flush=True,
+            )
+        elif isinstance(event, telemetry.LedState):
+            print(f"{stamp} {event.thing}: LED at {event.value} %", flush=True)
+        else:
+            print(
+                f"{stamp} {event.thing}: rejected ({event.reason}): {event.payload[:60]!r}",
+                flush=True,
+            )
+
+    with telemetry.Telemetry(LocalCloud().observer(), thing, on_event=show):
+        print(f"Watching {thing or 'every thing'}; stop with Ctrl+C.", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_led(args: argparse.Namespace) -> None:
+    """Send one LED command and wait for the device's answer on led/state."""
+    from kit.cloud.local import LocalCloud, require_service
+
+    require_service()
+    telemetry.check_brightness(args.value)
+    with telemetry.Telemetry(LocalCloud().observer(), args.thing) as watch:
+        watch.led(args.thing, args.value)
+        deadline = time.monotonic() + 5
+        while watch.led_state(args.thing) != args.value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = watch.led_state(args.thing)
+    if state == args.value:
+        print(f"{args.thing}: LED at {state} %.")
+    else:
+        print(f"Sent {args.value} % to {args.thing}; the device has not answered (is it online?).")
 
 
 def _ask_board(boards: list[board.BoardPort]) -> board.BoardPort:

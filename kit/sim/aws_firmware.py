@@ -32,7 +32,13 @@ MISBEHAVIOURS: tuple[Misbehaviour, ...] = (
     "not-json",
     "silent",
 )
-MQTT_REASONS = {5: "not authorized (certificate not registered, or client id is not its name)"}
+MQTT_REASONS = {
+    2: "client id rejected",
+    3: "server unavailable",
+    5: "not authorized (certificate not registered, or client id is not its name)",
+}
+# paho reports MQTT 3.1.1 CONNACK codes as MQTT 5 reason codes; the sketch prints the 3.1.1 ones.
+MQTT311 = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
 
 
 @dataclass
@@ -183,7 +189,7 @@ class AwsFirmware:
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
-            code = reason.value
+            code = MQTT311.get(reason.value, reason.value)
             self.println(
                 f"MQTT: failed, error {code} ({MQTT_REASONS.get(code, str(reason))}); "
                 f"retrying in {self.settings.retry_delay:g} s"
