@@ -115,7 +115,8 @@ class Telemetry:
         self.rejected = 0
         self.last_message: float | None = None
         self.connected = threading.Event()
-        self._on_event, self._clock = on_event, clock
+        self._listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
+        self._clock = clock
         self._lock = threading.Lock()
         client_id = observer.client_id_prefix + secrets.token_hex(4)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -126,6 +127,10 @@ class Telemetry:
         self.client.on_disconnect = lambda c, u, f, r, p: self.connected.clear()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 5)
+
+    def listen(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback(event)` for each decoded event, on paho's thread (keep it short)."""
+        self._listeners.append(callback)
 
     @property
     def topic_filter(self) -> str:
@@ -205,5 +210,5 @@ class Telemetry:
             if isinstance(event, Rejected):
                 self.rejected += 1
             self.events.append(event)
-        if self._on_event is not None:
-            self._on_event(event)
+        for listener in self._listeners:
+            listener(event)

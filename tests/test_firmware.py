@@ -38,15 +38,24 @@ def config(cloud) -> config_h.SketchConfig:
     with vboard.VirtualBoard("fw", SketchSettings(), ChipTiming.instant()) as csr_board:
         capture = board.capture_csr(csr_board.info.url, name="fw_01", lock=True)
     registration = cloud.register(capture.csr)
-    return config_h.parse(config_h.render(
-        "Classroom", "virtual-wifi", registration.broker_host, registration.certificate_pem,
-        port=registration.broker_port, local_ca=registration.ca_pem).text)
+    return config_h.parse(
+        config_h.render(
+            "Classroom",
+            "virtual-wifi",
+            registration.broker_host,
+            registration.certificate_pem,
+            port=registration.broker_port,
+            local_ca=registration.ca_pem,
+        ).text
+    )
 
 
 def run_firmware(config, **settings) -> vboard.VirtualBoard:
-    return vboard.VirtualBoard("fw", aws_config=config,
-                               firmware_settings=FirmwareSettings(interval=0.2, retry_delay=1,
-                                                                  **settings)).start()
+    return vboard.VirtualBoard(
+        "fw",
+        aws_config=config,
+        firmware_settings=FirmwareSettings(interval=0.2, retry_delay=1, **settings),
+    ).start()
 
 
 def test_payload_is_the_sketch_json_on_its_topic(cloud, config) -> None:
@@ -100,7 +109,9 @@ def test_payload_that_is_not_json_is_counted_not_crashed_on(cloud, config) -> No
     try:
         wait_until(lambda: watch.rejected >= 2, what="rejected payloads")
         assert watch.readings() == []
-        assert all(e.reason == "not JSON" for e in watch.events if isinstance(e, telemetry.Rejected))
+        assert all(
+            e.reason == "not JSON" for e in watch.events if isinstance(e, telemetry.Rejected)
+        )
     finally:
         watch.stop()
         device.close()
@@ -138,7 +149,10 @@ def test_telemetry_refuses_bad_brightness(value) -> None:
 
 
 def test_decode_counts_bad_payloads() -> None:
-    assert telemetry.decode("things/a/environment", b'{"temperature": 70}', 1).reason == "no humidity field"
+    assert (
+        telemetry.decode("things/a/environment", b'{"temperature": 70}', 1).reason
+        == "no humidity field"
+    )
     assert telemetry.decode("things/a/led/state", b"x", 1).reason == "not a whole number"
     assert telemetry.decode("things/a/led", b"5", 1) is None
     assert telemetry.decode("other/a", b"{}", 1) is None
@@ -156,8 +170,9 @@ def test_backfill_from_the_recorder(cloud, config) -> None:
 
 
 def kit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kit.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_kit_sim_aws_watch_and_led(tmp_path) -> None:
@@ -174,14 +189,43 @@ def test_kit_sim_aws_watch_and_led(tmp_path) -> None:
         (tmp_path / "csr.pem").write_text(capture.csr.pem)
         assert kit("register", str(tmp_path / "csr.pem")).returncode == 0
         config_file = tmp_path / "config.h"
-        done = subprocess.run([sys.executable, "-m", "kit.cli", "config-h", "--ssid", "Class",
-                               "--out", str(config_file), "--password-stdin"],
-                              input="virtual-wifi\n", capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kit.cli",
+                "config-h",
+                "--ssid",
+                "Class",
+                "--out",
+                str(config_file),
+                "--password-stdin",
+            ],
+            input="virtual-wifi\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
-        sim = subprocess.Popen([sys.executable, "-m", "kit.cli", "sim", "--board", "cli",
-                                "--firmware", "aws", "--config", str(config_file), "--interval", "0.3"],
-                               stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kit.cli",
+                "sim",
+                "--board",
+                "cli",
+                "--firmware",
+                "aws",
+                "--config",
+                str(config_file),
+                "--interval",
+                "0.3",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         lines = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any("Published" in line for line in lines):
@@ -190,9 +234,12 @@ def test_kit_sim_aws_watch_and_led(tmp_path) -> None:
         assert any("MQTT: connected" in line for line in lines)
         led = kit("led", "cli_01", "30")
         assert led.stdout.strip() == "cli_01: LED at 30 %.", led.stdout + led.stderr
-        watch = subprocess.Popen([sys.executable, "-m", "kit.cli", "watch", "cli_01"],
-                                 stdout=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "kit.cli", "watch", "cli_01"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         seen = [watch.stdout.readline() for _ in range(3)]
         watch.send_signal(signal.SIGINT)
         watch.wait(timeout=10)

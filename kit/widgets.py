@@ -1,0 +1,300 @@
+"""Notebook widgets: the live plot, the LED control, a device picker, a status line, a console.
+
+paho's network thread never touches a widget (ipywidgets are not thread-safe): telemetry
+events land in bounded buffers, and a task on the kernel's event loop redraws a few times a
+second inside `hold_sync`. Every timing rule takes an injected clock, so the logic is tested
+without a browser by reading the widgets' traits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+
+import bqplot
+import ipywidgets as widgets
+import numpy as np
+
+from kit import telemetry
+
+# Okabe-Ito: told apart by every kind of colour vision, and on a washed-out projector.
+BLUE, ORANGE = "#0072B2", "#E69F00"
+BIG = {"font-size": "16px"}
+MAX_REDRAWS_PER_SECOND = 10
+
+
+class LivePlot:
+    """Temperature and humidity of one thing against time: history first, then live."""
+
+    def __init__(self, window: int = 600, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._points: deque[telemetry.Reading] = deque(maxlen=window)  # bounded memory
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._last_draw = float("-inf")
+        self.redraws = 0
+        x = bqplot.DateScale()
+        y_temperature, y_humidity = bqplot.LinearScale(), bqplot.LinearScale()
+        self.temperature = bqplot.Lines(
+            x=np.array([], dtype="datetime64[ms]"),
+            y=[],
+            scales={"x": x, "y": y_temperature},
+            colors=[BLUE],
+            stroke_width=3,
+            labels=["temperature (°F)"],
+            display_legend=True,
+        )
+        self.humidity = bqplot.Lines(
+            x=np.array([], dtype="datetime64[ms]"),
+            y=[],
+            scales={"x": x, "y": y_humidity},
+            colors=[ORANGE],
+            stroke_width=3,
+            line_style="dashed",
+            labels=["humidity (%)"],
+            display_legend=True,
+        )
+        axes = [
+            bqplot.Axis(scale=x, label="time", tick_style=BIG, label_offset="40px"),
+            bqplot.Axis(
+                scale=y_temperature,
+                orientation="vertical",
+                label="temperature (°F)",
+                tick_style=BIG,
+                color=BLUE,
+                label_offset="50px",
+            ),
+            bqplot.Axis(
+                scale=y_humidity,
+                orientation="vertical",
+                side="right",
+                label="humidity (%)",
+                tick_style=BIG,
+                color=ORANGE,
+                label_offset="50px",
+            ),
+        ]
+        self.figure = bqplot.Figure(
+            marks=[self.temperature, self.humidity],
+            axes=axes,
+            title="Temperature and humidity",
+            title_style={"font-size": "20px"},
+            legend_style={"font-size": "16px"},
+            fig_margin={"top": 50, "bottom": 60, "left": 80, "right": 80},
+            layout=widgets.Layout(width="100%", height="420px"),
+        )
+
+    def add(self, reading: telemetry.Reading) -> None:
+        """Queue a reading (any thread); it appears at the next redraw."""
+        with self._lock:
+            self._points.append(reading)
+            self._dirty = True
+
+    def redraw(self) -> bool:
+        """Copy queued readings into the figure, at most ten times a second; True if it drew."""
+        now = self._clock()
+        with self._lock:
+            if not self._dirty or now - self._last_draw < 1 / MAX_REDRAWS_PER_SECOND:
+                return False
+            points = list(self._points)
+            self._dirty = False
+            self._last_draw = now
+        times = np.array([int(p.time * 1000) for p in points], dtype="datetime64[ms]")
+        with self.figure.hold_sync():
+            self.temperature.x = times
+            self.temperature.y = np.array([p.temperature for p in points])
+            self.humidity.x = times
+            self.humidity.y = np.array([p.humidity for p in points])
+        self.redraws += 1
+        return True
+
+    @property
+    def points(self) -> int:
+        """How many readings the figure shows."""
+        return len(self.temperature.y)
+
+    def snapshot_png(self) -> bytes:
+        """The readings as a static PNG (matplotlib), for headless runs and HTML exports."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        with self._lock:
+            points = list(self._points)
+        fig, left = plt.subplots(figsize=(9, 4), dpi=100)
+        times = [datetime.fromtimestamp(p.time) for p in points]
+        left.plot(times, [p.temperature for p in points], color=BLUE, linewidth=2.5)
+        left.set_ylabel("temperature (°F)", color=BLUE, fontsize=13)
+        right = left.twinx()
+        right.plot(times, [p.humidity for p in points], color=ORANGE, linewidth=2.5, linestyle="--")
+        right.set_ylabel("humidity (%)", color=ORANGE, fontsize=13)
+        left.set_xlabel("time", fontsize=13)
+        left.set_title(f"Temperature and humidity ({len(points)} readings)", fontsize=15)
+        fig.autofmt_xdate()
+        out = io.BytesIO()
+        fig.savefig(out, format="png", bbox_inches="tight")
+        plt.close(fig)
+        return out.getvalue()
+
+
+class LedControl:
+    """A brightness slider with on/off buttons, showing what was asked and what the device shows."""
+
+    def __init__(self, send: Callable[[int], None]) -> None:
+        self._send = send
+        self.asked: int | None = None
+        self.reported: int | None = None
+        self.slider = widgets.IntSlider(
+            value=0,
+            min=0,
+            max=100,
+            step=5,
+            description="LED %",
+            continuous_update=False,
+            layout=widgets.Layout(width="420px"),
+        )
+        self.on = widgets.Button(description="On", button_style="success")
+        self.off = widgets.Button(description="Off")
+        self.state = widgets.HTML()
+        self.slider.observe(lambda change: self.ask(change["new"]), names="value")
+        self.on.on_click(lambda _: self._set_slider(100))
+        self.off.on_click(lambda _: self._set_slider(0))
+        self.widget = widgets.VBox([widgets.HBox([self.slider, self.on, self.off]), self.state])
+        self._show()
+
+    def _set_slider(self, value: int) -> None:
+        if self.slider.value == value:
+            self.ask(value)  # pressing On twice still sends
+        self.slider.value = value
+
+    def ask(self, value: int) -> None:
+        """Send a brightness to the device."""
+        self.asked = telemetry.check_brightness(value)
+        self._send(value)
+        self._show()
+
+    def device_reported(self, value: int) -> None:
+        """What the device says it applied (its led/state message)."""
+        self.reported = value
+        self._show()
+
+    def _show(self) -> None:
+        asked = "—" if self.asked is None else f"{self.asked} %"
+        shown = "—" if self.reported is None else f"{self.reported} %"
+        waiting = self.asked is not None and self.asked != self.reported
+        note = " (waiting for the device)" if waiting else ""
+        self.state.value = (
+            f"<span style='font-size:16px'>asked: <b>{asked}</b> · "
+            f"the device shows: <b>{shown}</b>{note}</span>"
+        )
+
+
+class StatusLine:
+    """Connected or not, age of the last message, messages received and rejected."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.widget = widgets.HTML()
+
+    def update(self, watch: telemetry.Telemetry) -> None:
+        state = "connected" if watch.connected.is_set() else "<b>not connected</b>"
+        if watch.last_message is None:
+            age = "no message yet"
+        else:
+            age = f"last message {max(0, self._clock() - watch.last_message):.0f} s ago"
+        self.widget.value = (
+            f"<span style='font-size:16px'>{state} · {age} · "
+            f"{watch.received} received · {watch.rejected} rejected</span>"
+        )
+
+
+class Console:
+    """The raw messages, newest last, like the browser console the workshop points to."""
+
+    def __init__(self, lines: int = 12) -> None:
+        self.lines = lines
+        self.widget = widgets.HTML()
+
+    def update(self, raw: list[tuple[float, str, bytes]]) -> None:
+        rows = []
+        for when, topic, payload in raw[-self.lines :]:
+            stamp = time.strftime("%H:%M:%S", time.localtime(when))
+            text = payload.decode("utf-8", errors="replace").replace("\n", " ")
+            rows.append(f"{stamp}  {topic}  {text}")
+        body = html.escape("\n".join(rows)) or "(no messages yet)"
+        self.widget.value = (
+            f"<pre style='font-size:13px;max-height:16em;overflow:auto'>{body}</pre>"
+        )
+
+
+def device_picker(things: list[str], current: str | None = None) -> widgets.Dropdown:
+    """A drop-down of registered things."""
+    return widgets.Dropdown(
+        options=things, value=current if current in things else None, description="Device"
+    )
+
+
+class Dashboard:
+    """Plot, LED control, status and console for one thing, fed by a Telemetry connection."""
+
+    def __init__(
+        self,
+        watch: telemetry.Telemetry,
+        thing: str,
+        window: int = 600,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.watch, self.thing = watch, thing
+        self.plot = LivePlot(window, clock)
+        self.led = LedControl(lambda value: watch.led(thing, value))
+        self.status = StatusLine(wall_clock)
+        self.console = Console()
+        self._pending_states: deque[int] = deque(maxlen=100)
+        self._task: asyncio.Task | None = None
+        for reading in watch.readings(thing):
+            self.plot.add(reading)
+        watch.listen(self._on_event)  # called on paho's thread: it only fills buffers
+        self.widget = widgets.VBox(
+            [self.plot.figure, self.led.widget, self.status.widget, self.console.widget]
+        )
+
+    def _on_event(self, event: telemetry.Event) -> None:
+        if event.thing != self.thing:
+            return
+        if isinstance(event, telemetry.Reading):
+            self.plot.add(event)
+        elif isinstance(event, telemetry.LedState):
+            self._pending_states.append(event.value)
+
+    def refresh(self) -> None:
+        """Bring every widget up to date (on the kernel's thread)."""
+        self.plot.redraw()
+        while self._pending_states:
+            self.led.device_reported(self._pending_states.popleft())
+        self.status.update(self.watch)
+        self.console.update(list(self.watch.raw))
+
+    def start(self) -> Dashboard:
+        """Refresh ten times a second on the kernel's event loop until stop()."""
+
+        async def run() -> None:
+            while True:
+                self.refresh()
+                await asyncio.sleep(1 / MAX_REDRAWS_PER_SECOND)
+
+        self._task = asyncio.get_event_loop().create_task(run())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.watch.stop()

@@ -1,0 +1,151 @@
+"""Widgets tested without a browser: their models (traits), with an injected clock."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from kit import board, config_h, telemetry, widgets
+from kit.cloud.local import LocalCloud
+from kit.sim import board as vboard
+from kit.sim.aws_firmware import FirmwareSettings
+from kit.sim.csr_sketch import SketchSettings
+from kit.sim.eccx08 import ChipTiming
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reading(i: int, thing: str = "d1") -> telemetry.Reading:
+    return telemetry.Reading(thing, 1_796_000_000 + i, 70 + i / 10, 40 + i % 5)
+
+
+def test_plot_shows_history_then_new_readings() -> None:
+    clock = Clock()
+    plot = widgets.LivePlot(clock=clock)
+    for i in range(3):
+        plot.add(reading(i))
+    assert plot.redraw() and plot.points == 3
+    assert list(plot.temperature.y) == [70.0, 70.1, 70.2]
+    assert list(plot.humidity.y) == [40, 41, 42]
+    assert plot.temperature.x[0] == np.datetime64(1_796_000_000_000, "ms")
+    assert not plot.redraw()  # nothing new
+    plot.add(reading(3))
+    clock.now += 0.1
+    assert plot.redraw() and plot.points == 4
+
+
+def test_plot_redraws_at_most_ten_times_a_second_however_fast_messages_come() -> None:
+    clock = Clock()
+    plot = widgets.LivePlot(clock=clock)
+    for i in range(2000):  # 2,000 messages in one second
+        plot.add(reading(i))
+        plot.redraw()
+        clock.now += 0.0005
+    assert 9 <= plot.redraws <= 11
+    clock.now += 0.1  # the next tick shows the last one: within 1 s of its arrival
+    assert plot.redraw() and plot.temperature.y[-1] == reading(1999).temperature
+
+
+def test_plot_memory_is_bounded() -> None:
+    plot = widgets.LivePlot(window=50, clock=Clock())
+    for i in range(500):
+        plot.add(reading(i))
+    plot.redraw()
+    assert plot.points == 50 and plot.temperature.y[0] == reading(450).temperature
+
+
+def test_plot_is_readable_on_a_projector() -> None:
+    plot = widgets.LivePlot()
+    labels = [axis.label for axis in plot.figure.axes]
+    assert labels == ["time", "temperature (°F)", "humidity (%)"]
+    assert all(axis.tick_style["font-size"] == "16px" for axis in plot.figure.axes)
+    assert (plot.temperature.colors, plot.humidity.colors) == ([widgets.BLUE], [widgets.ORANGE])
+    assert plot.humidity.line_style == "dashed"  # told apart without colour too
+
+
+def test_static_snapshot_for_headless_runs() -> None:
+    plot = widgets.LivePlot()
+    for i in range(20):
+        plot.add(reading(i))
+    png = plot.snapshot_png()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_led_control_shows_asked_and_reported() -> None:
+    sent: list[int] = []
+    control = widgets.LedControl(sent.append)
+    control.slider.value = 40
+    assert sent == [40] and "asked: <b>40 %</b>" in control.state.value
+    assert "waiting for the device" in control.state.value
+    control.device_reported(40)
+    assert "the device shows: <b>40 %</b>" in control.state.value
+    assert "waiting" not in control.state.value
+    control.on.click()
+    control.off.click()
+    control.off.click()
+    assert sent == [40, 100, 0, 0] and control.slider.value == 0
+
+
+def test_status_line_and_console() -> None:
+    class Watch:
+        connected = __import__("threading").Event()
+        last_message = 990.0
+        received, rejected = 12, 1
+        raw = [(990.0, "things/d1/environment", b'{\n "temperature": 70 <b>}')]
+
+    status = widgets.StatusLine(clock=Clock(1000.0))
+    status.update(Watch)
+    assert "not connected" in status.widget.value and "last message 10 s ago" in status.widget.value
+    assert "12 received · 1 rejected" in status.widget.value
+    console = widgets.Console()
+    console.update(Watch.raw)
+    assert "things/d1/environment" in console.widget.value and "&lt;b&gt;" in console.widget.value
+
+
+def test_device_picker() -> None:
+    picker = widgets.device_picker(["a", "b"], "b")
+    assert picker.options == ("a", "b") and picker.value == "b"
+
+
+@pytest.mark.timeout(90)
+def test_dashboard_with_a_virtual_board() -> None:
+    with LocalCloud(port=0, ws_port=0) as cloud:
+        with vboard.VirtualBoard("dash", SketchSettings(), ChipTiming.instant()) as csr_board:
+            capture = board.capture_csr(csr_board.info.url, name="dash_1", lock=True)
+        registration = cloud.register(capture.csr)
+        config = config_h.parse(
+            config_h.render(
+                "Class",
+                "virtual-wifi",
+                registration.broker_host,
+                registration.certificate_pem,
+                port=registration.broker_port,
+                local_ca=registration.ca_pem,
+            ).text
+        )
+        with vboard.VirtualBoard(
+            "dash", aws_config=config, firmware_settings=FirmwareSettings(interval=0.2)
+        ) as device:
+            watch = telemetry.Telemetry(cloud.observer(), "dash_1").start()
+            dashboard = widgets.Dashboard(watch, "dash_1")
+            deadline = time.monotonic() + 20
+            while dashboard.plot.points < 3 and time.monotonic() < deadline:
+                dashboard.refresh()
+                time.sleep(0.1)
+            assert dashboard.plot.points >= 3
+            dashboard.led.slider.value = 65
+            while dashboard.led.reported != 65 and time.monotonic() < deadline:
+                dashboard.refresh()
+                time.sleep(0.1)
+            assert device.firmware.led == 65 and dashboard.led.reported == 65
+            assert "connected" in dashboard.status.widget.value
+            assert "things/dash_1/led/state" in dashboard.console.widget.value
+            dashboard.stop()
