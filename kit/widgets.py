@@ -65,7 +65,7 @@ class LivePlot:
             bqplot.Axis(scale=x, label="time", tick_style=BIG, label_offset="40px"),
             bqplot.Axis(
                 scale=y_temperature,
-                orientation="vertical",
+                side="left",
                 label="temperature (°F)",
                 tick_style=BIG,
                 color=BLUE,
@@ -73,7 +73,6 @@ class LivePlot:
             ),
             bqplot.Axis(
                 scale=y_humidity,
-                orientation="vertical",
                 side="right",
                 label="humidity (%)",
                 tick_style=BIG,

@@ -95,18 +95,22 @@ def test_led_control_shows_asked_and_reported() -> None:
 
 
 def test_status_line_and_console() -> None:
-    class Watch:
-        connected = __import__("threading").Event()
-        last_message = 990.0
-        received, rejected = 12, 1
-        raw = [(990.0, "things/d1/environment", b'{\n "temperature": 70 <b>}')]
+    import threading
+    from types import SimpleNamespace
 
+    watch = SimpleNamespace(
+        connected=threading.Event(),
+        last_message=990.0,
+        received=12,
+        rejected=1,
+        raw=[(990.0, "things/d1/environment", b'{\n "temperature": 70 <b>}')],
+    )
     status = widgets.StatusLine(clock=Clock(1000.0))
-    status.update(Watch)
+    status.update(watch)
     assert "not connected" in status.widget.value and "last message 10 s ago" in status.widget.value
     assert "12 received · 1 rejected" in status.widget.value
     console = widgets.Console()
-    console.update(Watch.raw)
+    console.update(watch.raw)
     assert "things/d1/environment" in console.widget.value and "&lt;b&gt;" in console.widget.value
 
 
