@@ -17,11 +17,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from kit.certs import validate_device_name
 from kit.cloud import ObserverIdentity
+from kit.cloud.store import Store
 from kit.errors import KitError
 
 
@@ -86,6 +88,13 @@ def decode(topic: str, payload: bytes, received: float) -> Event | None:
     return None
 
 
+def observer_recording(cloud: str) -> Path:
+    """Where the kit's observer records what it saw, per cloud (on AWS: the only history)."""
+    from kit.places import kit_home
+
+    return kit_home() / "observed" / f"{cloud}.db"
+
+
 def check_brightness(value: int) -> int:
     """An LED brightness 0-100, or a TelemetryError that says so."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
@@ -105,7 +114,14 @@ class Telemetry:
         keep: int = 5000,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.time,
+        transport: str = "tcp",
+        record_to: Path | None = None,
     ) -> None:
+        """Watch `thing` (None: every thing); `transport` "websockets" for MQTT over WebSocket.
+
+        `record_to` keeps what arrives in a recorder database of the local cloud's format: on
+        AWS, where no recorder runs for us, that is where the next session backfills from.
+        """
         if thing is not None:
             validate_device_name(thing)
         self.observer, self.thing = observer, thing
@@ -118,10 +134,18 @@ class Telemetry:
         self._listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
         self._clock = clock
         self._lock = threading.Lock()
+        self._record_to = record_to
+        self._recorder: Store | None = None  # opened on paho's thread, which alone writes
         client_id = observer.client_id_prefix + secrets.token_hex(4)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.transport = transport
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport
+        )
+        if transport == "websockets":
+            self.client.ws_set_options(path=observer.ws_path)
         context = ssl.create_default_context(cafile=str(observer.ca_file))
-        context.load_cert_chain(str(observer.cert_file), str(observer.key_file))
+        if observer.cert_file is not None and observer.key_file is not None:
+            context.load_cert_chain(str(observer.cert_file), str(observer.key_file))
         self.client.tls_set_context(context)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda c, u, f, r, p: self.connected.clear()
@@ -138,12 +162,13 @@ class Telemetry:
 
     def start(self, timeout: float = 10.0) -> Telemetry:
         """Connect and subscribe; raise with the reason if the broker cannot be reached."""
+        port = self.observer.ws_port if self.transport == "websockets" else self.observer.port
         try:
-            self.client.connect(self.observer.host, self.observer.port, keepalive=30)
+            self.client.connect(self.observer.host, port, keepalive=30)
         except OSError as error:
             raise TelemetryError(
-                f"Cannot reach the broker at {self.observer.host}:{self.observer.port} ({error}). "
-                "Is the local cloud running (`kit cloud up`)?"
+                f"Cannot reach the broker at {self.observer.host}:{port} ({error}). Is the "
+                "local cloud running (`kit cloud up`)? On a campus network, is the port blocked?"
             ) from None
         self.client.loop_start()
         if not self.connected.wait(timeout):
@@ -200,6 +225,10 @@ class Telemetry:
 
     def _on_message(self, client, userdata, message) -> None:
         now = self._clock()
+        if self._record_to is not None:
+            if self._recorder is None:
+                self._recorder = Store(self._record_to)
+            self._recorder.record(message.topic, bytes(message.payload), now)
         event = decode(message.topic, message.payload, now)
         with self._lock:
             self.raw.append((now, message.topic, bytes(message.payload)))

@@ -297,3 +297,11 @@ def test_the_kit_command_with_aws(endpoint, real_keys, tmp_path, monkeypatch) ->
     assert done.stdout.strip() == "Removed device_01."
     aws_cloud = cloud(endpoint)
     assert aws_cloud.things() == [] and aws_cloud.iot.list_policies()["policies"] == []
+
+
+def test_aws_observer_uses_a_signed_websocket_url(endpoint) -> None:
+    observer = cloud(endpoint).observer()
+    assert observer.host.endswith(f"-ats.iot.{REGION}.amazonaws.com") and observer.ws_port == 443
+    assert observer.cert_file is None and observer.ws_path.startswith("/mqtt?X-Amz-Algorithm=")
+    assert "X-Amz-Credential=testing%2F" in observer.ws_path
+    assert certs.load_certificate(observer.ca_file.read_text()).common_name == "Amazon Root CA 1"

@@ -250,3 +250,21 @@ def test_kit_sim_aws_watch_and_led(tmp_path) -> None:
             sim.terminate()
             sim.wait(timeout=10)
         kit("cloud", "down")
+
+
+def test_observer_records_for_the_next_session(cloud, config, tmp_path) -> None:
+    from kit.cloud.store import Store
+
+    recording = telemetry.observer_recording("aws")
+    device = run_firmware(config)
+    watch = telemetry.Telemetry(cloud.observer(), "fw_01", record_to=recording).start()
+    try:
+        wait_until(lambda: len(watch.readings()) >= 3, what="three readings")
+    finally:
+        watch.stop()
+        device.close()
+    later = telemetry.Telemetry(cloud.observer(), "fw_01")
+    assert later.backfill(Store(recording).messages("fw_01")) >= 3
+    assert [r.temperature for r in later.readings()][:3] == [
+        r.temperature for r in watch.readings()
+    ][:3]

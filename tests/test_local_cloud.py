@@ -362,3 +362,22 @@ def test_broker_certificate_names_this_computer(cloud) -> None:
     names = {str(n) for n in san.get_values_for_type(x509.DNSName)}
     assert {"localhost", f"{__import__('socket').gethostname().split('.')[0]}.local"} <= names
     assert "127.0.0.1" in {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+
+
+def test_telemetry_over_websocket_with_the_same_client_code(cloud, tmp_path) -> None:
+    from kit import telemetry
+
+    files = make_device(tmp_path, "device_01", cloud)
+    watch = telemetry.Telemetry(cloud.observer(), "device_01", transport="websockets").start()
+    try:
+        peer = device_peer(cloud, files)
+        peer.client.publish(
+            "things/device_01/environment", b'{"temperature": 70.1, "humidity": 40}', qos=1
+        ).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while not watch.readings() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        [reading] = watch.readings()
+        assert (reading.temperature, reading.humidity) == (70.1, 40)
+    finally:
+        watch.stop()

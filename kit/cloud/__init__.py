@@ -49,12 +49,13 @@ class ObserverIdentity:
     """How a notebook or dashboard connects to watch devices (never a device's identity)."""
 
     host: str
-    port: int
-    ws_port: int
+    port: int  # MQTT over TLS
+    ws_port: int  # MQTT over WebSocket over TLS
     ca_file: Path
-    cert_file: Path
-    key_file: Path
+    cert_file: Path | None  # the observer certificate (local); None where a signed URL is used
+    key_file: Path | None
     client_id_prefix: str
+    ws_path: str = "/mqtt"  # on AWS: the SigV4-signed path
 
 
 class Cloud(ABC):

@@ -14,6 +14,8 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -27,9 +29,10 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
+from kit.aws_websocket import signed_path
 from kit.certs import Csr, load_certificate, matches, validate_device_name
-from kit.cloud import Cloud, Registration, amazon_root_ca
-from kit.cloud.policy import POLICY_NAME, aws_policy_document
+from kit.cloud import Cloud, ObserverIdentity, Registration, amazon_root_ca
+from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
 from kit.devices import forget
 from kit.errors import AwsError, KeyMismatchError, ThingTakenError
 
@@ -92,6 +95,7 @@ class AwsCloud(Cloud):
                 f"There is no AWS profile called '{profile}'. `aws configure list-profiles` lists "
                 "yours; or leave --profile out to use the default credentials."
             ) from None
+        self._session = session
         self.profile = profile or ""
         self.region = session.region_name or ""
         if not self.region:
@@ -269,6 +273,21 @@ class AwsCloud(Cloud):
 
     def _record_extras(self) -> dict[str, str]:
         return {"region": self.region, "profile": self.profile}
+
+    def observer(self) -> ObserverIdentity:
+        """Watch devices over MQTT-over-WebSocket, signed with your own AWS credentials (no
+        device certificate). The signed URL is valid for an hour."""
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise explain(NoCredentialsError(), "describe_endpoint")
+        frozen = credentials.get_frozen_credentials()
+        path = signed_path(
+            self.endpoint, self.region, frozen.access_key, frozen.secret_key, frozen.token
+        )
+        ca_file = Path(str(resources.files("kit.cloud").joinpath("AmazonRootCA1.pem")))
+        return ObserverIdentity(
+            self.endpoint, 443, 443, ca_file, None, None, OBSERVER_ID_PREFIX, path
+        )
 
 
 # What went wrong, in words a student or instructor can act on.
