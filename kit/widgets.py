@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import os
 import threading
 import time
 from collections import deque
@@ -281,6 +282,17 @@ class Dashboard:
             self.led.device_reported(self._pending_states.popleft())
         self.status.update(self.watch)
         self.console.update(list(self.watch.raw))
+
+    def show(self) -> None:
+        """Display the dashboard. Where no front end draws widgets (KIT_HEADLESS=1, which
+        `kit demo` and the tests set), also leave a static image of the readings, so executed
+        notebooks and their HTML export show the data offline."""
+        from IPython.display import Image, display
+
+        self.refresh()
+        display(self.widget)
+        if os.environ.get("KIT_HEADLESS"):
+            display(Image(self.plot.snapshot_png()))
 
     def start(self) -> Dashboard:
         """Refresh ten times a second on the kernel's event loop until stop()."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -94,23 +95,19 @@ def test_led_control_shows_asked_and_reported() -> None:
     assert sent == [40, 100, 0, 0] and control.slider.value == 0
 
 
-def test_status_line_and_console() -> None:
-    import threading
-    from types import SimpleNamespace
+@pytest.fixture
+def idle_watch():
+    """A real Telemetry for the local cloud's observer, not connected (no broker running)."""
+    return telemetry.Telemetry(LocalCloud().observer(), "d1")
 
-    watch = SimpleNamespace(
-        connected=threading.Event(),
-        last_message=990.0,
-        received=12,
-        rejected=1,
-        raw=[(990.0, "things/d1/environment", b'{\n "temperature": 70 <b>}')],
-    )
+
+def test_status_line_and_console(idle_watch) -> None:
     status = widgets.StatusLine(clock=Clock(1000.0))
-    status.update(watch)
-    assert "not connected" in status.widget.value and "last message 10 s ago" in status.widget.value
-    assert "12 received · 1 rejected" in status.widget.value
+    status.update(idle_watch)
+    assert status.widget.value.count("not connected") == 1
+    assert "no message yet · 0 received · 0 rejected" in status.widget.value
     console = widgets.Console()
-    console.update(watch.raw)
+    console.update([(990.0, "things/d1/environment", b'{\n "temperature": 70 <b>}')])
     assert "things/d1/environment" in console.widget.value and "&lt;b&gt;" in console.widget.value
 
 
@@ -153,3 +150,25 @@ def test_dashboard_with_a_virtual_board() -> None:
             assert "connected" in dashboard.status.widget.value
             assert "things/dash_1/led/state" in dashboard.console.widget.value
             dashboard.stop()
+
+
+def test_headless_show_leaves_a_static_image(monkeypatch, idle_watch) -> None:
+    from kit.cloud.store import Message
+
+    recorded = [
+        Message(
+            "d1",
+            "things/d1/environment",
+            json.dumps({"temperature": 70 + i, "humidity": 40}).encode(),
+            1000.0 + i,
+        )
+        for i in range(5)
+    ]
+    idle_watch.backfill(recorded)
+    shown: list = []
+    monkeypatch.setenv("KIT_HEADLESS", "1")
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+    dashboard = widgets.Dashboard(idle_watch, "d1")
+    dashboard.show()
+    assert shown[0] is dashboard.widget
+    assert shown[1].data.startswith(b"\x89PNG") and dashboard.plot.points == 5

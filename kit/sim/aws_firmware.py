@@ -49,6 +49,7 @@ class FirmwareSettings:
     retry_delay: float = 5.0  # seconds between connection attempts
     misbehave: Misbehaviour | None = None
     seed: int = 1
+    timestamp: bool = False  # add "sent" (Unix time) to each reading: for latency benchmarks
 
 
 class SensorWalk:
@@ -176,6 +177,8 @@ class AwsFirmware:
             return
         topic = self.environment_topic
         payload = f'{{\n  "temperature": {temperature},\n  "humidity": {humidity}\n}}'
+        if self.settings.timestamp:
+            payload = payload[:-2] + f',\n  "sent": {time.time():.6f}\n}}'
         if self.settings.misbehave == "forbidden-topic":
             topic = "things/someone-else/environment"
         elif self.settings.misbehave == "not-json":
