@@ -108,3 +108,35 @@ def serial_monitor(text: str, start_seconds: int = 45296) -> str:
         h, m, s, ms = t // 3600000 % 24, t // 60000 % 60, t // 1000 % 60, t % 1000
         lines.append(f"{h:02}:{m:02}:{s:02}.{ms:03} -> {line}")
     return "\r\n".join(lines) + "\r\n"
+
+
+def wait_until(condition, timeout: float = 15.0, what: str = "") -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def registered_config(cloud, board_name: str, thing: str):
+    """A virtual board's chip made a CSR for `thing` (over its serial port), `cloud` registered
+    it, and config.h was rendered for it: the values the AWS firmware boots from."""
+    from kit import board, config_h
+    from kit.sim import board as vboard
+    from kit.sim.csr_sketch import SketchSettings
+    from kit.sim.eccx08 import ChipTiming
+
+    with vboard.VirtualBoard(board_name, SketchSettings(), ChipTiming.instant()) as csr_board:
+        capture = board.capture_csr(csr_board.info.url, name=thing, lock=True)
+    registration = cloud.register(capture.csr)
+    text = config_h.render(
+        "Classroom",
+        "virtual-wifi",
+        registration.broker_host,
+        registration.certificate_pem,
+        port=registration.broker_port,
+        local_ca=registration.ca_pem,
+    ).text
+    return config_h.parse(text)

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from helpers import registered_config, wait_until
 
 from kit import board, config_h, telemetry
 from kit.cloud.local import LocalCloud
@@ -17,13 +18,6 @@ from kit.sim import board as vboard
 from kit.sim.aws_firmware import FirmwareSettings, SensorWalk
 from kit.sim.csr_sketch import SketchSettings
 from kit.sim.eccx08 import ChipTiming
-
-
-def wait_until(condition, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -35,19 +29,7 @@ def cloud():
 @pytest.fixture
 def config(cloud) -> config_h.SketchConfig:
     """A virtual board's chip, registered, with its config.h values (the board then powers off)."""
-    with vboard.VirtualBoard("fw", SketchSettings(), ChipTiming.instant()) as csr_board:
-        capture = board.capture_csr(csr_board.info.url, name="fw_01", lock=True)
-    registration = cloud.register(capture.csr)
-    return config_h.parse(
-        config_h.render(
-            "Classroom",
-            "virtual-wifi",
-            registration.broker_host,
-            registration.certificate_pem,
-            port=registration.broker_port,
-            local_ca=registration.ca_pem,
-        ).text
-    )
+    return registered_config(cloud, "fw", "fw_01")
 
 
 def run_firmware(config, **settings) -> vboard.VirtualBoard:

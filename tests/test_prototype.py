@@ -4,9 +4,9 @@ AWS firmware over mutual TLS -> telemetry and LED commands -> the broker restart
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
+from helpers import wait_until
 
 from kit import board, config_h, telemetry
 from kit.cloud.local import LocalCloud
@@ -20,13 +20,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_until(condition, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.timeout(120)

@@ -7,13 +7,12 @@ import time
 
 import numpy as np
 import pytest
+from helpers import registered_config
 
-from kit import board, config_h, telemetry, widgets
+from kit import telemetry, widgets
 from kit.cloud.local import LocalCloud
 from kit.sim import board as vboard
 from kit.sim.aws_firmware import FirmwareSettings
-from kit.sim.csr_sketch import SketchSettings
-from kit.sim.eccx08 import ChipTiming
 
 
 class Clock:
@@ -119,19 +118,7 @@ def test_device_picker() -> None:
 @pytest.mark.timeout(90)
 def test_dashboard_with_a_virtual_board() -> None:
     with LocalCloud(port=0, ws_port=0) as cloud:
-        with vboard.VirtualBoard("dash", SketchSettings(), ChipTiming.instant()) as csr_board:
-            capture = board.capture_csr(csr_board.info.url, name="dash_1", lock=True)
-        registration = cloud.register(capture.csr)
-        config = config_h.parse(
-            config_h.render(
-                "Class",
-                "virtual-wifi",
-                registration.broker_host,
-                registration.certificate_pem,
-                port=registration.broker_port,
-                local_ca=registration.ca_pem,
-            ).text
-        )
+        config = registered_config(cloud, "dash", "dash_1")
         with vboard.VirtualBoard(
             "dash", aws_config=config, firmware_settings=FirmwareSettings(interval=0.2)
         ) as device:

@@ -14,13 +14,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kit import background
 from kit.certs import Csr, load_certificate, validate_device_name
 from kit.cloud import Cloud, ObserverIdentity, Registration
 from kit.cloud.broker import BrokerSettings, serve
@@ -274,7 +274,7 @@ def service_state() -> ServiceState | None:
         state = ServiceState(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
-    return state if _alive(state.pid) else None
+    return state if background.alive(state.pid) else None
 
 
 def run_service(
@@ -308,9 +308,6 @@ def run_service(
             (cloud_dir() / "service.json").unlink(missing_ok=True)
 
 
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
-
 def start_service(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
@@ -340,25 +337,16 @@ def start_service(
     ]
     if broker_host:
         command += ["--broker-host", broker_host]
-    with (cloud_dir() / "broker.log").open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    _children[process.pid] = process
+    process = background.spawn(command, cloud_dir() / "broker.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = service_state()
         if state is not None and state.pid == process.pid:
             return state
         if process.poll() is not None:
-            lines = (cloud_dir() / "broker.log").read_text(errors="replace").strip().splitlines()
             raise CloudError(
-                "The local cloud stopped while starting: " + (lines[-1] if lines else "no log")
+                "The local cloud stopped while starting: "
+                + background.last_line(cloud_dir() / "broker.log")
             )
         time.sleep(0.1)
     process.kill()
@@ -373,14 +361,7 @@ def stop_service(timeout: float = 10.0) -> bool:
     if state is None:
         (cloud_dir() / "service.json").unlink(missing_ok=True)
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(state.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(state.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
+    background.stop(state.pid, timeout)
     (cloud_dir() / "service.json").unlink(missing_ok=True)
     return True
 
@@ -390,16 +371,3 @@ def require_service() -> ServiceState:
     if state is None:
         raise BrokerNotRunningError("The local cloud is not running. Start it with `kit cloud up`.")
     return state
-
-
-def _alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

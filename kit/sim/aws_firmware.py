@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
 
 from kit.config_h import SketchConfig
+from kit.sim.csr_sketch import to_int
 from kit.sim.eccx08 import VirtualEccx08
 
 Misbehaviour = Literal["wrong-client-id", "forbidden-topic", "not-json", "silent"]
@@ -216,21 +217,6 @@ class AwsFirmware:
     def _on_message(self, client, userdata, message) -> None:
         if message.topic != self.led_topic:
             return
-        self.led = max(0, min(100, _to_int(message.payload)))
+        self.led = max(0, min(100, to_int(bytes(message.payload))))
         self.println(f"LED: {self.led}%")
         client.publish(f"{self.led_topic}/state", str(self.led), qos=1)
-
-
-def _to_int(payload: bytes) -> int:
-    """Arduino String.toInt(): the leading integer, 0 if there is none."""
-    text = payload.decode("utf-8", errors="replace").strip()
-    digits = ""
-    for i, char in enumerate(text):
-        if char.isdigit() or (i == 0 and char in "+-"):
-            digits += char
-        else:
-            break
-    try:
-        return int(digits)
-    except ValueError:
-        return 0

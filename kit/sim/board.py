@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kit import background
 from kit.cloud import amazon_root_ca
 from kit.config_h import SketchConfig
 from kit.errors import KitError
@@ -35,8 +35,6 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 DEFAULT_BOARD = "default"
-# Boards this process started: a stopped child stays a zombie until reaped, and looks alive.
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class VirtualBoardError(KitError):
@@ -93,7 +91,7 @@ def running_boards() -> list[BoardInfo]:
     boards = []
     for state in sorted(root.glob("*/board.json")) if root.exists() else []:
         info = _read_info(state)
-        if info is not None and _alive(info.pid):
+        if info is not None and background.alive(info.pid):
             boards.append(info)
     return boards
 
@@ -101,7 +99,7 @@ def running_boards() -> list[BoardInfo]:
 def find(name: str = DEFAULT_BOARD) -> BoardInfo:
     """The running board called `name`, or an error that says how to start it."""
     info = _read_info(board_dir(name) / "board.json")
-    if info is None or not _alive(info.pid):
+    if info is None or not background.alive(info.pid):
         raise VirtualBoardError(
             f"The virtual board '{name}' is not running. Start it with `kit sim --board {name}` "
             "(or the setup notebook)."
@@ -134,16 +132,7 @@ def start(
     command += ["--fail", fail] if fail else []
     command += ["--reset"] if reset_chip else []
     command += ["--instant-chip"] if instant_chip else []
-    with (folder / "process.log").open("ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # not killed with the kernel or terminal that started it
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    _children[process.pid] = process
+    process = background.spawn(command, folder / "process.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = _read_info(folder / "board.json")
@@ -152,7 +141,7 @@ def start(
         if process.poll() is not None:
             raise VirtualBoardError(
                 f"The virtual board '{name}' stopped while starting: "
-                + _last_line(folder / "process.log")
+                + background.last_line(folder / "process.log")
             )
         time.sleep(0.05)
     process.kill()
@@ -165,14 +154,7 @@ def stop(name: str = DEFAULT_BOARD, timeout: float = 10.0) -> bool:
         info = find(name)
     except VirtualBoardError:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(info.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(info.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(info.pid, signal.SIGKILL)
+    background.stop(info.pid, timeout)
     return True
 
 
@@ -312,7 +294,7 @@ def _take_lock(path: Path, name: str):
     handle = path.open("a+")
     if fcntl is None:  # pragma: no cover - Windows: fall back to the recorded pid
         info = _read_info(path.parent / "board.json")
-        if info is not None and _alive(info.pid):
+        if info is not None and background.alive(info.pid):
             handle.close()
             raise VirtualBoardError(_already_running(name, info.pid))
         return handle
@@ -339,24 +321,3 @@ def _read_info(path: Path) -> BoardInfo | None:
         return BoardInfo(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1] if lines else "no output"

@@ -135,7 +135,7 @@ class CsrSketch:
             slot_text = self.prompt("Which slot would you like to use? (0 - 4)", "0")
         new_key = self.prompt("Would you like to generate a new private key? (Y/n)", "Y")
         self.println()
-        slot = _to_int(slot_text)
+        slot = to_int(slot_text)
         if fail == "keygen" or not self._begin(slot, new_key.lower().startswith(b"y")):
             self.halt("Error starting CSR generation!")
         if fail == "csr":
@@ -157,8 +157,9 @@ class CsrSketch:
         return self.chip.has_key(slot)
 
 
-def _to_int(text: bytes) -> int:
-    """Arduino String.toInt(): the leading integer, 0 if there is none."""
+def to_int(text: bytes) -> int:
+    """Arduino String.toInt(): the leading integer (after spaces), 0 if there is none."""
+    text = text.lstrip()
     digits = b""
     for i, char in enumerate(text):
         if chr(char).isdigit() or (i == 0 and char in b"-+"):
