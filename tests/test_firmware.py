@@ -250,3 +250,17 @@ def test_observer_records_for_the_next_session(cloud, config, tmp_path) -> None:
     assert [r.temperature for r in later.readings()][:3] == [
         r.temperature for r in watch.readings()
     ][:3]
+
+
+def test_background_board_is_reflashed_with_the_aws_firmware(cloud, config, tmp_path) -> None:
+    config_file = tmp_path / "config.h"
+    config_file.write_text(config_h.to_text(config))
+    info = vboard.start("fw", instant_chip=True)
+    try:
+        assert info.firmware == "csr"
+        flashed = vboard.start("fw", config=config_file, interval=0.3)
+        assert flashed.firmware == "aws" and flashed.pid != info.pid
+        wait_until(lambda: len(cloud.messages("fw_01")) >= 2, what="readings from the board")
+        assert "MQTT: connected" in flashed.serial_log.read_text()
+    finally:
+        vboard.stop("fw")

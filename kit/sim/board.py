@@ -114,24 +114,32 @@ def start(
     fail: Failure | None = None,
     reset_chip: bool = False,
     instant_chip: bool = False,
+    config: Path | None = None,
+    interval: float = 10.0,
+    misbehave: str | None = None,
     timeout: float = 30.0,
 ) -> BoardInfo:
-    """Start a virtual board in the background (it outlives the notebook kernel)."""
+    """Start a virtual board in the background (it outlives the notebook kernel).
+
+    With `config` (a rendered config.h) it runs the AWS firmware, otherwise the CSR sketch. A
+    running board with other settings is re-flashed: stopped and started again.
+    """
+    firmware = "csr" if config is None else "aws"
     with contextlib.suppress(VirtualBoardError):
         current = find(name)
-        if (current.variant, current.fail, current.firmware) == (
-            variant,
-            fail,
-            "csr",
-        ) and not reset_chip:
+        same = (current.variant, current.fail, current.firmware) == (variant, fail, firmware)
+        if same and firmware == "csr" and not reset_chip:
             return current
-        stop(name)  # re-flash: the same board restarts with other settings
+        stop(name)
     folder = board_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "kit.cli", "sim", "--board", name, "--variant", variant]
     command += ["--fail", fail] if fail else []
     command += ["--reset"] if reset_chip else []
     command += ["--instant-chip"] if instant_chip else []
+    if config is not None:
+        command += ["--firmware", "aws", "--config", str(config), "--interval", str(interval)]
+        command += ["--misbehave", misbehave] if misbehave else []
     process = background.spawn(command, folder / "process.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
