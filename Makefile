@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # validates the broker chain as the board does.
 TEST_APT_PACKAGES := g++ openssl mosquitto-clients libbearssl-dev
 
-.PHONY: lab test bench setup system-deps lint format clean
+.PHONY: lab test demo bench setup system-deps lint format clean
 
 lab: $(STAMP)
 	$(BIN)/kit lab
@@ -22,6 +22,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/csr_capture.py
 	@sh tools/ensure-apt.sh mosquitto
 	$(BIN)/python bench/cloud_load.py
+
+# The whole course, headless, on the virtual board and the local cloud; results in build/.
+demo: $(STAMP)
+	$(BIN)/kit demo
 
 setup: $(STAMP)
 

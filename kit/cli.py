@@ -204,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
     )
 
+    command("doctor", cmd_doctor, "Check this computer for the course (boards, cloud, tools).")
+    demo = command("demo", cmd_demo, "Run the whole course headless; results in build/.")
+    demo.add_argument("--build", type=Path, help="where to write (default: build/ in the checkout)")
+
+    use = command("use", cmd_use, "Choose the board and the cloud for the course.")
+    use.add_argument("board", nargs="?", help="'virtual', 'auto' (the attached board) or a port")
+    use.add_argument("--cloud", choices=("local", "aws"), help="which cloud (default: unchanged)")
+    use.add_argument("--profile", help="AWS profile")
+    use.add_argument("--region", help="AWS region")
+
     lab = command("lab", cmd_lab, "Open the course notebooks in JupyterLab.")
     lab.add_argument("--port", type=int, help="port for JupyterLab (default: its own choice)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -482,9 +492,39 @@ def cmd_cloud(args: argparse.Namespace) -> None:
             )
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print the readiness report."""
+    from kit import doctor
+
+    report = doctor.run()
+    print(report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the course headless."""
+    from kit import demo
+
+    return demo.run(args.build, progress=lambda line: print(line, flush=True))
+
+
+def cmd_use(args: argparse.Namespace) -> None:
+    """Save which board and cloud the course uses."""
+    from kit import course
+
+    chosen = course.use(args.board, args.cloud, args.profile or "", args.region or "")
+    print(f"The course uses board {chosen.board} and the {chosen.cloud} cloud.")
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on notebooks/ and wait until it is stopped."""
+    from kit import settings
+    from kit.cloud import local
+
     notebooks = checkout() / "notebooks"
+    if settings.load().cloud == "local":
+        state = local.start_service(**local.ports_from_environment())
+        print(f"The local cloud runs on {state.broker_host}:{state.port}.")
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
     if args.port:
         command.append(f"--ServerApp.port={args.port}")

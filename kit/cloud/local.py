@@ -366,6 +366,15 @@ def stop_service(timeout: float = 10.0) -> bool:
     return True
 
 
+def ports_from_environment() -> dict[str, int]:
+    """Ports from KIT_BROKER_PORT / KIT_BROKER_WS_PORT (so `kit demo` and tests never collide
+    with a student's own cloud); the defaults otherwise."""
+    return {
+        "port": int(os.environ.get("KIT_BROKER_PORT") or DEFAULT_PORT),
+        "ws_port": int(os.environ.get("KIT_BROKER_WS_PORT") or DEFAULT_WS_PORT),
+    }
+
+
 def require_service() -> ServiceState:
     state = service_state()
     if state is None:

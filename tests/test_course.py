@@ -1,0 +1,119 @@
+"""The course itself: every notebook runs top to bottom on the defaults (`kit demo`), the outputs
+prove each step worked, and no secret reaches a saved file."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kit import demo
+
+PASSWORD = "Kn0wn-WiFi-Pa55word!"
+
+
+def outputs(notebook) -> dict[str, str]:
+    """Each code cell's first line → everything it showed."""
+    shown = {}
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        parts = []
+        for out in cell.outputs:
+            parts.append(out.get("text", ""))
+            for kind in ("text/plain", "text/html"):
+                parts.append(out.get("data", {}).get(kind, ""))
+            if "image/png" in out.get("data", {}):
+                parts.append("<PNG>")
+            parts.extend(out.get("traceback", []))
+        shown[cell.source.splitlines()[0]] = "\n".join(parts)
+    return shown
+
+
+@pytest.fixture(scope="module")
+def course_run(tmp_path_factory):
+    """The whole course, run once with a known WiFi password typed into the form."""
+    build = tmp_path_factory.mktemp("build")
+    old = os.environ.get("KIT_WIFI_PASSWORD")
+    os.environ["KIT_WIFI_PASSWORD"] = PASSWORD
+    lines: list[str] = []
+    try:
+        code = demo.run(build, progress=lines.append)
+    finally:
+        if old is None:
+            os.environ.pop("KIT_WIFI_PASSWORD")
+        else:
+            os.environ["KIT_WIFI_PASSWORD"] = old
+    return code, build, "\n".join(lines)
+
+
+def executed(build: Path, name: str) -> dict[str, str]:
+    return outputs(nbformat.read(build / "notebooks" / f"{name}.ipynb", as_version=4))
+
+
+@pytest.mark.timeout(600)
+def test_the_course_runs_on_the_defaults(course_run) -> None:
+    code, build, said = course_run
+    assert code == 0, said
+    assert "every step worked" in said
+    assert re.search(r"messages recorded from the device: [1-9]", said)
+    assert "LED round trip: the device reported 40 %" in said
+    for name in demo.COURSE:
+        assert (build / "html" / f"{name}.html").exists()
+
+
+def test_each_step_shows_what_it_did(course_run) -> None:
+    _, build, _ = course_run
+    setup = executed(build, "00_setup")
+    assert "Python" in setup["doctor.run()"] and "Local cloud" in setup["doctor.run()"]
+    assert "The local cloud runs" in setup["course.start()"]
+    csr = executed(build, "01_generate_csr")
+    dialog = csr[
+        "captured = course.capture_csr(name=name or None, slot=slot, lock_consent=consent.value)"
+    ]
+    assert "a real chip would need your consent" in dialog.lower()
+    assert "Here's your CSR, enjoy!" in dialog and "-----END CERTIFICATE REQUEST-----" in dialog
+    assert "valid: made with the private key" in csr["captured"]
+    register = executed(build, "02_register_thing")
+    assert register["certs.matches(course.last_capture().csr, certificate)"].strip() == "True"
+    assert "Policy:" in register['print(f"Thing:       {registration.thing}")']
+    configure = executed(build, "03_configure_sketch")
+    assert (
+        "const char BROKER_HOST[] = &quot;localhost&quot;;"
+        in configure["rendered = course.configure(wifi)"]
+    )
+    assert "********" in configure["rendered = course.configure(wifi)"]
+    run = executed(build, "04_run_prototype")
+    assert "MQTT: connected" in run["course.serial_log()"]
+    assert re.search(r"'[3-9] readings from", run["course.wait_for_readings(view, 3)"])
+    assert "<PNG>" in run["view.show()"]  # the static image for headless runs and HTML
+    assert "reports its LED at 40 %" in run["view.led.ask(40)"]
+    inside = executed(build, "05_look_inside")
+    assert "not authorized" in inside['course.misbehave("wrong-client-id")']
+    assert "connection lost" in inside['course.misbehave("forbidden-topic")']
+
+
+def test_no_secret_reaches_a_saved_file(course_run) -> None:
+    _, build, _ = course_run
+    config_h = build / "config.h"
+    assert PASSWORD in config_h.read_text() and oct(config_h.stat().st_mode)[-3:] == "600"
+    checked = 0
+    roots = [build, Path(__file__).resolve().parent.parent / "notebooks"]
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and path != config_h:
+                assert PASSWORD.encode() not in path.read_bytes(), path
+                checked += 1
+    assert checked > 20
+
+
+def test_a_failing_step_is_named(tmp_path) -> None:
+    lines: list[str] = []
+    code = demo.run(tmp_path, progress=lines.append, notebooks=("02_register_thing",))
+    assert code == 1
+    said = "\n".join(lines)
+    assert "FAILED at 02_register_thing" in said
+    assert "No CSR captured yet" in (tmp_path / "02_register_thing.error.txt").read_text()
