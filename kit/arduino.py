@@ -124,9 +124,11 @@ def detect() -> tuple[str, str]:
     return found[0]
 
 
-def upload(sketch: str = "AWS", progress: Callable[[str], None] = print) -> str:
+def upload(
+    sketch: str = "AWS", progress: Callable[[str], None] = print, folder: Path | None = None
+) -> str:
     """Compile a sketch of the course and upload it to the attached board; return the port."""
-    folder = checkout() / "sketches" / sketch
+    folder = folder or checkout() / "sketches" / sketch
     if sketch == "AWS" and not (folder / "config.h").exists():
         raise ArduinoError("sketches/AWS/config.h is missing: render it first (notebook 03).")
     prepare(progress)

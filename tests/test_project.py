@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -74,7 +75,15 @@ def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = (tmp_path / "lab.log").open("w+")
+    ports = []
+    for _ in range(2):
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            ports.append(str(free.getsockname()[1]))
     env = {
+        "KIT_HOME": str(tmp_path / "home"),
+        "KIT_BROKER_PORT": ports[0],
+        "KIT_BROKER_WS_PORT": ports[1],
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         "JUPYTER_DATA_DIR": str(tmp_path / "data"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
@@ -101,5 +110,13 @@ def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
     finally:
         lab.terminate()
         lab.wait(timeout=30)
+        down = subprocess.run(
+            [sys.executable, "-m", "kit.cli", "cloud", "down"],
+            env={**env, "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+        )
     text = Path(log.name).read_text()
     assert str(ROOT / "notebooks") in text
+    assert f"The local cloud runs on localhost:{ports[0]}" in text  # kit lab starts it
+    assert down.stdout.strip() == "Stopped the local cloud."
