@@ -40,8 +40,13 @@ def run(
     build: Path | None = None,
     progress: Callable[[str], None] = print,
     notebooks: tuple[str, ...] = COURSE,
+    stop: bool = True,
 ) -> int:
-    """Run the course; return 0 if every step worked, 1 otherwise (the failing step is named)."""
+    """Run the course; return 0 if every step worked, 1 otherwise (the failing step is named).
+
+    With `stop=False` the virtual board and the local cloud keep running afterwards (in
+    build/kit-home), for a person, or a browser test, to carry on from there.
+    """
     build = Path(build or checkout() / "build")
     home = build / "kit-home"
     if home.exists():
@@ -72,7 +77,8 @@ def run(
                 break
         progress(summary(build, failed, time.monotonic() - started))
     finally:
-        _stop_everything()
+        if stop:
+            _stop_everything()
         os.environ.clear()
         os.environ.update(saved)
     return 0 if failed is None else 1
