@@ -312,16 +312,20 @@ class _Dialog:
         )
         self.serial_number = ""
         self.locked_now = False
-        self.refused_lock = False
         self.variant = "example"
 
     def answer(self, prompt: str, default: str) -> str:
         """What to type at a prompt, or an error for a prompt the dialog does not have."""
         if LOCK_QUESTION in prompt:
             if not self.lock:
-                # "N" is the prompt's own default: the board stops cleanly, nothing is changed.
-                self.refused_lock = True
-                return "N"
+                # Nothing is sent: the board waits at its question until it is reset.
+                raise ChipNotLockedError(
+                    "This board's crypto chip is not locked yet, and locking it is PERMANENT: "
+                    "it cannot be undone, and the chip keeps that configuration for life. It is "
+                    "needed to make a key. Nothing was sent to the board. If you want to lock "
+                    "it, press the board's reset button and run again with locking chosen "
+                    "(--lock, or the checkbox in the notebook)."
+                )
             self.locked_now = True
             return "y"
         for words, key in (
@@ -373,7 +377,8 @@ class _Dialog:
                 on_output(chunk.decode("utf-8", errors="replace"))
             text = received.decode("utf-8", errors="replace")
             self._check_lines(text)
-            if "-----END CERTIFICATE REQUEST-----" in text:
+            end = text.find("-----END CERTIFICATE REQUEST-----")
+            if end >= 0 and "\n" in text[end:]:  # the whole END line has arrived
                 return self._finish(text)
             line_start = text.rfind("\n") + 1
             partial = text[line_start:]
@@ -386,14 +391,6 @@ class _Dialog:
                     port.flush()
                 except (serial.SerialException, OSError) as error:
                     raise _disconnected(error) from None
-                if self.refused_lock:
-                    raise ChipNotLockedError(
-                        "This board's crypto chip is not locked yet, and locking it is PERMANENT: "
-                        "it cannot be undone, and the chip keeps that configuration for life. It "
-                        "is needed to make a key. Nothing was changed. If you want to lock it, "
-                        "press the board's reset button and run again with locking chosen "
-                        "(--lock, or the checkbox in the notebook)."
-                    )
 
     def _check_lines(self, text: str) -> None:
         for line in text.replace("\r", "").split("\n")[:-1]:

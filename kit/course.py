@@ -8,6 +8,7 @@ kept in KIT_HOME, so a restarted kernel or the next notebook carries on.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import time
@@ -74,6 +75,36 @@ def start() -> Notice:
             f"(its serial port: {info.pty or info.url})."
         )
     return Notice(" ".join(said) or "Nothing to start: a real board and AWS are chosen.")
+
+
+def name_field(value: str = "") -> widgets.VBox:
+    """A device-name box that says at once whether the name works (empty: the serial number)."""
+    text = widgets.Text(
+        value=value, description="Device name", placeholder="empty: the chip's serial number"
+    )
+    message = widgets.HTML()
+
+    def check(change: dict) -> None:
+        name = change["new"].strip()
+        if not name:
+            message.value = "The chip's serial number will be the device name."
+            return
+        try:
+            note = certs.validate_device_name(name).note
+        except KitError as error:
+            message.value = (
+                f"<span style='color:#D55E00'>{html.escape(str(error), quote=False)}</span>"
+            )
+            return
+        message.value = (
+            f"'{html.escape(name, quote=False)}' works. {html.escape(note, quote=False)}"
+        )
+
+    text.observe(check, names="value")
+    check({"new": value})
+    box = widgets.VBox([text, message])
+    box.text, box.message = text, message  # type: ignore[attr-defined]
+    return box
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,9 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     assert "Python" in setup["doctor.run()"] and "Local cloud" in setup["doctor.run()"]
     assert "The local cloud runs" in setup["course.start()"]
     csr = executed(build, "01_generate_csr")
-    dialog = csr[
-        "captured = course.capture_csr(name=name or None, slot=slot, lock_consent=consent.value)"
-    ]
+    dialog = next(
+        text for line, text in csr.items() if line.startswith("captured = course.capture")
+    )
     assert "a real chip would need your consent" in dialog.lower()
     assert "Here's your CSR, enjoy!" in dialog and "-----END CERTIFICATE REQUEST-----" in dialog
     assert "valid: made with the private key" in csr["captured"]
@@ -117,3 +117,14 @@ def test_a_failing_step_is_named(tmp_path) -> None:
     said = "\n".join(lines)
     assert "FAILED at 02_register_thing" in said
     assert "No CSR captured yet" in (tmp_path / "02_register_thing.error.txt").read_text()
+
+
+def test_the_name_box_checks_as_you_type() -> None:
+    from kit import course
+
+    box = course.name_field()
+    assert "serial number" in box.message.value
+    box.text.value = "greenhouse_1"
+    assert "'greenhouse_1' works" in box.message.value and "'_'" in box.message.value
+    box.text.value = "my board"
+    assert "a space; use '-' or '_'" in box.message.value

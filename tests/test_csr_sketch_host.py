@@ -93,7 +93,8 @@ class HostBoard:
 
 def normalised(transcript: str, serial: str) -> str:
     """The transcript with the chip serial number and the CSR's base64 taken out."""
-    text = transcript.replace(serial, "<SERIAL>")
+    # The capture ends at the END line; the sketch's final CRLF may or may not have arrived.
+    text = transcript.replace(serial, "<SERIAL>").rstrip()
     return re.sub(
         r"(-----BEGIN CERTIFICATE REQUEST-----\n)[A-Za-z0-9+/=\n]+(-----END)",
         r"\1<BASE64>\n\2",
@@ -140,10 +141,7 @@ def test_sketch_is_never_locked_without_consent(sketch_binary, tmp_path) -> None
     try:
         with pytest.raises(errors.ChipNotLockedError, match="PERMANENT"):
             board.capture_csr(host.path, timeouts=QUICK)
-        deadline = time.monotonic() + 5
-        while not host.received.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.1)
-        assert host.received.read_bytes() == b"N\r\n"
+        time.sleep(0.5)
+        assert not host.received.exists()  # the sketch read nothing: no answer was sent
     finally:
         host.close()
