@@ -216,13 +216,16 @@ def configure(form: widgets.VBox) -> config_h.RenderedConfig:
     return rendered
 
 
-def flash_instructions() -> Notice:
-    """What to do next on a real board (the virtual one was re-flashed already)."""
+def flash() -> Notice:
+    """Put the AWS sketch on the board: arduino-cli when installed, else say how."""
     if settings.load().virtual:
         return Notice("The virtual board now runs the AWS firmware with this config.h.")
     from kit import arduino
 
-    return Notice(arduino.instructions())
+    if not arduino.available():
+        return Notice(arduino.instructions())
+    port = arduino.upload("AWS")
+    return Notice(f"Uploaded the AWS sketch to the board on {port}.")
 
 
 def serial_log(lines: int = 15, timeout: float = 15) -> None:
@@ -291,4 +294,13 @@ def misbehave(mode: str, seconds: float = 4.0) -> None:
     vboard.start(VIRTUAL_BOARD, config=path, interval=settings.load().interval)  # behave again
     text = text[text.find("WiFi: joining") :]  # from the misbehaving board's boot on
     lines = [line for line in text.splitlines() if line.startswith(("MQTT", "Published"))]
-    print("\n".join(lines[:8]))
+    print("The board's serial log:")
+    print("\n".join("  " + line for line in lines[:8]))
+    from kit.cloud.local import cloud_dir
+
+    broker_log = cloud_dir() / "broker.log"
+    if broker_log.exists():
+        said = broker_log.read_text(errors="replace").splitlines()
+        decisions = [line for line in said if "kit.broker" in line][-4:]
+        print("The broker's log:")
+        print("\n".join("  " + line.split("kit.broker: ", 1)[-1] for line in decisions))

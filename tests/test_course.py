@@ -92,8 +92,10 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     assert "<PNG>" in run["view.show()"]  # the static image for headless runs and HTML
     assert "reports its LED at 40 %" in run["view.led.ask(40)"]
     inside = executed(build, "05_look_inside")
-    assert "not authorized" in inside['course.misbehave("wrong-client-id")']
-    assert "connection lost" in inside['course.misbehave("forbidden-topic")']
+    wrong_id = inside['course.misbehave("wrong-client-id")']
+    assert "not authorized" in wrong_id and "refused" in wrong_id  # the board's and the broker's side
+    forbidden = inside['course.misbehave("forbidden-topic")']
+    assert "connection lost" in forbidden and "is not allowed" in forbidden
 
 
 def test_no_secret_reaches_a_saved_file(course_run) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import signal
 import socket
@@ -288,6 +289,9 @@ def run_service(
         raise CloudError(f"The local cloud is already running (process {service_state().pid}).")
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kit.broker").setLevel(logging.INFO)
     cloud = LocalCloud(host=host, port=port, ws_port=ws_port, broker_host=broker_host)
     with cloud:
         state = ServiceState(
