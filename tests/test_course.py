@@ -93,7 +93,7 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     assert "reports its LED at 40 %" in run["view.led.ask(40)"]
     inside = executed(build, "05_look_inside")
     wrong_id = inside['course.misbehave("wrong-client-id")']
-    assert "not authorized" in wrong_id and "refused" in wrong_id  # the board's and the broker's side
+    assert "not authorized" in wrong_id and "refused" in wrong_id  # board's and broker's side
     forbidden = inside['course.misbehave("forbidden-topic")']
     assert "connection lost" in forbidden and "is not allowed" in forbidden
 
