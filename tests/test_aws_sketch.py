@@ -42,6 +42,29 @@ def sketch_folder(tmp_path: Path, config_text: str) -> Path:
     return folder
 
 
+def compile_sketch(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Compile AWS.ino as the Arduino IDE would (its warnings as errors), to an object file."""
+    command = [
+        "g++",
+        "-std=gnu++11",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wno-missing-field-initializers",
+        "-I",
+        str(STUBS),
+        "-I",
+        str(folder),
+        "-x",
+        "c++",
+        "-c",
+        str(folder / "AWS.ino"),
+        "-o",
+        str(tmp_path / "AWS.o"),
+    ]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("cloud", ["aws", "local"])
 def test_sketch_compiles_against_the_arduino_apis(
     tmp_path, local_ca, device_certificate, cloud
@@ -55,52 +78,14 @@ def test_sketch_compiles_against_the_arduino_apis(
             "Class", "password1", "mylaptop.local", device_certificate, local_ca=local_ca.pem
         )
     folder = sketch_folder(tmp_path, rendered.text)
-    built = subprocess.run(
-        [
-            "g++",
-            "-std=gnu++11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wno-missing-field-initializers",
-            "-I",
-            str(STUBS),
-            "-I",
-            str(folder),
-            "-x",
-            "c++",
-            "-c",
-            str(folder / "AWS.ino"),
-            "-o",
-            str(tmp_path / "AWS.o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    built = compile_sketch(folder, tmp_path)
     assert built.returncode == 0, built.stderr
 
 
 def test_sketch_catches_a_wrong_config_h_symbol(tmp_path, device_certificate) -> None:
     text = config_h.render("Class", "password1", "b.local", device_certificate).text
     folder = sketch_folder(tmp_path, text.replace("KEY_SLOT", "KEY_SLOTS"))
-    built = subprocess.run(
-        [
-            "g++",
-            "-std=gnu++11",
-            "-I",
-            str(STUBS),
-            "-I",
-            str(folder),
-            "-x",
-            "c++",
-            "-c",
-            str(folder / "AWS.ino"),
-            "-o",
-            str(tmp_path / "AWS.o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    built = compile_sketch(folder, tmp_path)
     assert built.returncode != 0 and "KEY_SLOT" in built.stderr
 
 

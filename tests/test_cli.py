@@ -98,20 +98,31 @@ def cert(tmp_path: Path, ca, key) -> Path:
     return path
 
 
-def test_config_h_reads_the_password_from_stdin(tmp_path: Path, cert: Path) -> None:
-    out = tmp_path / "config.h"
-    done = kit(
+def config_h_cli(cert: Path, out: Path, broker: str = "b.local", *extra: str, **kw):
+    """`kit config-h` for the certificate file, written to `out`."""
+    return kit(
         "config-h",
         "--ssid",
         "Class",
         "--broker",
-        "https://Broker.Example.com:8883/",
+        broker,
         "--cert",
         str(cert),
-        "--slot",
-        "3",
         "--out",
         str(out),
+        *extra,
+        **kw,
+    )
+
+
+def test_config_h_reads_the_password_from_stdin(tmp_path: Path, cert: Path) -> None:
+    out = tmp_path / "config.h"
+    done = config_h_cli(
+        cert,
+        out,
+        "https://Broker.Example.com:8883/",
+        "--slot",
+        "3",
         "--password-stdin",
         stdin="correct horse\n",
     )
@@ -130,34 +141,13 @@ def test_config_h_reads_the_password_from_stdin(tmp_path: Path, cert: Path) -> N
 
 def test_config_h_reads_the_password_from_the_environment(tmp_path: Path, cert: Path) -> None:
     out = tmp_path / "config.h"
-    done = kit(
-        "config-h",
-        "--ssid",
-        "Class",
-        "--broker",
-        "b.local",
-        "--cert",
-        str(cert),
-        "--out",
-        str(out),
-        env={"KIT_WIFI_PASSWORD": "from-the-env"},
-    )
+    done = config_h_cli(cert, out, env={"KIT_WIFI_PASSWORD": "from-the-env"})
     assert done.returncode == 0, done.stderr
     assert config_h.parse(out.read_text()).password == "from-the-env"
 
 
 def test_config_h_without_a_password_source_says_how(tmp_path: Path, cert: Path) -> None:
-    done = kit(
-        "config-h",
-        "--ssid",
-        "Class",
-        "--broker",
-        "b.local",
-        "--cert",
-        str(cert),
-        "--out",
-        str(tmp_path / "config.h"),
-    )
+    done = config_h_cli(cert, tmp_path / "config.h")
     assert done.returncode == 1
     assert "--password-stdin" in done.stderr and "KIT_WIFI_PASSWORD" in done.stderr
     assert not (tmp_path / "config.h").exists()
@@ -171,19 +161,7 @@ def test_config_h_has_no_password_argument() -> None:
 
 def test_config_h_bad_value_writes_nothing(tmp_path: Path, cert: Path) -> None:
     out = tmp_path / "config.h"
-    done = kit(
-        "config-h",
-        "--ssid",
-        "Class",
-        "--broker",
-        "192.168.0.10",
-        "--cert",
-        str(cert),
-        "--out",
-        str(out),
-        "--password-stdin",
-        stdin="password1\n",
-    )
+    done = config_h_cli(cert, out, "192.168.0.10", "--password-stdin", stdin="password1\n")
     assert done.returncode == 1
     assert "is an IP address" in done.stderr
     assert list(tmp_path.iterdir()) == [cert]
