@@ -231,6 +231,12 @@ def flash() -> Notice:
 def serial_log(lines: int = 15, timeout: float = 15) -> None:
     """Print the last lines the virtual board printed on its serial port (after its latest
     boot, waiting a little for it to reach the broker)."""
+    if not settings.load().virtual:
+        print(
+            "A real board's log is on its serial port: open the Arduino IDE's Serial Monitor "
+            "at 115200 baud (close it again before capturing a CSR)."
+        )
+        return
     path = vboard.board_dir(VIRTUAL_BOARD) / "serial.log"
     deadline = time.monotonic() + timeout
     while True:
