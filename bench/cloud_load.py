@@ -192,6 +192,33 @@ def measure_cell(devices, host, port, ca, rate, seconds, folder, broker_pid, dat
     }
 
 
+def measure_broker(name, devices, port, ca, seconds, folder, broker_pid, database):
+    """The latency cells (30 and 300 devices at 1 msg/s) and the highest lossless rate."""
+    rows = []
+    for count in (30, 300):
+        cell = measure_cell(
+            devices[:count], "localhost", port, ca, 1.0, seconds, folder, broker_pid, database
+        )
+        rows.append((name, cell))
+    best = 0.0
+    for rate in (1, 2, 4, 8):
+        cell = measure_cell(
+            devices[:300],
+            "localhost",
+            port,
+            ca,
+            rate,
+            max(5.0, 1200 / (300 * rate)),
+            folder,
+            broker_pid,
+            database,
+        )
+        if not sustained(cell):
+            break
+        best = cell["achieved"]
+    return rows, best
+
+
 def sustained(cell: dict) -> bool:
     """Every message acknowledged and recorded, at (nearly) the rate asked for."""
     lossless = cell["acked"] == cell["published"] == cell["recorded"]
@@ -257,37 +284,10 @@ def main() -> None:
     state = local.start_service(port=_free(), ws_port=_free())
     database = local.cloud_dir() / "cloud.db"
     ca = str(cloud.ca.folder / "ca.pem")
-    rows = []
     try:
-        for count in (30, 300):
-            cell = measure_cell(
-                devices[:count],
-                "localhost",
-                state.port,
-                ca,
-                1.0,
-                args.seconds,
-                work,
-                state.pid,
-                database,
-            )
-            rows.append(("local cloud (amqtt)", cell))
-        best = 0.0
-        for rate in (1, 2, 4, 8):
-            cell = measure_cell(
-                devices[:300],
-                "localhost",
-                state.port,
-                ca,
-                rate,
-                max(5.0, 1200 / (300 * rate)),
-                work,
-                state.pid,
-                database,
-            )
-            if not sustained(cell):
-                break
-            best = cell["achieved"]
+        rows, best = measure_broker(
+            "local cloud (amqtt)", devices, state.port, ca, args.seconds, work, state.pid, database
+        )
     finally:
         local.stop_service()
 
@@ -310,35 +310,9 @@ def main() -> None:
         recorder.start()
         time.sleep(1)
         try:
-            for count in (30, 300):
-                cell = measure_cell(
-                    devices[:count],
-                    "localhost",
-                    port,
-                    ca,
-                    1.0,
-                    args.seconds,
-                    work,
-                    broker.pid,
-                    database,
-                )
-                mosquitto_rows.append(("Mosquitto + recorder", cell))
-            mosquitto_best = 0.0
-            for rate in (1, 2, 4, 8):
-                cell = measure_cell(
-                    devices[:300],
-                    "localhost",
-                    port,
-                    ca,
-                    rate,
-                    max(5.0, 1200 / (300 * rate)),
-                    work,
-                    broker.pid,
-                    database,
-                )
-                if not sustained(cell):
-                    break
-                mosquitto_best = cell["achieved"]
+            mosquitto_rows, mosquitto_best = measure_broker(
+                "Mosquitto + recorder", devices, port, ca, args.seconds, work, broker.pid, database
+            )
         finally:
             stop.set()
             broker.terminate()
