@@ -369,6 +369,8 @@ class DeviceName:
 
 
 _NAME_OK = re.compile(r"[A-Za-z0-9_:-]")
+# Names the kit gives its own identities (observers, the class server); a device may not take one.
+RESERVED_NAME_PREFIXES = ("kit-",)
 _NAME_FIXES = {
     " ": "a space; use '-' or '_' instead",
     "/": "'/', which would split the MQTT topic things/<name>/...; use '-' instead",
@@ -400,6 +402,12 @@ def validate_device_name(name: str) -> DeviceName:
         else:
             problem = f"{char!r}; use only letters, digits, '-', '_' and ':'"
         raise DeviceNameError(f"The device name '{name}' has {problem}.")
+    if name.lower().startswith(RESERVED_NAME_PREFIXES):
+        raise DeviceNameError(
+            f"The device name '{name}' starts with '{name[:4]}', which the kit keeps for its own "
+            "identities (the observer that watches every device). Choose another name, such as "
+            "your initials and a number."
+        )
     return DeviceName(name)
 
 

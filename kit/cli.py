@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     cloud.add_argument("--ws-port", type=int, default=8884, help="WebSocket/TLS port (8884)")
     cloud.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     cloud.add_argument(
+        "--keep-days",
+        type=_positive_days,
+        default=30,
+        help="how many days the recorder keeps messages (default 30)",
+    )
+    cloud.add_argument(
         "--listen",
         action="store_true",
         help="serve boards on the LAN too (listen on every address)",
@@ -461,15 +467,28 @@ def cmd_unregister(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_days(text: str) -> float:
+    """--keep-days: a number of days above zero."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = 0.0
+    if not 0 < days < 100_000:
+        raise argparse.ArgumentTypeError("give a number of days above 0, such as 30")
+    return days
+
+
 def cmd_cloud(args: argparse.Namespace) -> None:
     """Run, start, stop or describe the local cloud."""
     from kit.cloud import local
 
     host = "0.0.0.0" if args.listen else args.host
     if args.action == "run":
-        local.run_service(host, args.port, args.ws_port, args.broker_host)
+        local.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
     elif args.action == "up":
-        state = local.start_service(host, args.port, args.ws_port, args.broker_host)
+        state = local.start_service(
+            host, args.port, args.ws_port, args.broker_host, args.keep_days
+        )
         print(
             f"The local cloud runs (process {state.pid}): MQTT/TLS on "
             f"{state.broker_host}:{state.port}, WebSocket/TLS on port {state.ws_port}."

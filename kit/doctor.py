@@ -18,7 +18,7 @@ PACKAGES = (
     "ipywidgets",
     "pyserial",
     "paho-mqtt",
-    "amqtt",
+    "websockets",
     "boto3",
     "cryptography",
     "bqplot",

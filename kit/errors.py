@@ -177,3 +177,14 @@ class PortInUseError(CloudError):
 
 class AwsError(CloudError):
     """AWS refused or could not be reached; the message names the cause and the fix."""
+
+
+class MqttProtocolError(CloudError):
+    """A client broke MQTT, the policy or the cloud's limits; the broker closes its connection.
+
+    `reason` is the disconnect reason AWS IoT reports in its lifecycle event for the same case.
+    """
+
+    def __init__(self, message: str, reason: str = "CLIENT_ERROR") -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -25,9 +25,9 @@ from kit import background
 from kit.certs import Csr, load_certificate, validate_device_name
 from kit.cloud import Cloud, ObserverIdentity, Registration
 from kit.cloud.broker import BrokerSettings, serve
-from kit.cloud.local_ca import LocalCA, certificate_id
-from kit.cloud.policy import OBSERVER_ID_PREFIX
-from kit.cloud.store import Message, Store
+from kit.cloud.local_ca import OBSERVER_CN, LocalCA, certificate_id
+from kit.cloud.policy import CONNECT_TIMEOUT, OBSERVER_ID_PREFIX, SESSION_EXPIRY
+from kit.cloud.store import DEVICE, OBSERVER, Message, Principal, Store
 from kit.devices import forget
 from kit.errors import BrokerNotRunningError, CloudError, PortInUseError, ThingTakenError
 from kit.places import kit_home, write_private
@@ -73,9 +73,17 @@ class LocalCloud(Cloud):
         port: int = DEFAULT_PORT,
         ws_port: int = DEFAULT_WS_PORT,
         broker_host: str | None = None,
+        keep_days: float = 30,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        session_expiry: float = SESSION_EXPIRY,
     ) -> None:
         self.host, self.port, self.ws_port = host, port, ws_port
         self._broker_host = broker_host
+        self._limits = {
+            "keep_days": keep_days,
+            "connect_timeout": connect_timeout,
+            "session_expiry": session_expiry,
+        }
         self.ca = LocalCA(cloud_dir() / "ca")
         self.store = Store(cloud_dir() / "cloud.db")
         self._thread: threading.Thread | None = None
@@ -130,13 +138,10 @@ class LocalCloud(Cloud):
                 )
             pem = self.ca.sign_csr(csr)
             cert_id = certificate_id(load_certificate(pem).der)
-            now = time.time()
-            db.execute("INSERT OR IGNORE INTO things (name, created) VALUES (?, ?)", (thing, now))
             db.execute(
-                "INSERT INTO certificates (id, thing, pem, status, created)"
-                " VALUES (?, ?, ?, 'ACTIVE', ?)",
-                (cert_id, thing, pem, now),
+                "INSERT OR IGNORE INTO things (name, created) VALUES (?, ?)", (thing, time.time())
             )
+            self.store.add_principal(Principal(cert_id, DEVICE, thing, "", "ACTIVE"), pem)
         return self._registration(thing, pem, cert_id, created=True)
 
     def _registration(self, thing: str, pem: str, cert_id: str, created: bool) -> Registration:
@@ -152,7 +157,8 @@ class LocalCloud(Cloud):
                     f"There is no thing called '{thing}' in the local cloud. "
                     "`kit things` lists them."
                 )
-            db.execute("DELETE FROM certificates WHERE thing = ?", (thing,))
+            # The broker notices within a fraction of a second and closes its connections.
+            db.execute("DELETE FROM principals WHERE role = 'device' AND name = ?", (thing,))
             db.execute("DELETE FROM things WHERE name = ?", (thing,))
         with contextlib.suppress(OSError):
             forget(thing)
@@ -166,7 +172,7 @@ class LocalCloud(Cloud):
 
     def observer(self) -> ObserverIdentity:
         """The identity notebooks use to watch all devices and send LED commands."""
-        cert_file, key_file = self.ca.observer_identity()
+        cert_file, key_file = self._observer_files()
         return ObserverIdentity(
             self.broker_host,
             self.broker_port,
@@ -177,11 +183,24 @@ class LocalCloud(Cloud):
             OBSERVER_ID_PREFIX,
         )
 
+    def _observer_files(self) -> tuple[Path, Path]:
+        """The observer's certificate and key, registered as an observer principal."""
+        cert_file, key_file = self.ca.observer_identity()
+        pem = cert_file.read_text(encoding="ascii")
+        fingerprint = certificate_id(load_certificate(pem).der)
+        if self.store.principal(fingerprint) is None:
+            with self.store.transaction():
+                self.store.add_principal(
+                    Principal(fingerprint, OBSERVER, OBSERVER_CN, "", "ACTIVE"), pem
+                )
+        return cert_file, key_file
+
     # Running the broker in this process
 
     def start(self, timeout: float = 20.0) -> LocalCloud:
         """Start the broker in a background thread of this process."""
         cert_file, key_file = self.ca.server_identity(host_names())
+        self._observer_files()
         self._settings = BrokerSettings(
             self.host,
             self.port,
@@ -190,6 +209,7 @@ class LocalCloud(Cloud):
             cert_file,
             key_file,
             cloud_dir() / "cloud.db",
+            **self._limits,
         )
         check_ports_free(self.host, [p for p in (self.port, self.ws_port) if p])
         ready = threading.Event()
@@ -217,7 +237,7 @@ class LocalCloud(Cloud):
                 failure.append(error)
                 ready.set()
             finally:
-                # Let amqtt's per-client tasks finish before the loop closes.
+                # Let the per-connection tasks finish before the loop closes.
                 pending = asyncio.all_tasks(loop)
                 for task in pending:
                     task.cancel()
@@ -283,6 +303,7 @@ def run_service(
     port: int = DEFAULT_PORT,
     ws_port: int = DEFAULT_WS_PORT,
     broker_host: str | None = None,
+    keep_days: float = 30,
 ) -> None:
     """Run the broker in the foreground until SIGTERM or Ctrl+C (what `kit cloud up` starts)."""
     if service_state() is not None:
@@ -292,7 +313,9 @@ def run_service(
     # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kit.broker").setLevel(logging.INFO)
-    cloud = LocalCloud(host=host, port=port, ws_port=ws_port, broker_host=broker_host)
+    cloud = LocalCloud(
+        host=host, port=port, ws_port=ws_port, broker_host=broker_host, keep_days=keep_days
+    )
     with cloud:
         state = ServiceState(
             os.getpid(), host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
@@ -317,6 +340,7 @@ def start_service(
     port: int = DEFAULT_PORT,
     ws_port: int = DEFAULT_WS_PORT,
     broker_host: str | None = None,
+    keep_days: float = 30,
     timeout: float = 30.0,
 ) -> ServiceState:
     """Start the broker as a background process that outlives this one."""
@@ -338,6 +362,8 @@ def start_service(
         str(port),
         "--ws-port",
         str(ws_port),
+        "--keep-days",
+        str(keep_days),
     ]
     if broker_host:
         command += ["--broker-host", broker_host]

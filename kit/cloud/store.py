@@ -1,8 +1,11 @@
-"""The local cloud's database (SQLite, WAL): things, certificates, and recorded messages.
+"""The local cloud's database (SQLite, WAL): things, principals, and recorded messages.
 
 The broker process, notebooks and the CLI open it at the same time; WAL lets readers and the
-one writer work side by side. The recorder keeps every message on things/+/environment and
-things/+/led/state: the data store dashboards backfill from.
+writers work side by side. A principal is a certificate the cloud knows: its fingerprint (the
+certificate id), its role (device or observer), the name it acts as, its owner and its status.
+The broker decides rights from this table, never from a name in a certificate. The recorder
+keeps every message on things/+/environment and things/+/led/state: the data store dashboards
+backfill from.
 """
 
 from __future__ import annotations
@@ -11,20 +14,51 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS things (name TEXT PRIMARY KEY, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS certificates (
-    id TEXT PRIMARY KEY, thing TEXT NOT NULL, pem TEXT NOT NULL,
-    status TEXT NOT NULL, created REAL NOT NULL);
+-- role: 'device' (name = its thing) or 'observer' (watches devices; name = who it is).
+-- owner: who the principal belongs to ('' = this computer's user, the instructor).
+CREATE TABLE IF NOT EXISTS principals (
+    fingerprint TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '', status TEXT NOT NULL, pem TEXT NOT NULL,
+    created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS principals_by_name ON principals (name);
+-- Bumped by every change to principals, so the broker notices a revocation in one cheap read.
+CREATE TABLE IF NOT EXISTS registry_version (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER);
+INSERT OR IGNORE INTO registry_version VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS principals_added AFTER INSERT ON principals
+    BEGIN UPDATE registry_version SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS principals_changed AFTER UPDATE ON principals
+    BEGIN UPDATE registry_version SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS principals_removed AFTER DELETE ON principals
+    BEGIN UPDATE registry_version SET n = n + 1; END;
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, thing TEXT NOT NULL, topic TEXT NOT NULL,
     payload BLOB NOT NULL, received REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_by_thing ON messages (thing, received);
 """
+# Before principals, device certificates had a table of their own; move them over once.
+MIGRATE_CERTIFICATES = """
+INSERT OR IGNORE INTO principals (fingerprint, role, name, owner, status, pem, created)
+    SELECT id, 'device', thing, '', status, pem, created FROM certificates;
+DROP TABLE certificates;
+"""
 RECORDED_SUFFIXES = ("/environment", "/led/state")
+DEVICE, OBSERVER = "device", "observer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A certificate the cloud knows, and what it may act as."""
+
+    fingerprint: str  # the certificate id: SHA-256 of the DER, in hex
+    role: str  # DEVICE or OBSERVER
+    name: str  # a device's thing name; an observer's own name
+    owner: str
+    status: str  # 'ACTIVE' (anything else is refused)
 
 
 @dataclass(frozen=True)
@@ -46,6 +80,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        legacy = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'certificates'"
+        ).fetchone()
+        if legacy:
+            self.db.executescript(f"BEGIN IMMEDIATE; {MIGRATE_CERTIFICATES} COMMIT;")
 
     def close(self) -> None:
         self.db.close()
@@ -67,33 +106,68 @@ class Store:
         return [row[0] for row in self.db.execute("SELECT name FROM things ORDER BY name")]
 
     def certificates_of(self, thing: str) -> list[tuple[str, str, str]]:
-        """(id, pem, status) of each certificate attached to `thing`."""
+        """(id, pem, status) of each device certificate of `thing`."""
         return list(
             self.db.execute(
-                "SELECT id, pem, status FROM certificates WHERE thing = ? ORDER BY created",
+                "SELECT fingerprint, pem, status FROM principals"
+                " WHERE role = 'device' AND name = ? ORDER BY created",
                 (thing,),
             )
         )
 
-    def active_certificate(self, cert_id: str) -> str | None:
-        """The thing an ACTIVE certificate is attached to, or None."""
+    def add_principal(self, principal: Principal, pem: str) -> None:
+        """Record a certificate and its role (inside a transaction where that matters)."""
+        self.db.execute(
+            "INSERT INTO principals (fingerprint, role, name, owner, status, pem, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (*astuple(principal), pem, time.time()),
+        )
+
+    def principal(self, fingerprint: str) -> Principal | None:
+        """The principal a certificate is, or None for a certificate the cloud never issued."""
         row = self.db.execute(
-            "SELECT thing FROM certificates WHERE id = ? AND status = 'ACTIVE'", (cert_id,)
+            "SELECT fingerprint, role, name, owner, status FROM principals WHERE fingerprint = ?",
+            (fingerprint,),
         ).fetchone()
-        return row[0] if row else None
+        return Principal(*row) if row else None
+
+    def active_fingerprints(self) -> set[str]:
+        """The fingerprints of every ACTIVE principal."""
+        rows = self.db.execute("SELECT fingerprint FROM principals WHERE status = 'ACTIVE'")
+        return {row[0] for row in rows}
+
+    def registry_version(self) -> int:
+        """A number that changes whenever a principal is added, changed or removed."""
+        return self.db.execute("SELECT n FROM registry_version").fetchone()[0]
 
     # The recorder
 
     def record(self, topic: str, payload: bytes, received: float | None = None) -> bool:
         """Keep a message if it is one the recorder keeps; return whether it did."""
-        levels = topic.split("/")
-        if len(levels) < 3 or levels[0] != "things" or not topic.endswith(RECORDED_SUFFIXES):
+        if not recorded(topic):
             return False
         self.db.execute(
             "INSERT INTO messages (thing, topic, payload, received) VALUES (?, ?, ?, ?)",
-            (levels[1], topic, bytes(payload), received or time.time()),
+            (topic.split("/")[1], topic, bytes(payload), received or time.time()),
         )
         return True
+
+    def record_many(self, rows: list[tuple[str, bytes, float]]) -> int:
+        """Keep a batch of (topic, payload, received) in one transaction; return how many."""
+        kept = [
+            (topic.split("/")[1], topic, payload, received)
+            for topic, payload, received in rows
+            if recorded(topic)
+        ]
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO messages (thing, topic, payload, received) VALUES (?, ?, ?, ?)", kept
+            )
+        return len(kept)
+
+    def forget_before(self, cutoff: float) -> int:
+        """Remove recorded messages received before `cutoff` (Unix time); return how many."""
+        return self.db.execute("DELETE FROM messages WHERE received < ?", (cutoff,)).rowcount
 
     def messages(
         self,
@@ -126,3 +200,9 @@ class Store:
             args.append(latest)
         rows = [Message(*row) for row in self.db.execute(sql, args)]
         return rows[::-1]
+
+
+def recorded(topic: str) -> bool:
+    """Whether the recorder keeps messages on `topic`."""
+    levels = topic.split("/")
+    return len(levels) >= 3 and levels[0] == "things" and topic.endswith(RECORDED_SUFFIXES)

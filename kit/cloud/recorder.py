@@ -1,0 +1,107 @@
+"""The recorder: writes the messages the broker accepted into the cloud database, off its loop.
+
+The broker hands each message to `offer` (never blocks); when the bounded queue is full the
+broker stops reading from that publisher and waits in `put` on a worker thread, so a burst slows
+the publishers down instead of dropping messages (back-pressure). One thread writes in batches,
+one transaction each, and removes messages older than the retention period in between.
+`close` writes everything still queued: after a graceful stop, every message the broker
+acknowledged is in the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kit.cloud.store import Store
+
+log = logging.getLogger("kit.broker")
+
+QUEUE_SIZE = 10_000
+BATCH = 500
+CLEAN_EVERY = 3600.0  # seconds between retention passes
+_STOP = object()
+
+
+class Recorder:
+    """A writer thread behind a bounded queue of (topic, payload, received)."""
+
+    def __init__(
+        self,
+        database: Path,
+        keep_days: float = 30,
+        size: int = QUEUE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database, self.keep_days, self.clock = database, keep_days, clock
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=size)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="kit-recorder")
+        self._cleaned = 0.0
+        self.written = 0
+        self._thread.start()
+
+    def offer(self, topic: str, payload: bytes, received: float) -> bool:
+        """Queue a message if there is room; False means: call `put` off the event loop."""
+        try:
+            self._queue.put_nowait((topic, payload, received))
+        except queue.Full:
+            return False
+        return True
+
+    def put(self, topic: str, payload: bytes, received: float) -> None:
+        """Queue a message, waiting for room (run in a worker thread, never on the loop)."""
+        self._queue.put((topic, payload, received))
+
+    def flush(self) -> None:
+        """Wait until everything queued so far is written."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self) -> None:
+        store = Store(self.database)
+        try:
+            self._clean(store)
+            while True:
+                try:
+                    first = self._queue.get(timeout=60)
+                except queue.Empty:
+                    self._clean(store)
+                    continue
+                batch = [first]
+                while len(batch) < BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                rows = [item for item in batch if item is not _STOP]
+                try:
+                    if rows:
+                        store.record_many(rows)  # type: ignore[arg-type]
+                        self.written += len(rows)
+                except Exception:  # the broker must outlive a full disk; say what was lost
+                    log.exception("the recorder could not write %d messages", len(rows))
+                for _ in batch:
+                    self._queue.task_done()
+                if len(rows) < len(batch):
+                    return
+                self._clean(store)
+        finally:
+            store.close()
+
+    def _clean(self, store: Store) -> None:
+        """Remove messages past the retention period, at most once per CLEAN_EVERY."""
+        now = self.clock()
+        if now - self._cleaned < CLEAN_EVERY:
+            return
+        self._cleaned = now
+        removed = store.forget_before(now - self.keep_days * 86400)
+        if removed:
+            log.info("removed %d recorded messages older than %g days", removed, self.keep_days)
