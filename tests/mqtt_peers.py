@@ -54,6 +54,7 @@ class Peer:
     disconnected: threading.Event = field(default_factory=threading.Event)
     received: list[tuple[str, bytes]] = field(default_factory=list)
     subscribed: threading.Event = field(default_factory=threading.Event)
+    session_present: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -79,14 +80,30 @@ def connect(
     ca: Path,
     transport: str = "tcp",
     timeout: float = 5,
+    clean: bool = True,
+    will: tuple[str, bytes, int] | None = None,
 ) -> Peer:
-    """Connect over TLS (or WebSocket over TLS) and wait for the broker's answer."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
+    """Connect over TLS (or WebSocket over TLS) and wait for the broker's answer.
+
+    `clean` is MQTT's clean-session flag; `will` is (topic, payload, qos)."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        transport=transport,
+        clean_session=clean,
+    )
+    if will is not None:
+        client.will_set(*will)
     client.tls_set(
         ca_certs=str(ca), certfile=str(cert) if cert else None, keyfile=str(key) if key else None
     )
     peer = Peer(client)
-    client.on_connect = lambda c, u, f, rc, p: setattr(peer, "connack", rc)
+
+    def on_connect(c, u, flags, rc, p) -> None:
+        peer.session_present = flags.session_present
+        peer.connack = rc
+
+    client.on_connect = on_connect
     client.on_disconnect = lambda c, u, f, rc, p: peer.disconnected.set()
     client.on_message = lambda c, u, m: peer.received.append((m.topic, m.payload))
     client.on_subscribe = lambda c, u, mid, rcs, p: peer.subscribed.set()

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve as serve_websocket
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as serve_websocket
 from websockets.exceptions import ConnectionClosed
 
 from kit.cloud import mqtt_codec as mqtt
@@ -154,7 +155,7 @@ class Broker:
         )
         self._servers = [tcp, ws]
         self.settings.ports["default"] = tcp.sockets[0].getsockname()[1]
-        self.settings.ports["ws"] = list(ws.sockets)[0].getsockname()[1]
+        self.settings.ports["ws"] = next(iter(ws.sockets)).getsockname()[1]
         self._housekeeping = asyncio.create_task(self._keep_house())
 
     async def shutdown(self) -> None:

@@ -222,7 +222,13 @@ def connack(session_present: bool, code: int) -> bytes:
 
 
 def publish(
-    topic: str, payload: bytes, qos: int, packet_id: int = 0, dup: bool = False, retain: bool = False
+    topic: str,
+    payload: bytes,
+    qos: int,
+    packet_id: int = 0,
+    *,
+    dup: bool = False,
+    retain: bool = False,
 ) -> bytes:
     """A PUBLISH packet (the broker never sets retain: it keeps no retained messages)."""
     body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload

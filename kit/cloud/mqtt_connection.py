@@ -184,7 +184,7 @@ class Connection:
         return 0, ""
 
     def _refuse(self, client_id: str, code: int, why: str) -> None:
-        """CONNACK with a refusal, then close (AWS may close without one; clients see both alike)."""
+        """CONNACK with a refusal, then close (AWS may just close; clients see both as refused)."""
         log.info("refused %r: %s", client_id, why)
         if code == mqtt.NOT_AUTHORIZED:
             self.broker.connect_failed(self, client_id)
