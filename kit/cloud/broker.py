@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from kit.cloud import mqtt_codec as mqtt
 from kit.cloud.mqtt_connection import MAX_PACKET, Connection
 from kit.cloud.policy import CONNECT_TIMEOUT, PRESENCE_PREFIX, SESSION_EXPIRY, may
-from kit.cloud.recorder import Recorder
+from kit.cloud.recorder import QUEUE_SIZE, Recorder
 from kit.cloud.store import Principal, Store
 
 log = logging.getLogger("kit.broker")
@@ -56,6 +56,7 @@ class BrokerSettings:
     keep_days: float = 30
     connect_timeout: float = CONNECT_TIMEOUT
     session_expiry: float = SESSION_EXPIRY
+    recorder_queue: int = QUEUE_SIZE
     ports: dict[str, int] = field(default_factory=dict)  # filled in once listening
 
 
@@ -119,7 +120,7 @@ class Broker:
     def __init__(self, settings: BrokerSettings) -> None:
         self.settings = settings
         self.store = Store(settings.database)
-        self.recorder = Recorder(settings.database, settings.keep_days)
+        self.recorder = Recorder(settings.database, settings.keep_days, settings.recorder_queue)
         self.sessions: dict[str, Session] = {}
         self.connections: set[Connection] = set()
         self._exact: dict[str, dict[Session, int]] = {}

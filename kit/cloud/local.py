@@ -27,6 +27,7 @@ from kit.cloud import Cloud, ObserverIdentity, Registration
 from kit.cloud.broker import BrokerSettings, serve
 from kit.cloud.local_ca import OBSERVER_CN, LocalCA, certificate_id
 from kit.cloud.policy import CONNECT_TIMEOUT, OBSERVER_ID_PREFIX, SESSION_EXPIRY
+from kit.cloud.recorder import QUEUE_SIZE
 from kit.cloud.store import DEVICE, OBSERVER, Message, Principal, Store
 from kit.devices import forget
 from kit.errors import BrokerNotRunningError, CloudError, PortInUseError, ThingTakenError
@@ -76,6 +77,7 @@ class LocalCloud(Cloud):
         keep_days: float = 30,
         connect_timeout: float = CONNECT_TIMEOUT,
         session_expiry: float = SESSION_EXPIRY,
+        recorder_queue: int = QUEUE_SIZE,
     ) -> None:
         self.host, self.port, self.ws_port = host, port, ws_port
         self._broker_host = broker_host
@@ -83,6 +85,7 @@ class LocalCloud(Cloud):
             "keep_days": keep_days,
             "connect_timeout": connect_timeout,
             "session_expiry": session_expiry,
+            "recorder_queue": recorder_queue,
         }
         self.ca = LocalCA(cloud_dir() / "ca")
         self.store = Store(cloud_dir() / "cloud.db")

@@ -36,11 +36,13 @@ class Recorder:
         keep_days: float = 30,
         size: int = QUEUE_SIZE,
         clock: Callable[[], float] = time.time,
+        clean_every: float = CLEAN_EVERY,
     ) -> None:
         self.database, self.keep_days, self.clock = database, keep_days, clock
+        self.clean_every = clean_every
         self._queue: queue.Queue[object] = queue.Queue(maxsize=size)
         self._thread = threading.Thread(target=self._run, daemon=True, name="kit-recorder")
-        self._cleaned = 0.0
+        self._cleaned = -float("inf")
         self.written = 0
         self._thread.start()
 
@@ -88,18 +90,18 @@ class Recorder:
                         self.written += len(rows)
                 except Exception:  # the broker must outlive a full disk; say what was lost
                     log.exception("the recorder could not write %d messages", len(rows))
+                self._clean(store)
                 for _ in batch:
                     self._queue.task_done()
                 if len(rows) < len(batch):
                     return
-                self._clean(store)
         finally:
             store.close()
 
     def _clean(self, store: Store) -> None:
-        """Remove messages past the retention period, at most once per CLEAN_EVERY."""
+        """Remove messages past the retention period, at most once per `clean_every` seconds."""
         now = self.clock()
-        if now - self._cleaned < CLEAN_EVERY:
+        if now - self._cleaned < self.clean_every:
             return
         self._cleaned = now
         removed = store.forget_before(now - self.keep_days * 86400)
