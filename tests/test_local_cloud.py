@@ -386,3 +386,39 @@ def test_telemetry_over_websocket_with_the_same_client_code(cloud, tmp_path) -> 
         assert (reading.temperature, reading.humidity) == (70.1, 40)
     finally:
         watch.stop()
+
+
+def test_a_registry_from_before_principals_is_migrated(tmp_path) -> None:
+    import sqlite3
+
+    from kit.cloud.local import cloud_dir
+    from kit.cloud.local_ca import LocalCA, certificate_id
+
+    key = new_key()
+    pem = LocalCA(cloud_dir() / "ca").sign_csr(certs.load_csr(csr_pem("old_01", key=key)))
+    old = sqlite3.connect(cloud_dir() / "cloud.db")
+    old.executescript(
+        "CREATE TABLE things (name TEXT PRIMARY KEY, created REAL NOT NULL);"
+        "CREATE TABLE certificates (id TEXT PRIMARY KEY, thing TEXT NOT NULL, pem TEXT NOT NULL,"
+        " status TEXT NOT NULL, created REAL NOT NULL);"
+    )
+    cert_id = certificate_id(certs.load_certificate(pem).der)
+    old.execute("INSERT INTO things VALUES ('old_01', 1)")
+    old.execute("INSERT INTO certificates VALUES (?, 'old_01', ?, 'ACTIVE', 1)", (cert_id, pem))
+    old.commit()
+    old.close()
+    (tmp_path / "k.pem").write_text(__import__("helpers").private_key_pem(key))
+    (tmp_path / "c.pem").write_text(pem)
+    with LocalCloud(port=0, ws_port=0) as cloud:
+        (tmp_path / "ca.pem").write_text(cloud.ca.pem)
+        assert cloud.store.principal(cert_id).role == "device"
+        peer = connect(
+            "localhost",
+            cloud.broker_port,
+            "old_01",
+            tmp_path / "c.pem",
+            tmp_path / "k.pem",
+            tmp_path / "ca.pem",
+        )
+        assert peer.accepted
+        peer.close()

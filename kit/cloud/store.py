@@ -46,6 +46,7 @@ INSERT OR IGNORE INTO principals (fingerprint, role, name, owner, status, pem, c
     SELECT id, 'device', thing, '', status, pem, created FROM certificates;
 DROP TABLE certificates;
 """
+SCHEMA_VERSION = 2  # 1: certificates; 2: principals
 RECORDED_SUFFIXES = ("/environment", "/led/state")
 DEVICE, OBSERVER = "device", "observer"
 
@@ -77,14 +78,18 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        legacy = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'certificates'"
-        ).fetchone()
-        if legacy:
-            self.db.executescript(f"BEGIN IMMEDIATE; {MIGRATE_CERTIFICATES} COMMIT;")
+        # Readers open the database while the recorder writes: only a new or older database
+        # needs the write lock that creating or migrating the schema takes.
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+            legacy = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'certificates'"
+            ).fetchone()
+            if legacy:
+                self.db.executescript(f"BEGIN IMMEDIATE; {MIGRATE_CERTIFICATES} COMMIT;")
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self.db.close()
