@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import ssl
@@ -40,6 +41,7 @@ MAX_INFLIGHT = 100  # unacknowledged QoS 1 messages out to one client
 MAX_QUEUED = 1000  # QoS 1 messages kept for one session beyond that (oldest dropped first)
 MAX_WRITE_BUFFER = 4 * 1024 * 1024  # a reader this far behind is closed as too slow
 HOUSEKEEPING_EVERY = 0.25  # seconds
+COLLECT_AFTER = 100  # closed connections between two garbage collections
 
 
 @dataclass
@@ -128,6 +130,7 @@ class Broker:
         self._servers: list[Any] = []
         self._housekeeping: asyncio.Task[None] | None = None
         self._registry_version = -1
+        self._closed_since_collect = 0
 
     # Listening
 
@@ -200,6 +203,7 @@ class Broker:
 
     def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
+        self._closed_since_collect += 1
 
     # Registry
 
@@ -354,6 +358,11 @@ class Broker:
                     connection.close("no CONNECT within the time allowed")
             elif now - connection.last_heard > 1.5 * connection.keepalive:
                 connection.close("keep-alive timeout", "MQTT_KEEP_ALIVE_TIMEOUT")
+        if self._closed_since_collect >= COLLECT_AFTER:
+            # asyncio's TLS transports end in reference cycles, each holding a 256 KiB buffer;
+            # left to the garbage collector's own pace, a flood of dead sockets doubles memory.
+            self._closed_since_collect = 0
+            gc.collect()
         version = self.store.registry_version()
         if version != self._registry_version:
             self._registry_version = version
