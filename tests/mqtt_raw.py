@@ -55,6 +55,11 @@ def subscribe(packet_id: int, *filters: tuple[str, int]) -> bytes:
     return bytes([0x82]) + _length(len(body)) + body
 
 
+def burst(topic: str, count: int) -> bytes:
+    """`count` QoS 1 publishes in one write, packet ids 1..count, payloads {"n": i}."""
+    return b"".join(publish(topic, b'{"n": %d}' % i, qos=1, packet_id=i + 1) for i in range(count))
+
+
 DISCONNECT = bytes([0xE0, 0])
 CONNACK, PUBLISH, PUBACK, SUBACK = 2, 3, 4, 9
 
@@ -104,6 +109,13 @@ class RawClient:
             if packet is None:
                 break
             seen.append(packet)
+        return seen
+
+    def count(self, most: int, timeout: float) -> int:
+        """How many packets arrive (up to `most`), each within `timeout` of the one before."""
+        seen = 0
+        while seen < most and self.packet(timeout) is not None:
+            seen += 1
         return seen
 
     def connack(self, timeout: float = 3) -> int | None:

@@ -29,7 +29,10 @@ from mqtt_peers import DeviceFiles, Peer, connect, make_device
 from kit import certs, errors
 from kit.cloud.local import LocalCloud
 from kit.cloud.local_ca import certificate_id
+from kit.cloud.policy import served_keepalive
 from kit.cloud.store import DEVICE, Principal
+
+EXPIRY = 1.0  # seconds a persistent session outlives its connection here (AWS: 1 hour)
 
 
 class World:
@@ -253,13 +256,18 @@ def refused_persistent_connect_evicts_nobody(w: World) -> None:
     assert not victim.disconnected.is_set()
 
 
-def persistent_session_resumes(w: World) -> None:
-    a = w.device("dev_a")
-    first = w.paho(a, clean=False)
-    first.client.subscribe("things/dev_a/led", qos=1)
+def subscribed_and_gone(w: World, files: DeviceFiles) -> None:
+    """A persistent session subscribed to its LED, whose client then disconnects."""
+    first = w.paho(files, clean=False)
+    first.client.subscribe(f"things/{files.name}/led", qos=1)
     assert first.subscribed.wait(5)
     first.close()
     time.sleep(0.2)
+
+
+def persistent_session_resumes(w: World) -> None:
+    a = w.device("dev_a")
+    subscribed_and_gone(w, a)
     w.observer().client.publish("things/dev_a/led", b"33", qos=1).wait_for_publish(5)
     again = w.paho(a, clean=False)
     assert again.session_present
@@ -268,20 +276,14 @@ def persistent_session_resumes(w: World) -> None:
 
 def persistent_session_expires(w: World) -> None:
     a = w.device("dev_a")
-    first = w.paho(a, clean=False)
-    first.client.subscribe("things/dev_a/led", qos=1)
-    assert first.subscribed.wait(5)
-    first.close()
-    time.sleep(w.cloud._limits["session_expiry"] + 0.6)
+    subscribed_and_gone(w, a)
+    time.sleep(EXPIRY + 0.6)
     assert not w.paho(a, clean=False).session_present
 
 
 def persistent_session_needs_its_certificate(w: World) -> None:
     a = w.device("dev_a")
-    first = w.paho(a, clean=False)
-    first.client.subscribe("things/dev_a/led", qos=1)
-    assert first.subscribed.wait(5)
-    first.close()
+    subscribed_and_gone(w, a)
     w.cloud.unregister("dev_a")
     again = w.device("dev_a")  # the same name, a new key and certificate
     assert not w.paho(again, clean=False).session_present
@@ -744,7 +746,7 @@ ROWS = [
 
 @pytest.fixture
 def world(tmp_path):
-    cloud = LocalCloud(port=0, ws_port=0, connect_timeout=1.0, session_expiry=1.0)
+    cloud = LocalCloud(port=0, ws_port=0, connect_timeout=1.0, session_expiry=EXPIRY)
     with cloud:
         (tmp_path / "ca.pem").write_text(cloud.ca.pem)
         yield World(cloud, tmp_path)
@@ -757,3 +759,14 @@ def test_the_local_broker_does_what_aws_does(row: Row, world: World, request) ->
         row.check(world, request.getfixturevalue("ca"))
     else:
         row.check(world)
+
+
+@pytest.mark.parametrize(
+    ("asked", "served"),
+    [(0, 1200), (1, 30), (29, 30), (30, 30), (60, 60), (1200, 1200), (1201, 1200), (65535, 1200)],
+)
+def test_keepalive_is_served_as_aws_serves_it(asked: int, served: int) -> None:
+    """AWS quotas: 'If a client requests a keep-alive interval of zero, the default keep-alive
+    interval will be used' (1,200 s); over 1,200 likewise; 1-29 s is treated as 30 s. (Closing a
+    client silent for 1.5 times that takes 45 s at the least, too long to wait for here.)"""
+    assert served_keepalive(asked) == served

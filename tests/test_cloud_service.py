@@ -151,3 +151,24 @@ def test_service_outlives_the_process_that_started_it(service, tmp_path) -> None
     )
     assert peer.accepted
     peer.close()
+
+
+def test_cloud_down_writes_every_acknowledged_message(tmp_path) -> None:
+    import mqtt_raw as raw
+    from mqtt_peers import make_device
+
+    port, ws_port = free_port(), free_port()
+    assert kit("cloud", "up", "--port", str(port), "--ws-port", str(ws_port)).returncode == 0
+    files = make_device(tmp_path, "lab_9", local.LocalCloud())
+    client = raw.RawClient("localhost", port, files.ca_file, files.cert_file, files.key_file)
+    client.send(raw.connect("lab_9"))
+    assert client.connack() == 0
+    client.send(raw.burst("things/lab_9/environment", 90))
+    assert client.count(90, timeout=3) == 90  # all acknowledged
+    assert kit("cloud", "down").returncode == 0  # SIGTERM: a graceful stop
+    assert len(local.LocalCloud().messages("lab_9")) == 90
+
+
+def test_keep_days_must_be_a_positive_number() -> None:
+    done = kit("cloud", "up", "--keep-days", "0")
+    assert done.returncode == 2 and "number of days above 0" in done.stderr

@@ -45,23 +45,13 @@ def test_a_full_queue_slows_the_publisher_and_loses_nothing(tmp_path) -> None:
     with LocalCloud(port=0, ws_port=0, recorder_queue=10) as cloud:
         client = connected_raw(cloud, tmp_path, "dev_a")
         held = hold_database(1.5)
-        client.send(
-            b"".join(
-                raw.publish("things/dev_a/environment", b'{"n": %d}' % i, qos=1, packet_id=i + 1)
-                for i in range(60)
-            )
-        )
-        early = []
-        while (packet := client.packet(0.7)) is not None:
-            early.append(packet)
+        client.send(raw.burst("things/dev_a/environment", 60))
+        early = client.count(60, timeout=0.7)
         # While the database is busy, only what fits in the queue (and the batch the writer
         # holds) is acknowledged: the publisher waits, nothing is dropped.
-        assert 10 <= len(early) < 60
+        assert 10 <= early < 60
         held.join()
-        late = []
-        while (packet := client.packet(2)) is not None:
-            late.append(packet)
-        assert len(early) + len(late) == 60 and not client.closed
+        assert early + client.count(60, timeout=2) == 60 and not client.closed
         time.sleep(0.3)
         assert len(cloud.messages("dev_a")) == 60
 
@@ -70,16 +60,8 @@ def test_a_graceful_stop_writes_every_acknowledged_message(tmp_path) -> None:
     cloud = LocalCloud(port=0, ws_port=0).start()
     client = connected_raw(cloud, tmp_path, "dev_a")
     held = hold_database(3.0)
-    client.send(
-        b"".join(
-            raw.publish("things/dev_a/led/state", b"%d" % i, qos=1, packet_id=i + 1)
-            for i in range(80)
-        )
-    )
-    acknowledged = 0
-    while acknowledged < 80 and client.packet(2) is not None:
-        acknowledged += 1
-    assert acknowledged == 80
+    client.send(raw.burst("things/dev_a/led/state", 80))
+    assert client.count(80, timeout=2) == 80  # all acknowledged
     assert Store(cloud_dir() / "cloud.db").messages("dev_a", latest=1) == []  # none written yet
     cloud.stop()  # waits for the database, then writes all 80 before it returns
     assert len(Store(cloud_dir() / "cloud.db").messages("dev_a")) == 80

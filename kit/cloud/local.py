@@ -261,7 +261,7 @@ class LocalCloud(Cloud):
         """Stop a broker started with start()."""
         if self._loop is not None and self._stop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=60)  # the recorder writes what it still holds
         self._thread = None
 
     def __enter__(self) -> LocalCloud:
@@ -388,7 +388,7 @@ def start_service(
     )
 
 
-def stop_service(timeout: float = 10.0) -> bool:
+def stop_service(timeout: float = 30.0) -> bool:
     """Stop the background broker; return whether one was running."""
     state = service_state()
     if state is None:

@@ -20,7 +20,6 @@ from kit.certs import load_certificate
 from kit.cloud import mqtt_codec as mqtt
 from kit.cloud.local_ca import certificate_id
 from kit.cloud.policy import (
-    KEEPALIVE_RANGE,
     MAX_CLIENT_ID_BYTES,
     MAX_PAYLOAD,
     PUBLISHES_PER_SECOND,
@@ -28,6 +27,7 @@ from kit.cloud.policy import (
     SUBSCRIPTIONS_PER_REQUEST,
     may,
     may_connect,
+    served_keepalive,
     topic_problem,
 )
 from kit.cloud.store import Principal, recorded
@@ -138,10 +138,7 @@ class Connection:
         if code:
             self._refuse(request.client_id, code, why)
             return
-        low, high = KEEPALIVE_RANGE
-        # AWS serves 0 and anything over 1,200 s as 1,200 s, and raises 1-29 s to 30 s.
-        asked = request.keepalive
-        self.keepalive = high if asked == 0 or asked > high else max(asked, low)
+        self.keepalive = served_keepalive(request.keepalive)
         self.will = request.will
         present = self.broker.attach(self, request)
         log.info(

@@ -66,6 +66,12 @@ def topic_problem(topic: str) -> str | None:
     return None
 
 
+def served_keepalive(asked: int) -> int:
+    """The keep-alive AWS serves: 0 and anything over 1,200 s become 1,200 s; 1-29 s become 30."""
+    low, high = KEEPALIVE_RANGE
+    return high if asked == 0 or asked > high else max(asked, low)
+
+
 def may_connect(principal: Principal, client_id: str, common_name: str) -> bool:
     """iot:Connect: a device only as client/<its certificate's CN>; an observer with its prefix."""
     if principal.status != "ACTIVE":
