@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/csr_capture.py
 	@sh tools/ensure-apt.sh mosquitto
 	$(BIN)/python bench/cloud_load.py
+	$(BIN)/python bench/broker_floods.py
 
 # The whole course, headless, on the virtual board and the local cloud; results in build/.
 demo: $(STAMP)

@@ -509,6 +509,14 @@ def silent_sockets_closed(w: World) -> None:
     assert time.monotonic() - started < 4  # the timeout here is 1 s (10 s by default)
 
 
+def reader_that_never_reads(w: World) -> None:
+    client = w.raw(w.device("dev_a"), "dev_a")
+    pings = bytes([0xC0, 0]) * 32768  # 64 KiB of PINGREQ a write, answers never read
+    with pytest.raises(OSError):
+        for _ in range(256):  # 16 MiB at the most; the broker gives up at 4 MiB of answers
+            client.send(pings)
+
+
 @dataclass(frozen=True)
 class Row:
     case: str
@@ -734,6 +742,12 @@ ROWS = [
         "closed (the observer's rights: read things and lifecycle events, write LEDs)",
         "kit choice (on AWS the notebook's IAM policy decides)",
         observer_commands_leds_only,
+    ),
+    Row(
+        "a client that sends and never reads what the broker answers",
+        "its connection is closed (AWS throttles a client past its throughput limit)",
+        "kit choice: closed at 4 MiB of unread answers (THROTTLED)",
+        reader_that_never_reads,
     ),
     Row(
         "socket that never finishes TLS or never sends CONNECT",

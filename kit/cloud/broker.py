@@ -39,7 +39,7 @@ log = logging.getLogger("kit.broker")
 
 MAX_INFLIGHT = 100  # unacknowledged QoS 1 messages out to one client
 MAX_QUEUED = 1000  # QoS 1 messages kept for one session beyond that (oldest dropped first)
-MAX_WRITE_BUFFER = 4 * 1024 * 1024  # a reader this far behind is closed as too slow
+MAX_QUEUED_BYTES = 8 * 1024 * 1024  # and at most this much payload (oldest dropped first)
 HOUSEKEEPING_EVERY = 0.25  # seconds
 COLLECT_AFTER = 100  # closed connections between two garbage collections
 
@@ -74,6 +74,7 @@ class Session:
     left: float = 0.0  # monotonic time the last connection ended
     inflight: dict[int, tuple[str, bytes]] = field(default_factory=dict)
     queued: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_QUEUED))
+    queued_bytes: int = 0
     identifier: str = field(default_factory=lambda: str(uuid.uuid4()))  # for lifecycle events
     _next_id: int = 0
 
@@ -82,22 +83,31 @@ class Session:
         connection = self.connection
         if connection is None:
             if qos and not self.clean:
-                self.queued.append((topic, payload))
+                self._queue(topic, payload)
             return
         if not qos:
             connection.write(mqtt.publish(topic, payload, 0))
         elif len(self.inflight) >= MAX_INFLIGHT:
-            self.queued.append((topic, payload))
+            self._queue(topic, payload)
         else:
             self._send(topic, payload)
-        if connection.link.get_write_buffer_size() > MAX_WRITE_BUFFER:
-            connection.close("it reads too slowly to keep up", "THROTTLED")
+
+    def _queue(self, topic: str, payload: bytes) -> None:
+        """Keep a message for later, within the session's count and byte limits."""
+        if len(self.queued) == MAX_QUEUED:
+            self.queued_bytes -= len(self.queued[0][1])
+        self.queued.append((topic, payload))
+        self.queued_bytes += len(payload)
+        while self.queued_bytes > MAX_QUEUED_BYTES:
+            self.queued_bytes -= len(self.queued.popleft()[1])
 
     def acknowledged(self, packet_id: int) -> None:
         """A PUBACK: free the slot and send what waited for one."""
         self.inflight.pop(packet_id, None)
         while self.queued and len(self.inflight) < MAX_INFLIGHT and self.connection:
-            self._send(*self.queued.popleft())
+            topic, payload = self.queued.popleft()
+            self.queued_bytes -= len(payload)
+            self._send(topic, payload)
 
     def resume(self) -> None:
         """A persistent session reconnected: send again what was not acknowledged, then the rest."""

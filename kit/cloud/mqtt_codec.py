@@ -155,6 +155,8 @@ def parse_connect(body: bytes) -> Connect:
     if flags & 0x04:
         topic = cursor.text()
         will = Will(topic, cursor.binary(), (flags >> 3) & 0x03, bool(flags & 0x20))
+        if will.qos == 3:
+            raise MqttProtocolError("will QoS 3 does not exist")  # MQTT-3.1.2-14
     elif flags & 0x38:
         raise MqttProtocolError("will flags without a will")  # MQTT-3.1.2-11
     if flags & 0x80:
@@ -172,6 +174,8 @@ def parse_publish(flags: int, body: bytes) -> Publish:
     cursor = _Body(body)
     topic = cursor.text()
     packet_id = cursor.u16() if qos else 0
+    if qos and not packet_id:
+        raise MqttProtocolError("packet id 0")  # MQTT-2.3.1-1
     return Publish(topic, cursor.rest(), qos, bool(flags & 0x01), packet_id)
 
 

@@ -40,6 +40,7 @@ log = logging.getLogger("kit.broker")
 
 # The largest packet worth reading: a full payload plus a topic and the headers around it.
 MAX_PACKET = MAX_PAYLOAD + 2 + 4 * 256 + 2
+MAX_WRITE_BUFFER = 4 * 1024 * 1024  # a client this far behind in reading is closed
 
 
 class Link(Protocol):
@@ -119,7 +120,7 @@ class Connection:
             self.write(mqtt.unsuback(request.packet_id))
         elif kind == mqtt.PINGREQ:
             self.write(mqtt.PINGRESP_PACKET)
-        elif kind == mqtt.DISCONNECT:
+        elif kind == mqtt.DISCONNECT and not flags and not body:
             self.will = None  # a clean goodbye: the will is discarded (MQTT-3.14.4-3)
             self.close("", reason="CLIENT_INITIATED_DISCONNECT")
         elif kind in (mqtt.PUBREC, mqtt.PUBREL, mqtt.PUBCOMP):
@@ -233,11 +234,11 @@ class Connection:
 
         def resume(_: object) -> None:
             self._waiting = False
+            self.link.resume_reading()  # also when closed: a WebSocket reader waits for this
             if self.closed:
                 return
             if message.qos:
                 self.write(mqtt.puback(message.packet_id))
-            self.link.resume_reading()
             self._handle_packets()
 
         put.add_done_callback(resume)
@@ -292,6 +293,9 @@ class Connection:
             data = b"".join(self._out)
             self._out.clear()
             self.link.write(data)
+            if not self.closed and self.link.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                # A client that asks and never reads must not make the broker hold its answers.
+                self.close("it reads too slowly to keep up", "THROTTLED")
 
     def close(self, why: str, reason: str = "SERVER_INITIATED_DISCONNECT") -> None:
         """Close the connection (what is already written still goes out) and leave the session."""
