@@ -20,26 +20,23 @@ import logging
 import ssl
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as serve_websocket
-from websockets.exceptions import ConnectionClosed
 
 from kit.cloud import mqtt_codec as mqtt
-from kit.cloud.mqtt_connection import MAX_PACKET, Connection
+from kit.cloud.mqtt_connection import MAX_PACKET, Connection, Link
+from kit.cloud.mqtt_links import TlsLink, serve_websocket_client
 from kit.cloud.policy import CONNECT_TIMEOUT, PRESENCE_PREFIX, SESSION_EXPIRY, may
 from kit.cloud.recorder import QUEUE_SIZE, Recorder
+from kit.cloud.session import Session
 from kit.cloud.store import Principal, Store
 
 log = logging.getLogger("kit.broker")
 
-MAX_INFLIGHT = 100  # unacknowledged QoS 1 messages out to one client
-MAX_QUEUED = 1000  # QoS 1 messages kept for one session beyond that (oldest dropped first)
-MAX_QUEUED_BYTES = 8 * 1024 * 1024  # and at most this much payload (oldest dropped first)
 HOUSEKEEPING_EVERY = 0.25  # seconds
 COLLECT_AFTER = 100  # closed connections between two garbage collections
 
@@ -60,70 +57,6 @@ class BrokerSettings:
     session_expiry: float = SESSION_EXPIRY
     recorder_queue: int = QUEUE_SIZE
     ports: dict[str, int] = field(default_factory=dict)  # filled in once listening
-
-
-@dataclass(eq=False)
-class Session:
-    """What the broker keeps for a client id: subscriptions and undelivered QoS 1 messages."""
-
-    client_id: str
-    principal: Principal
-    clean: bool
-    subscriptions: dict[str, int] = field(default_factory=dict)
-    connection: Connection | None = None
-    left: float = 0.0  # monotonic time the last connection ended
-    inflight: dict[int, tuple[str, bytes]] = field(default_factory=dict)
-    queued: deque[tuple[str, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_QUEUED))
-    queued_bytes: int = 0
-    identifier: str = field(default_factory=lambda: str(uuid.uuid4()))  # for lifecycle events
-    _next_id: int = 0
-
-    def deliver(self, topic: str, payload: bytes, qos: int) -> None:
-        """Send now, or keep a QoS 1 message for a persistent session that is away."""
-        connection = self.connection
-        if connection is None:
-            if qos and not self.clean:
-                self._queue(topic, payload)
-            return
-        if not qos:
-            connection.write(mqtt.publish(topic, payload, 0))
-        elif len(self.inflight) >= MAX_INFLIGHT:
-            self._queue(topic, payload)
-        else:
-            self._send(topic, payload)
-
-    def _queue(self, topic: str, payload: bytes) -> None:
-        """Keep a message for later, within the session's count and byte limits."""
-        if len(self.queued) == MAX_QUEUED:
-            self.queued_bytes -= len(self.queued[0][1])
-        self.queued.append((topic, payload))
-        self.queued_bytes += len(payload)
-        while self.queued_bytes > MAX_QUEUED_BYTES:
-            self.queued_bytes -= len(self.queued.popleft()[1])
-
-    def acknowledged(self, packet_id: int) -> None:
-        """A PUBACK: free the slot and send what waited for one."""
-        self.inflight.pop(packet_id, None)
-        while self.queued and len(self.inflight) < MAX_INFLIGHT and self.connection:
-            topic, payload = self.queued.popleft()
-            self.queued_bytes -= len(payload)
-            self._send(topic, payload)
-
-    def resume(self) -> None:
-        """A persistent session reconnected: send again what was not acknowledged, then the rest."""
-        assert self.connection is not None
-        for packet_id, (topic, payload) in self.inflight.items():
-            self.connection.write(mqtt.publish(topic, payload, 1, packet_id, dup=True))
-        self.acknowledged(0)
-
-    def _send(self, topic: str, payload: bytes) -> None:
-        assert self.connection is not None
-        packet_id = self._next_id
-        while packet_id == 0 or packet_id in self.inflight:
-            packet_id = packet_id % 65535 + 1
-        self._next_id = packet_id
-        self.inflight[packet_id] = (topic, payload)
-        self.connection.write(mqtt.publish(topic, payload, 1, packet_id))
 
 
 class Broker:
@@ -149,7 +82,7 @@ class Broker:
         context = server_context(self.settings)
         loop = asyncio.get_running_loop()
         tcp = await loop.create_server(
-            lambda: _TlsLink(self),
+            lambda: TlsLink(self),
             self.settings.host,
             self.settings.port,
             ssl=context,
@@ -157,7 +90,7 @@ class Broker:
             reuse_address=True,
         )
         ws = await serve_websocket(
-            self._websocket_connected,
+            partial(serve_websocket_client, self),
             self.settings.host,
             self.settings.ws_port,
             ssl=context,
@@ -187,23 +120,8 @@ class Broker:
         self.recorder.close()
         self.store.close()
 
-    async def _websocket_connected(self, websocket: ServerConnection) -> None:
-        link = _WebSocketLink(websocket)
-        connection = self._open(link, websocket.transport, websocket.remote_address)
-        try:
-            async for message in websocket:
-                if isinstance(message, str):
-                    connection.close("a text frame (MQTT over WebSocket is binary)")
-                    break
-                connection.received(message)
-                await link.reading.wait()
-        except ConnectionClosed:
-            pass
-        finally:
-            connection.lost()
-            link.stop()
-
-    def _open(self, link: Any, transport: Any, peer: Any) -> Connection:
+    def open_connection(self, link: Link, transport: Any, peer: Any) -> Connection:
+        """A new connection whose TLS handshake is done; it waits for its CONNECT."""
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         address = peer[0] if isinstance(peer, tuple) else str(peer)
@@ -395,90 +313,6 @@ def server_context(settings: BrokerSettings) -> ssl.SSLContext:
     context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
     context.verify_mode = ssl.CERT_REQUIRED
     return context
-
-
-class _TlsLink(asyncio.Protocol):
-    """MQTT over TLS: an asyncio protocol feeding one Connection."""
-
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.transport: Any = None
-        self.connection: Connection | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.connection = self.broker._open(self, transport, transport.get_extra_info("peername"))
-
-    def data_received(self, data: bytes) -> None:
-        assert self.connection is not None
-        self.connection.received(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.connection is not None:
-            self.connection.lost()
-
-    def write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    def close(self) -> None:
-        self.transport.close()
-
-    def pause_reading(self) -> None:
-        self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.transport.resume_reading()
-
-    def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size()
-
-
-class _WebSocketLink:
-    """MQTT over WebSocket over TLS: binary messages in, a sender task out."""
-
-    def __init__(self, websocket: ServerConnection) -> None:
-        self.websocket = websocket
-        self.reading = asyncio.Event()
-        self.reading.set()
-        self._outgoing: asyncio.Queue[bytes] = asyncio.Queue()
-        self._size = 0
-        self._sender = asyncio.create_task(self._send())
-
-    async def _send(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                data = await self._outgoing.get()
-                self._size -= len(data)
-                await self.websocket.send(data)
-
-    def write(self, data: bytes) -> None:
-        self._size += len(data)
-        self._outgoing.put_nowait(data)
-
-    def close(self) -> None:
-        async def close_after_sending() -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(_drained(self), 2)
-            await self.websocket.close()
-
-        asyncio.get_running_loop().create_task(close_after_sending())
-
-    def pause_reading(self) -> None:
-        self.reading.clear()
-
-    def resume_reading(self) -> None:
-        self.reading.set()
-
-    def get_write_buffer_size(self) -> int:
-        return self._size
-
-    def stop(self) -> None:
-        self._sender.cancel()
-
-
-async def _drained(link: _WebSocketLink) -> None:
-    while link.get_write_buffer_size() > 0:
-        await asyncio.sleep(0.01)
 
 
 async def serve(

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 from kit.certs import load_certificate
@@ -34,7 +35,8 @@ from kit.cloud.store import Principal, recorded
 from kit.errors import MqttProtocolError
 
 if TYPE_CHECKING:
-    from kit.cloud.broker import Broker, Session
+    from kit.cloud.broker import Broker
+    from kit.cloud.session import Session
 
 log = logging.getLogger("kit.broker")
 
@@ -146,7 +148,7 @@ class Connection:
             "accepted %s (%s, certificate CN %s)",
             request.client_id,
             self.principal.role if self.principal else "?",
-            self._common_name(),
+            self.common_name,
         )
         self.write(mqtt.connack(present, mqtt.ACCEPTED))
         self.broker.connected(self, present)
@@ -161,7 +163,7 @@ class Connection:
         if principal is None:
             return mqtt.NOT_AUTHORIZED, "certificate not registered"
         self.principal = principal
-        if not may_connect(principal, request.client_id, self._common_name()):
+        if not may_connect(principal, request.client_id, self.common_name):
             return mqtt.NOT_AUTHORIZED, (
                 f"the certificate ({principal.role} {principal.name}, {principal.status}) "
                 f"may not connect as {request.client_id!r}"
@@ -189,7 +191,9 @@ class Connection:
         self.write(mqtt.connack(False, code))
         self.close("")
 
-    def _common_name(self) -> str:
+    @cached_property
+    def common_name(self) -> str:
+        """The CN of the client's certificate (parsed once, when first asked)."""
         return load_certificate(self.certificate).common_name if self.certificate else ""
 
     # PUBLISH and SUBSCRIBE

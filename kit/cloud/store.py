@@ -150,12 +150,8 @@ class Store:
     def record(self, topic: str, payload: bytes, received: float | None = None) -> bool:
         """Keep a message if it is one the recorder keeps; return whether it did."""
         if not recorded(topic):
-            return False
-        self.db.execute(
-            "INSERT INTO messages (thing, topic, payload, received) VALUES (?, ?, ?, ?)",
-            (topic.split("/")[1], topic, bytes(payload), received or time.time()),
-        )
-        return True
+            return False  # without taking the write lock
+        return self.record_many([(topic, bytes(payload), received or time.time())]) == 1
 
     def record_many(self, rows: list[tuple[str, bytes, float]]) -> int:
         """Keep a batch of (topic, payload, received) in one transaction; return how many."""
