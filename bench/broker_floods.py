@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import psutil
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cloud_load import make_devices  # the benchmark beside this one: chip-like registrations
 
 # Runs the broker in its own process; prints its port, stops when stdin closes.
 RUNNER = """
@@ -39,24 +38,13 @@ with LocalCloud(port=0, ws_port=0, connect_timeout=float(sys.argv[1])) as cloud:
 
 def device_identity(folder: Path) -> tuple[Path, Path, Path]:
     """Register one device; return its certificate, key and the CA."""
-    from kit import certs
     from kit.cloud.local import LocalCloud
-    from kit.sim.eccx08_csr import chip_csr, chip_pem
 
-    key = ec.generate_private_key(ec.SECP256R1())
     cloud = LocalCloud()
-    registration = cloud.register(certs.load_csr(chip_pem(chip_csr(key, {"CN": "flood_01"}))))
-    cert, key_file, ca = folder / "d.pem", folder / "d.key", folder / "ca.pem"
-    cert.write_text(registration.certificate_pem)
-    ca.write_text(registration.ca_pem)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, key_file, ca
+    [device], _ = make_devices(cloud, 1, folder)
+    ca = folder / "ca.pem"
+    ca.write_text(cloud.ca.pem)
+    return Path(device["cert"]), Path(device["key"]), ca
 
 
 def flood(port: int, count: int, context: ssl.SSLContext, limit: float) -> tuple[int, float]:

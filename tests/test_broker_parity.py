@@ -38,8 +38,10 @@ EXPIRY = 1.0  # seconds a persistent session outlives its connection here (AWS: 
 class World:
     """A running local cloud and the peers a case needs."""
 
-    def __init__(self, cloud: LocalCloud, folder: Path) -> None:
-        self.cloud, self.folder = cloud, folder
+    def __init__(self, cloud: LocalCloud, folder: Path, other_ca) -> None:
+        self.cloud, self.folder, self.other_ca = cloud, folder, other_ca
+        self.ca_file = folder / "ca.pem"
+        self.ca_file.write_text(cloud.ca.pem)
 
     def device(self, name: str) -> DeviceFiles:
         return make_device(self.folder, name, self.cloud)
@@ -57,12 +59,10 @@ class World:
 
     def raw(self, files: DeviceFiles | None, client_id: str | None = None) -> raw.RawClient:
         """A raw client; connected (CONNACK 0 read) when `client_id` is given."""
-        ca = self.folder / "ca.pem"
-        ca.write_text(self.cloud.ca.pem)
         client = raw.RawClient(
             "localhost",
             self.cloud.broker_port,
-            ca,
+            self.ca_file,
             files.cert_file if files else None,
             files.key_file if files else None,
         )
@@ -135,7 +135,7 @@ def unregistered_certificate(w: World) -> None:
 
 
 def _handshake_refused(w: World, cert: Path | None, key: Path | None) -> bool:
-    context = ssl.create_default_context(cafile=str(w.folder / "ca.pem"))
+    context = ssl.create_default_context(cafile=str(w.ca_file))
     if cert is not None:
         context.load_cert_chain(str(cert), str(key))
     try:
@@ -147,11 +147,11 @@ def _handshake_refused(w: World, cert: Path | None, key: Path | None) -> bool:
         return True
 
 
-def foreign_ca_certificate(w: World, ca) -> None:
+def foreign_ca_certificate(w: World) -> None:
     w.device("dev_a")
     key = new_key()
     (w.folder / "other.key").write_text(private_key_pem(key))
-    (w.folder / "other.pem").write_text(ca.issue(key.public_key(), "dev_a"))
+    (w.folder / "other.pem").write_text(w.other_ca.issue(key.public_key(), "dev_a"))
     assert _handshake_refused(w, w.folder / "other.pem", w.folder / "other.key")
 
 
@@ -197,13 +197,8 @@ def _device_named_observer(w: World) -> DeviceFiles:
         )
     (w.folder / "impostor.key").write_text(private_key_pem(key))
     (w.folder / "impostor.pem").write_text(pem)
-    (w.folder / "ca.pem").write_text(w.cloud.ca.pem)
     return DeviceFiles(
-        "kit-observer",
-        w.folder / "impostor.key",
-        w.folder / "impostor.pem",
-        w.folder / "ca.pem",
-        None,
+        "kit-observer", w.folder / "impostor.key", w.folder / "impostor.pem", w.ca_file, None
     )
 
 
@@ -522,7 +517,7 @@ class Row:
     case: str
     aws: str
     source: str
-    check: Callable[..., None]
+    check: Callable[[World], None]
 
 
 ROWS = [
@@ -759,20 +754,16 @@ ROWS = [
 
 
 @pytest.fixture
-def world(tmp_path):
-    cloud = LocalCloud(port=0, ws_port=0, connect_timeout=1.0, session_expiry=EXPIRY)
-    with cloud:
-        (tmp_path / "ca.pem").write_text(cloud.ca.pem)
-        yield World(cloud, tmp_path)
+def world(tmp_path, ca):
+    """A local cloud with a 1 s connect timeout; `ca` is a CA the cloud does not know."""
+    with LocalCloud(port=0, ws_port=0, connect_timeout=1.0, session_expiry=EXPIRY) as cloud:
+        yield World(cloud, tmp_path, ca)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.case for row in ROWS])
-def test_the_local_broker_does_what_aws_does(row: Row, world: World, request) -> None:
+def test_the_local_broker_does_what_aws_does(row: Row, world: World) -> None:
     """What AWS IoT Core does (row.aws, per row.source), the local broker does too."""
-    if "ca" in row.check.__code__.co_varnames[: row.check.__code__.co_argcount]:
-        row.check(world, request.getfixturevalue("ca"))
-    else:
-        row.check(world)
+    row.check(world)
 
 
 @pytest.mark.parametrize(

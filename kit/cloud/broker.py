@@ -278,17 +278,22 @@ class Broker:
     def sweep(self) -> None:
         """One pass of everything the broker does on a timer."""
         now = time.monotonic()
+        handshaking = False  # connections that have not sent CONNECT yet
         for connection in list(self.connections):
             if connection.closed:
                 continue
             if connection.session is None:
                 if now - connection.opened > self.settings.connect_timeout:
                     connection.close("no CONNECT within the time allowed")
+                else:
+                    handshaking = True
             elif now - connection.last_heard > 1.5 * connection.keepalive:
                 connection.close("keep-alive timeout", "MQTT_KEEP_ALIVE_TIMEOUT")
-        if self._closed_since_collect >= COLLECT_AFTER:
+        closed = self._closed_since_collect
+        if closed >= COLLECT_AFTER or (closed and not handshaking):
             # asyncio's TLS transports end in reference cycles, each holding a 256 KiB buffer;
             # left to the garbage collector's own pace, a flood of dead sockets doubles memory.
+            # Collect once a flood has passed (or every hundred closes while it lasts).
             self._closed_since_collect = 0
             gc.collect()
         version = self.store.registry_version()
