@@ -232,11 +232,10 @@ def publish(
     packet_id: int = 0,
     *,
     dup: bool = False,
-    retain: bool = False,
 ) -> bytes:
-    """A PUBLISH packet (the broker never sets retain: it keeps no retained messages)."""
+    """A PUBLISH packet (never retained: the broker keeps no retained messages)."""
     body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
-    return _packet((PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1) | int(retain), body)
+    return _packet((PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1), body)
 
 
 def puback(packet_id: int) -> bytes:
@@ -252,25 +251,6 @@ def unsuback(packet_id: int) -> bytes:
 
 
 PINGRESP_PACKET = bytes([PINGRESP << 4, 0])
-
-
-def connect_packet(
-    client_id: str, keepalive: int = 60, clean_session: bool = True, will: Will | None = None
-) -> bytes:
-    """A CONNECT packet (for tests and tools that speak raw MQTT)."""
-    flags = 0x02 if clean_session else 0
-    payload = _string(client_id)
-    if will is not None:
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        payload += _string(will.topic) + struct.pack("!H", len(will.payload)) + will.payload
-    body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
-    return _packet(CONNECT << 4, body)
-
-
-def subscribe_packet(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
-    """A SUBSCRIBE packet (for tests and tools)."""
-    body = struct.pack("!H", packet_id) + b"".join(_string(f) + bytes([q]) for f, q in filters)
-    return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
 # Topic names and filters
