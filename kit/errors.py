@@ -43,6 +43,10 @@ class WrongPemKindError(PemError):
     """A certificate where a CSR was expected, or the reverse."""
 
 
+class PasteTooLongError(PemError):
+    """Far more text than one CSR or certificate: the wrong file, or a whole scroll-back."""
+
+
 class PrivateKeyPastedError(PemError):
     """A private key was pasted; it must never be shared."""
 

@@ -22,6 +22,7 @@ from kit.errors import (
     CertificateError,
     MultiplePemError,
     NotPemError,
+    PasteTooLongError,
     PrivateKeyPastedError,
     TruncatedPemError,
     WrongPemKindError,
@@ -41,7 +42,14 @@ _LABEL_KIND = {
 
 # The Arduino IDE serial monitor's "Show timestamp" prefix.
 _TIMESTAMP = re.compile(r"^\s*\d{1,2}:\d{2}:\d{2}\.\d{1,3}\s*->\s?")
-_MARKER = re.compile(r"-{3,}\s*(BEGIN|END)\s+([A-Z0-9 ]+?)\s*-{3,}")
+# A marker is a run of dashes, BEGIN or END and a label, and another run of dashes. Markers are
+# found by splitting at dash runs, not by one regular expression: a pattern with optional spaces
+# on both sides of the label backtracks for seconds on a paste of spaces or dashes.
+_DASHES = re.compile(r"-{3,}")
+_LABEL_WORD = re.compile(r"[A-Z0-9]+")
+# A real paste is a few KB (a serial-monitor copy with timestamps included); anything far bigger
+# is the wrong file or the whole scroll-back, and is refused before any work is done on it.
+PASTE_LIMIT = 64 * 1024
 # Quotes, commas, semicolons, parentheses and backslashes that a C string literal or a quoted
 # e-mail adds around each line of base64.
 _DECORATION = "\"'`,;()\\ \t"
@@ -72,6 +80,11 @@ def read_block(text: str, kind: Kind) -> PemBlock:
     """Find, check and decode the one `kind` block in pasted `text`."""
     if kind not in LABELS:
         raise ValueError(f"kind must be 'csr' or 'certificate', not {kind!r}")
+    if len(text) > PASTE_LIMIT:
+        raise PasteTooLongError(
+            f"The text is {len(text):,} characters long, far more than a {NAMES[kind]} (about "
+            "1,000). Copy only the block, from its -----BEGIN line to its -----END line."
+        )
     lines = _plain_lines(text)
     markers = _find_markers(lines)
     if any("PRIVATE KEY" in m.label for m in markers):
@@ -135,12 +148,25 @@ class _Marker:
 
 
 def _find_markers(lines: list[str]) -> list[_Marker]:
-    """Every BEGIN/END marker, in order."""
-    return [
-        _Marker(m.group(1), " ".join(m.group(2).split()), index, m.start(), m.end())
-        for index, line in enumerate(lines)
-        for m in _MARKER.finditer(line)
-    ]
+    """Every BEGIN/END marker, in order, in time linear in the length of the text."""
+    markers = []
+    for index, line in enumerate(lines):
+        runs = list(_DASHES.finditer(line)) if "---" in line else []
+        left = 0
+        while left + 1 < len(runs):
+            opening, closing = runs[left], runs[left + 1]
+            words = line[opening.end() : closing.start()].split()
+            if (
+                len(words) >= 2
+                and words[0] in ("BEGIN", "END")
+                and all(_LABEL_WORD.fullmatch(word) for word in words[1:])
+            ):
+                label = " ".join(words[1:])
+                markers.append(_Marker(words[0], label, index, opening.start(), closing.end()))
+                left += 2  # the closing dashes belong to this marker
+            else:
+                left += 1
+    return markers
 
 
 def _between(lines: list[str], begin: _Marker, end: _Marker) -> list[str]:
