@@ -31,6 +31,7 @@ class ArduinoError(KitError):
     """arduino-cli is missing or failed; the message says why and what to do."""
 
     title = "Arduino problem"
+    keeps_line_breaks = True  # the compiler's error lines
 
 
 def available() -> bool:

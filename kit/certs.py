@@ -30,6 +30,7 @@ from kit.errors import (
 )
 from kit.names import PRINTABLE_STRING, DeviceName, validate_device_name
 from kit.pem import Kind, PemBlock, clean_pem, der_kind, read_block
+from kit.printable import printable
 
 __all__ = [
     "Certificate",
@@ -135,7 +136,7 @@ class _Signed:
 
     def describe(self) -> str:
         """The essentials of `openssl req -text` / `openssl x509 -text`, as plain text."""
-        rows = self._rows()
+        rows = self._shown_rows()
         width = max(len(label) for label, _ in rows) + 2
         lines = [self._title] + [f"  {label + ':':<{width}}{value}" for label, value in rows]
         return "\n".join(lines)
@@ -145,17 +146,20 @@ class _Signed:
         cells = "".join(
             f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
             f"<td style='text-align:left;font-family:monospace'>{html.escape(value)}</td></tr>"
-            for label, value in self._rows()
+            for label, value in self._shown_rows()
         )
         return f"<b>{html.escape(self._title)}</b><table>{cells}</table>"
+
+    def _shown_rows(self) -> list[tuple[str, str]]:
+        """The rows with names made printable: a CN may hold a line break or an escape."""
+        return [(label, printable(value)) for label, value in self._rows()]
 
     def __str__(self) -> str:
         return self.describe()
 
     def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} {self.subject_text or '(no subject)'}, {self.key_description}>"
-        )
+        subject = printable(self.subject_text) or "(no subject)"
+        return f"<{type(self).__name__} {subject}, {self.key_description}>"
 
     _kind: ClassVar[Kind] = "csr"
 

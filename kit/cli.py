@@ -17,27 +17,33 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kit import __version__, board, certs, config_h, devices, telemetry
+from kit import __version__, arguments, board, certs, config_h, devices, telemetry
 from kit.cloud import open_cloud
-from kit.errors import KitError
+from kit.errors import KitError, UsageError
 from kit.places import checkout, write_private
+from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
 from kit.sim import board as vboard
 from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
 from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
 from kit.sim.eccx08 import ChipTiming
 
 PASSWORD_VARIABLE = "KIT_WIFI_PASSWORD"
+SLOT = arguments.whole_number(0, 4)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `kit` command; return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return 1
         return args.run(args) or 0
+    except UsageError as error:
+        print(f"{error.title}: {_hide_values(str(error), argv, parser)}", file=sys.stderr)
+        return 1
     except KitError as error:
         print(f"{error.title}: {error}", file=sys.stderr)
         return 1
@@ -46,18 +52,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _hide_values(message: str, argv: list[str], parser: argparse.ArgumentParser) -> str:
+    """The message with every word of the command line but command names blanked out."""
+    # The parser already leaves values out; this catches a message it does not know.
+    known = set(parser.get_default("commands") or ())
+    for word in sorted(set(argv) - known, key=len, reverse=True):
+        if len(word) >= 3 and not word.startswith("-") and word in message:
+            message = message.replace(word, "…")
+    return message
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
-    parser = argparse.ArgumentParser(
+    parser = arguments.Parser(
         prog="kit",
         description="Give an Arduino MKR WiFi 1010 an X.509 identity and connect it to the cloud.",
     )
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    names: list[str] = []
+    parser.set_defaults(commands=names)
+
     def command(name: str, run: Callable[[argparse.Namespace], int | None], text: str):
         sub = commands.add_parser(name, help=text, description=text)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, command=name)
+        names.append(name)
         return sub
 
     inspect = command(
@@ -74,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cfg.add_argument("--broker", help="MQTT broker host name (a URL is fine)")
     cfg.add_argument("--cert", help="the device certificate file, or - for stdin")
-    cfg.add_argument("--port", type=int, help=f"broker port (default {config_h.DEFAULT_PORT})")
-    cfg.add_argument("--slot", type=int, help="ECCX08 key slot, 0-4 (default 0)")
+    cfg.add_argument(
+        "--port", type=arguments.port, help=f"broker port (default {config_h.DEFAULT_PORT})"
+    )
+    cfg.add_argument("--slot", type=SLOT, help="ECCX08 key slot, 0-4 (default 0)")
     cfg.add_argument(
         "--led-pin",
-        type=int,
+        type=arguments.whole_number(0, 21),
         default=config_h.DEFAULT_LED_PIN,
         help=f"the LED's PWM pin (default {config_h.DEFAULT_LED_PIN})",
     )
@@ -101,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     csr.add_argument("--name", help="device name (default: the chip's serial number)")
     csr.add_argument(
         "--slot",
-        type=int,
+        type=SLOT,
         default=0,
         help="key slot 0-4 (default 0; Arduino Cloud "
         "also uses slot 0, so pick 1-4 if you use it too)",
@@ -130,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--reset", action="store_true", help="make the chip factory-new first (unlocked, no keys)"
     )
-    sim.add_argument("--socket-port", type=int, default=0, help="TCP port (default: any free)")
+    sim.add_argument(
+        "--socket-port", type=arguments.port_or_any, default=0, help="TCP port (default: any free)"
+    )
     sim.add_argument("--instant-chip", action="store_true", help=argparse.SUPPRESS)
     sim.add_argument(
         "--firmware",
@@ -145,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--interval",
-        type=float,
+        type=arguments.positive_number("seconds", "10", 86_400),
         default=10.0,
         help="seconds between readings for the AWS firmware (default 10)",
     )
@@ -162,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     led = command("led", cmd_led, "Set a thing's LED brightness, 0-100 (local cloud).")
     led.add_argument("thing", help="the thing")
-    led.add_argument("value", type=int, help="brightness in percent, 0-100")
+    led.add_argument(
+        "value", type=arguments.whole_number(0, 100), help="brightness in percent, 0-100"
+    )
 
     def cloud_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -177,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg = command("register", cmd_register, "Register a CSR: a thing, its certificate, the broker.")
     reg.add_argument("csr", help="the CSR file (pasted text is fine), or - for stdin")
     reg.add_argument("--out", type=Path, help="also copy certificate.pem and ca.pem here")
-    reg.add_argument("--slot", type=int, help="the key slot the CSR was made in (default 0)")
+    reg.add_argument("--slot", type=SLOT, help="the key slot the CSR was made in (default 0)")
     cloud_options(reg)
 
     things = command("things", cmd_things, "List registered things.")
@@ -191,12 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     cloud = command("cloud", cmd_cloud, "Run the local cloud: kit cloud up|down|status.")
     cloud.add_argument("action", choices=("up", "down", "status", "run"))
-    cloud.add_argument("--port", type=int, default=8883, help="MQTT/TLS port (default 8883)")
-    cloud.add_argument("--ws-port", type=int, default=8884, help="WebSocket/TLS port (8884)")
+    cloud.add_argument(
+        "--port",
+        type=arguments.port_or_any,
+        default=MQTT_TLS_PORT,
+        help=f"MQTT/TLS port (default {MQTT_TLS_PORT})",
+    )
+    cloud.add_argument(
+        "--ws-port",
+        type=arguments.port_or_any,
+        default=WEBSOCKET_TLS_PORT,
+        help=f"WebSocket/TLS port (default {WEBSOCKET_TLS_PORT})",
+    )
     cloud.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     cloud.add_argument(
         "--keep-days",
-        type=_positive_days,
+        type=arguments.positive_number("days", "30", 100_000),
         default=30,
         help="how many days the recorder keeps messages (default 30)",
     )
@@ -221,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("--region", help="AWS region")
 
     lab = command("lab", cmd_lab, "Open the course notebooks in JupyterLab.")
-    lab.add_argument("--port", type=int, help="port for JupyterLab (default: its own choice)")
+    lab.add_argument(
+        "--port", type=arguments.port, help="port for JupyterLab (default: its own choice)"
+    )
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     return parser
 
@@ -465,17 +503,6 @@ def cmd_unregister(args: argparse.Namespace) -> int:
     if args.all and hasattr(cloud, "remove_policy_if_unused"):
         cloud.remove_policy_if_unused()
     return 0
-
-
-def _positive_days(text: str) -> float:
-    """--keep-days: a number of days above zero."""
-    try:
-        days = float(text)
-    except ValueError:
-        days = 0.0
-    if not 0 < days < 100_000:
-        raise argparse.ArgumentTypeError("give a number of days above 0, such as 30")
-    return days
 
 
 def cmd_cloud(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from kit import board, certs, config_h, devices, settings, telemetry
 from kit.cloud import Registration, open_cloud
 from kit.errors import KitError
 from kit.places import kit_home, write_private
+from kit.printable import printable
 from kit.sim import board as vboard
 from kit.widgets import Dashboard
 
@@ -33,7 +34,8 @@ class Notice(str):
     """A sentence for the notebook, shown as a highlighted note."""
 
     def _repr_html_(self) -> str:
-        return f"<div style='border-left:4px solid #0072B2;padding:4px 10px'>{self}</div>"
+        text = html.escape(printable(self), quote=False)
+        return f"<div style='border-left:4px solid #0072B2;padding:4px 10px'>{text}</div>"
 
 
 def use(
@@ -97,7 +99,7 @@ def name_field(value: str = "") -> widgets.VBox:
             )
             return
         message.value = (
-            f"'{html.escape(name, quote=False)}' works. {html.escape(note, quote=False)}"
+            f"'{html.escape(printable(name), quote=False)}' works. {html.escape(note, quote=False)}"
         )
 
     text.observe(check, names="value")

@@ -6,16 +6,31 @@ classroom. Library code raises these and never prints; the CLI and the notebooks
 
 from __future__ import annotations
 
+from kit.printable import printable
+
 
 class KitError(Exception):
     """Something the student can fix; the message says how."""
 
     title = "Problem"
+    # A message is one paragraph; an error that quotes a tool's output lines keeps its breaks.
+    keeps_line_breaks = False
+
+    def __str__(self) -> str:
+        """The message, with anything a terminal would obey (escapes, line breaks) made visible."""
+        # Messages quote what people typed and what certificates hold; neither may forge lines.
+        return printable(super().__str__(), keep="\n" if self.keeps_line_breaks else "")
 
     def _render_traceback_(self) -> list[str]:
         """What IPython shows instead of a traceback: the kind of problem, then the message."""
         # A student needs the sentence that says what to do, not the kit's internals.
         return [f"\x1b[1;31m{self.title}\x1b[0m", str(self)]
+
+
+class UsageError(KitError):
+    """A `kit` command line the parser cannot read (unknown option, missing or bad value)."""
+
+    title = "Command problem"
 
 
 # Pasted text and certificates (kit.pem, kit.certs)

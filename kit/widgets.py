@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from kit import telemetry
+from kit.printable import printable
 
 # Okabe-Ito: told apart by every kind of colour vision, and on a washed-out projector.
 BLUE, ORANGE = "#0072B2", "#E69F00"
@@ -227,8 +228,9 @@ class Console:
         rows = []
         for when, topic, payload in raw[-self.lines :]:
             stamp = time.strftime("%H:%M:%S", time.localtime(when))
-            text = payload.decode("utf-8", errors="replace").replace("\n", " ")
-            rows.append(f"{stamp}  {topic}  {text}")
+            text = payload.decode("utf-8", errors="replace")
+            # One row per message: a line break or escape in a payload is shown, not obeyed.
+            rows.append(f"{stamp}  {printable(topic)}  {printable(text)}")
         body = html.escape("\n".join(rows)) or "(no messages yet)"
         self.widget.value = (
             f"<pre style='font-size:13px;max-height:16em;overflow:auto'>{body}</pre>"
