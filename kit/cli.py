@@ -20,14 +20,18 @@ from pathlib import Path
 from kit import __version__, arguments, board, certs, config_h, devices, telemetry
 from kit.cloud import open_cloud
 from kit.errors import KitError, UsageError
+from kit.pem import PemBlock, der_kind
 from kit.places import checkout, write_private
 from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
+from kit.printable import printable
 from kit.sim import board as vboard
 from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
 from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
 from kit.sim.eccx08 import ChipTiming
 
 PASSWORD_VARIABLE = "KIT_WIFI_PASSWORD"
+# Far above any CSR, certificate or CA file: a bigger input is the wrong file (or /dev/zero).
+READ_LIMIT = 1024 * 1024
 SLOT = arguments.whole_number(0, 4)
 
 
@@ -276,6 +280,7 @@ def cmd_config_h(args: argparse.Namespace) -> None:
             "Only one of --cert and the password can come from stdin. Save the certificate "
             "in a file and give its name to --cert."
         )
+    out = _output_file(args.out, "config.h")
     broker, port, slot = args.broker, args.port, args.slot
     local_ca = _read_text(args.local_ca) if args.local_ca else ""
     if args.cert is None or args.broker is None:
@@ -299,7 +304,7 @@ def cmd_config_h(args: argparse.Namespace) -> None:
         led_pin=args.led_pin,
         local_ca=local_ca,
     )
-    path = rendered.write(args.out)
+    path = rendered.write(out)
     ignored = args.out is None
     for change in rendered.changes:
         print(f"Note: {change}.")
@@ -326,11 +331,12 @@ def cmd_boards(args: argparse.Namespace) -> None:
             "unsupported": "not supported by the course",
             "unknown": "not an Arduino",
         }[found.kind]
-        print(f"{found}  [{note}]")
+        print(f"{printable(str(found))}  [{note}]")
 
 
 def cmd_csr(args: argparse.Namespace) -> None:
     """Capture a CSR, showing the serial dialog as it happens on stderr."""
+    out = _output_file(args.out, "csr.pem")
     if args.name is not None:
         certs.validate_device_name(args.name)
     device = args.port or board.choose_board(ask=_ask_board if sys.stdin.isatty() else None).device
@@ -342,13 +348,16 @@ def cmd_csr(args: argparse.Namespace) -> None:
             slot=args.slot,
             lock=args.lock,
             new_key=not args.keep_key,
-            on_output=lambda text: print(text, end="", file=sys.stderr, flush=True),
+            # The board's output as the serial monitor shows it, escapes made visible.
+            on_output=lambda text: print(
+                printable(text.replace("\r", ""), keep="\n"), end="", file=sys.stderr, flush=True
+            ),
         )
     finally:
         print(file=sys.stderr)  # the dialog may stop mid-line
-    if args.out:
-        write_private(args.out, capture.csr.pem)
-        print(f"Saved the CSR for {capture.csr.common_name} (slot {capture.slot}) to {args.out}.")
+    if out:
+        write_private(out, capture.csr.pem)
+        print(f"Saved the CSR for {capture.csr.common_name} (slot {capture.slot}) to {out}.")
     else:
         print(capture.csr.pem, end="")
 
@@ -413,16 +422,17 @@ def cmd_watch(args: argparse.Namespace) -> None:
 
     def show(event: telemetry.Event) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        thing = printable(event.thing)
         if isinstance(event, telemetry.Reading):
             print(
-                f"{stamp} {event.thing}: {event.temperature:.1f} F, {event.humidity:.0f} %",
+                f"{stamp} {thing}: {event.temperature:.1f} F, {event.humidity:.0f} %",
                 flush=True,
             )
         elif isinstance(event, telemetry.LedState):
-            print(f"{stamp} {event.thing}: LED at {event.value} %", flush=True)
+            print(f"{stamp} {thing}: LED at {event.value} %", flush=True)
         else:
             print(
-                f"{stamp} {event.thing}: rejected ({event.reason}): {event.payload[:60]!r}",
+                f"{stamp} {thing}: rejected ({printable(event.reason)}): {event.payload[:60]!r}",
                 flush=True,
             )
 
@@ -465,6 +475,7 @@ def _ask_board(boards: list[board.BoardPort]) -> board.BoardPort:
 
 def cmd_register(args: argparse.Namespace) -> None:
     """Register a CSR and write the device record."""
+    out = _output_folder(args.out)
     csr = certs.load_csr(_read_text(args.csr))
     cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
     registration = cloud.register(csr, slot=args.slot)
@@ -472,15 +483,15 @@ def cmd_register(args: argparse.Namespace) -> None:
     print(f"{verb} {registration.thing} in the {cloud.name} cloud.")
     print(f"Broker: {registration.broker_host}:{registration.broker_port}")
     print(f"Certificate id: {registration.certificate_id}")
-    if args.out:
-        cert, ca = registration.write(args.out)
+    if out:
+        cert, ca = registration.write(out)
         print(f"Wrote {cert} and {ca}.")
 
 
 def cmd_things(args: argparse.Namespace) -> None:
     """List the registered things."""
     names = open_cloud(args.cloud, profile=args.profile, region=args.region).things()
-    print("\n".join(names) if names else "No things registered yet.")
+    print("\n".join(map(printable, names)) if names else "No things registered yet.")
 
 
 def cmd_unregister(args: argparse.Namespace) -> int:
@@ -585,20 +596,64 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def _read_text(name: str) -> str:
-    """The text of a file, or of stdin for '-', with a clear error for a missing file."""
+    """The text of a file, or of stdin for '-', with a clear error for anything unreadable."""
     if name == "-":
-        return sys.stdin.read()
-    path = Path(name)
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+        data, where = sys.stdin.buffer.read(READ_LIMIT + 1), "The text on stdin"
+    else:
+        where = f"The file {name}"
+        try:
+            with open(name, "rb") as source:
+                data = source.read(READ_LIMIT + 1)
+        except FileNotFoundError:
+            raise KitError(
+                f"There is no file {name}. Check the name and the folder you are in."
+            ) from None
+        except IsADirectoryError:
+            raise KitError(f"{name} is a folder; give the file inside it.") from None
+        except OSError as error:
+            raise KitError(
+                f"{name} cannot be read ({error.strerror or error}). Give a text file that "
+                "holds the CSR or certificate."
+            ) from None
+    if len(data) > READ_LIMIT:
         raise KitError(
-            f"There is no file {path}. Check the name and the folder you are in."
-        ) from None
-    except IsADirectoryError:
-        raise KitError(f"{path} is a folder; give the file inside it.") from None
-    except PermissionError:
-        raise KitError(f"{path} cannot be read (permission denied).") from None
+            f"{where} is over {READ_LIMIT // 2**20} MB: not a CSR, certificate or CA file. Give "
+            "the .pem file (a few KB), or paste only the block."
+        )
+    if data[:1] == b"\x30" and der_kind(data):
+        return PemBlock(der_kind(data), data).pem  # binary DER, as some tools save it
+    # Stray bytes around a PEM block (an e-mail's encoding) do not matter to the paste cleaner.
+    return data.decode("utf-8", errors="replace")
+
+
+def _output_file(path: Path | None, example: str) -> Path | None:
+    """An --out file path, checked before any work: not a folder, in a folder that exists."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise KitError(
+            f"--out {path} is a folder; give a file name in it, such as {path / example}."
+        )
+    if not path.parent.is_dir():
+        raise KitError(
+            f"--out {path}: the folder {path.parent} does not exist. Create it first, or give "
+            "a file in a folder that exists."
+        )
+    return path
+
+
+def _output_folder(path: Path | None) -> Path | None:
+    """An --out folder path: an existing folder, or a new one in a folder that exists."""
+    if path is None:
+        return None
+    if path.exists() and not path.is_dir():
+        raise KitError(f"--out {path} is a file; give a folder (it is made if it is missing).")
+    if not path.parent.is_dir():
+        raise KitError(
+            f"--out {path}: the folder {path.parent} does not exist. Create it first, or give "
+            "a folder inside one that exists."
+        )
+    return path
 
 
 def _wifi_password(from_stdin: bool) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from kit import devices
 from kit.certs import Csr, load_certificate, matches
 from kit.errors import KeyMismatchError
+from kit.places import write_private
 
 
 def amazon_root_ca() -> str:
@@ -37,11 +38,10 @@ class Registration:
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """Copy certificate.pem and ca.pem into `folder`."""
-        folder.mkdir(parents=True, exist_ok=True)
-        cert, ca = folder / "certificate.pem", folder / "ca.pem"
-        cert.write_text(self.certificate_pem, encoding="utf-8")
-        ca.write_text(self.ca_pem, encoding="utf-8")
-        return cert, ca
+        return (
+            write_private(folder / "certificate.pem", self.certificate_pem),
+            write_private(folder / "ca.pem", self.ca_pem),
+        )
 
 
 @dataclass(frozen=True)
