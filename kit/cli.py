@@ -250,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
     )
 
-    command("doctor", cmd_doctor, "Check this computer for the course (boards, cloud, tools).")
+    doctor = command(
+        "doctor", cmd_doctor, "Check this computer for the course (boards, cloud, tools)."
+    )
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="set damaged files in the data folder aside (renamed, never deleted) and start afresh",
+    )
     demo = command("demo", cmd_demo, "Run the whole course headless; results in build/.")
     demo.add_argument("--build", type=Path, help="where to write (default: build/ in the checkout)")
 
@@ -549,8 +556,13 @@ def cmd_cloud(args: argparse.Namespace) -> None:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print the readiness report."""
-    from kit import doctor
+    from kit import doctor, repair
 
+    if args.repair:
+        done = repair.repair()
+        for step in done:
+            print(f"Set aside: {step.problem.split(' is damaged')[0]} (kept as {step.kept}).")
+        print("Repaired the data folder." if done else "Nothing in the data folder is damaged.")
     report = doctor.run()
     print(report.text())
     return 0 if report.ok else 1

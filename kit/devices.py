@@ -8,12 +8,14 @@ broker's certificate, and device.json (cloud, broker, slot, board, chip serial, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kit.errors import KitError
-from kit.places import kit_home, write_private
+from kit import settings
+from kit.errors import DamagedFileError, KitError
+from kit.names import validate_device_name
+from kit.places import damaged, kit_home, read_json, set_aside, write_private
 
 
 class DeviceNotFoundError(KitError):
@@ -44,24 +46,53 @@ class DeviceRecord:
 
     @property
     def certificate_pem(self) -> str:
-        return (self.folder / "certificate.pem").read_text(encoding="utf-8")
+        return self._file("certificate.pem")
 
     @property
     def ca_pem(self) -> str:
-        return (self.folder / "ca.pem").read_text(encoding="utf-8")
+        return self._file("ca.pem")
 
     @property
     def csr_pem(self) -> str:
-        return (self.folder / "csr.pem").read_text(encoding="utf-8")
+        return self._file("csr.pem")
+
+    def _file(self, name: str) -> str:
+        """One of the record's PEM files, or DamagedFileError saying how to get it back."""
+        path = self.folder / name
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            problem = f"the record of {self.thing} has no {name} (deleted or not copied)"
+        except (OSError, UnicodeDecodeError):
+            problem = f"{name} cannot be read as text"
+        raise damaged(path, problem, _fix(self.thing), self.folder)
+
+
+_FIELDS = {f.name: f for f in fields(DeviceRecord)}
+
+
+def _fix(thing: str) -> str:
+    """How to get a damaged record back: register the same CSR again."""
+    return (
+        f"Register the device again (notebook 02, or `kit register` with its CSR, such as "
+        f"{device_dir(thing) / 'csr.pem'}): the cloud gives the same certificate back, and the "
+        "kit keeps the damaged record beside the new one, renamed *.damaged-<time>"
+    )
 
 
 def device_dir(thing: str) -> Path:
-    return kit_home() / "devices" / thing
+    """The record's folder; the name is checked first, so it cannot point outside devices/."""
+    return kit_home() / "devices" / validate_device_name(thing).name
 
 
 def save(record: DeviceRecord, csr_pem: str, certificate_pem: str, ca_pem: str) -> DeviceRecord:
     """Write the record and its files, and make it the current device."""
     folder = record.folder
+    if folder.exists():
+        try:
+            load(record.thing).certificate_pem  # noqa: B018 - reading is the check
+        except DamagedFileError:
+            set_aside(folder)  # keep what was there: it may hold the only copy of something
     write_private(folder / "csr.pem", csr_pem)
     write_private(folder / "certificate.pem", certificate_pem)
     write_private(folder / "ca.pem", ca_pem)
@@ -73,22 +104,46 @@ def save(record: DeviceRecord, csr_pem: str, certificate_pem: str, ca_pem: str) 
 def load(thing: str | None = None) -> DeviceRecord:
     """The record of `thing`, or of the current device."""
     thing = thing or current_name()
-    path = device_dir(thing) / "device.json"
-    try:
-        return DeviceRecord(**json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
+    folder = device_dir(thing)
+    path = folder / "device.json"
+    values = read_json(path, _fix(thing), folder)
+    if values is None:
         raise DeviceNotFoundError(
             f"No device called '{thing}' is registered on this computer. `kit things` lists "
             "them; `kit register` registers one."
-        ) from None
+        )
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        problem = (
+            f"it has fields this kit does not know ({', '.join(unknown)}): edited by hand, or "
+            "written by a newer kit"
+        )
+        raise damaged(path, problem, _fix(thing), folder)
+    for name, spec in _FIELDS.items():
+        wanted = int if spec.type == "int" else str
+        required = spec.default is MISSING and spec.default_factory is MISSING
+        if name not in values and not required:
+            continue
+        value = values.get(name)
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            said = (
+                "missing"
+                if name not in values
+                else f"not {'a number' if wanted is int else 'text'}"
+            )
+            raise damaged(path, f"its '{name}' is {said}", _fix(thing), folder)
+    if values["thing"] != thing:
+        problem = f"it is the record of '{values['thing']}' (copied from another device?)"
+        raise damaged(path, problem, _fix(thing), folder)
+    return DeviceRecord(**values)
 
 
 def all_records() -> list[DeviceRecord]:
     """Every device registered from this computer."""
     root = kit_home() / "devices"
-    return (
-        [load(p.parent.name) for p in sorted(root.glob("*/device.json"))] if root.exists() else []
-    )
+    # Folders set aside by a repair (name.damaged-<time>) are not device names: skip them.
+    names = sorted(p.parent.name for p in root.glob("*/device.json") if "." not in p.parent.name)
+    return [load(name) for name in names]
 
 
 def forget(thing: str) -> None:
@@ -98,13 +153,13 @@ def forget(thing: str) -> None:
         path.unlink()
     if folder.exists():
         folder.rmdir()
-    if _settings().get("current_device") == thing:
-        _write_settings({**_settings(), "current_device": None})
+    if settings.current_device() == thing:
+        settings.set_current_device(None)
 
 
 def current_name() -> str:
     """The current device's thing name."""
-    name = _settings().get("current_device")
+    name = settings.current_device()
     if not name:
         raise DeviceNotFoundError(
             "There is no current device yet. Capture a CSR and register it first (notebooks "
@@ -114,16 +169,4 @@ def current_name() -> str:
 
 
 def set_current(thing: str) -> None:
-    _write_settings({**_settings(), "current_device": thing})
-
-
-def _settings() -> dict:
-    path = kit_home() / "settings.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _write_settings(values: dict) -> None:
-    write_private(kit_home() / "settings.json", json.dumps(values, indent=2) + "\n")
+    settings.set_current_device(thing)

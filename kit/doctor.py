@@ -80,8 +80,11 @@ def run() -> Report:
     """Every check, without changing anything."""
     from kit.board import find_boards
     from kit.cloud.local import service_state
+    from kit.repair import damage
 
-    chosen = course_settings.load()
+    damaged = damage()
+    # With damaged settings the other checks still run, on the defaults.
+    chosen = course_settings.Settings() if damaged else course_settings.load()
     checks = [
         Check(
             "Python",
@@ -99,7 +102,14 @@ def run() -> Report:
                 Check(package, False, "not installed", "Run `make lab` (or pip install -e .).")
             )
     checks.append(Check("Packages", True, ", ".join(versions)))
-    checks.append(Check("Data folder", True, str(kit_home())))
+    checks.append(
+        Check(
+            "Data folder",
+            not damaged,
+            str(kit_home(create=False)),
+            " ".join(str(error) for error in damaged),
+        )
+    )
     checks.append(
         Check(
             "Settings",

@@ -6,6 +6,8 @@ classroom. Library code raises these and never prints; the CLI and the notebooks
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kit.printable import printable
 
 
@@ -102,6 +104,17 @@ class DataDirError(KitError):
     """The kit's data directory is missing, foreign, or from another kit version."""
 
     title = "Data folder problem"
+
+
+class DamagedFileError(DataDirError):
+    """A file in the data folder that the kit cannot read (cut short, edited, or not its own).
+
+    `target` is what `kit doctor --repair` sets aside: the file, or a device's whole folder.
+    """
+
+    def __init__(self, message: str, target: Path) -> None:
+        super().__init__(message)
+        self.target = target
 
 
 # Boards and the serial CSR dialog (kit.board)

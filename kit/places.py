@@ -2,7 +2,11 @@
 
 All state lives in one data directory, `$KIT_HOME` or the platform's user data directory. It
 carries a format version from the first release, so a later kit can migrate an old one or refuse
-it with a clear message instead of misreading it.
+it with a clear message instead of misreading it. The folder and everything in it is private to
+its owner (0700 folders, 0600 files): it holds keys, a password in config.h and the cloud's data.
+
+A file the kit cannot read is never overwritten or deleted: the error names it, says what is
+wrong, and `kit doctor --repair` moves it aside (name.damaged-<time>) before starting afresh.
 """
 
 from __future__ import annotations
@@ -11,15 +15,18 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import BinaryIO
 
 import platformdirs
 
 from kit import __version__
-from kit.errors import DataDirError, KitError
+from kit.errors import DamagedFileError, DataDirError, KitError
 
 FORMAT = 1
 MARKER = "kit-home.json"
+REPAIR = "Run `kit doctor --repair` to set it aside (it is kept, renamed *.damaged-<time>)"
 
 
 def kit_home(create: bool = True) -> Path:
@@ -35,13 +42,8 @@ def _open(home: Path) -> None:
     """Create `home` or check that it is a data directory this kit can read."""
     marker = home / MARKER
     if marker.exists():
-        try:
-            found = json.loads(marker.read_text(encoding="utf-8"))["format"]
-        except (ValueError, KeyError, TypeError):
-            raise DataDirError(
-                f"{marker} is damaged. Delete the folder {home} to start over (your devices "
-                "will have to be registered again)."
-            ) from None
+        private_dir(home, tighten=True)
+        found = data_format(home)
         if found > FORMAT:
             raise DataDirError(
                 f"The data in {home} was written by a newer kit (format {found}; this kit reads "
@@ -54,8 +56,92 @@ def _open(home: Path) -> None:
             f"KIT_HOME points at {home}, a folder that has files but is not a kit data folder. "
             "Set KIT_HOME to an empty or new folder."
         )
-    home.mkdir(parents=True, exist_ok=True)
-    write_private(marker, json.dumps({"format": FORMAT, "created_by": __version__}) + "\n")
+    private_dir(home, tighten=True)
+    write_marker(home)
+
+
+def data_format(home: Path) -> int:
+    """The format number in the data folder's marker file, or DamagedFileError."""
+    marker = home / MARKER
+    found = (read_json(marker, "and write a new one") or {}).get("format")
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise damaged(
+            marker,
+            f"its format is {found!r}, not a whole number such as {FORMAT}",
+            "and write a new one",
+        )
+    return found
+
+
+def write_marker(home: Path) -> None:
+    """Stamp `home` as a data folder of this kit's format."""
+    write_private(home / MARKER, json.dumps({"format": FORMAT, "created_by": __version__}) + "\n")
+
+
+def damaged(path: Path, problem: str, after: str, target: Path | None = None) -> DamagedFileError:
+    """The error for a file the kit cannot read: which, what is wrong, and the way out.
+
+    `after` finishes the sentence "Run `kit doctor --repair` to set it aside ..." (what to do
+    then); when it is a sentence of its own (capitalised), it replaces that advice.
+    """
+    fix = after if after[:1].isupper() else f"{REPAIR} {after}"
+    return DamagedFileError(f"{path} is damaged: {problem}. {fix}.", target or path)
+
+
+def read_json(path: Path, after: str, target: Path | None = None) -> dict | None:
+    """The JSON object stored in `path`, None if there is no file, or DamagedFileError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError:
+        raise damaged(path, "it is not text", after, target) from None
+    except OSError as error:
+        raise damaged(path, f"it cannot be read ({error.strerror})", after, target) from None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        problem = "it is empty" if not text.strip() else "it is not valid JSON (cut short?)"
+        raise damaged(path, problem, after, target) from None
+    if not isinstance(value, dict):
+        kind = {list: "a list", str: "a string"}.get(type(value), "a single value")
+        raise damaged(path, f"it holds {kind} where the kit keeps named fields", after, target)
+    return value
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file or folder to <name>.damaged-<time> beside it; return the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    number = 1
+    while kept.exists():
+        number += 1
+        kept = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
+    os.replace(path, kept)
+    return kept
+
+
+def private_dir(path: Path, tighten: bool = False) -> Path:
+    """Create `path` and any missing parents readable by the owner only (0700); with `tighten`,
+    also make an existing `path` private (the data folder from an older kit was 0755)."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            folder.mkdir(mode=0o700)
+    if tighten and os.name == "posix" and path.stat().st_mode & 0o077:
+        with contextlib.suppress(PermissionError):
+            os.chmod(path, 0o700)
+    return path
+
+
+def open_private(path: Path) -> BinaryIO:
+    """Open a log for appending, created 0600 (logs hold device names and addresses)."""
+    private_dir(path.parent)
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if os.name == "posix":
+        os.fchmod(handle, 0o600)  # also a log an older kit made 0644
+    return os.fdopen(handle, "ab", buffering=0)
 
 
 def checkout() -> Path:
@@ -72,7 +158,7 @@ def checkout() -> Path:
 def write_private(path: Path, text: str) -> Path:
     """Write `text` to `path` atomically (temp file + rename), readable by the owner only."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:

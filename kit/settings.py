@@ -2,6 +2,7 @@
 
 Stored in KIT_HOME/settings.json (written by `kit use` or the setup notebook's settings cell);
 KIT_BOARD, KIT_CLOUD, KIT_AWS_PROFILE, KIT_AWS_REGION and KIT_PUBLISH_INTERVAL override them.
+The same file remembers the current device; this module is the only one that reads or writes it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from kit.errors import KitError
-from kit.places import kit_home, write_private
+from kit.places import damaged, kit_home, read_json, write_private
 
 VIRTUAL = "virtual"
 
@@ -40,22 +42,46 @@ _ENV = {
 }
 
 
+# What a student loses when a damaged settings.json is set aside.
+_AFTER_REPAIR = "and choose the board and cloud again (notebook 00, or `kit use`)"
+
+
+def path() -> Path:
+    return kit_home() / "settings.json"
+
+
+def _stored() -> dict:
+    """Everything settings.json holds (empty when there is none), or DamagedFileError."""
+    return read_json(path(), _AFTER_REPAIR) or {}
+
+
+def _store(values: dict) -> None:
+    write_private(path(), json.dumps(values, indent=2) + "\n")
+
+
 def load() -> Settings:
     """The saved settings, with KIT_* environment variables taking precedence."""
-    try:
-        saved = json.loads((kit_home() / "settings.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        saved = {}
-    values = {f.name: saved.get("course", {}).get(f.name, f.default) for f in fields(Settings)}
+    course = _stored().get("course", {})
+    if not isinstance(course, dict):
+        raise damaged(path(), "its 'course' entry is not a set of named fields", _AFTER_REPAIR)
+    values = {f.name: course.get(f.name, f.default) for f in fields(Settings)}
+    for name in ("board", "cloud", "profile", "region"):
+        if not isinstance(values[name], str):
+            raise damaged(path(), f"its '{name}' is not text", _AFTER_REPAIR)
+    if isinstance(values["interval"], bool) or not isinstance(values["interval"], int | float):
+        raise damaged(path(), "its 'interval' is not a number", _AFTER_REPAIR)
     for name, variable in _ENV.items():
         if os.environ.get(variable):
             values[name] = os.environ[variable]
     try:
         values["interval"] = float(values["interval"])
     except ValueError:
+        values["interval"] = 0.0
+    if not 0 < values["interval"] <= 86_400:  # also false for nan
         raise KitError(
-            f"KIT_PUBLISH_INTERVAL must be a number of seconds, not {values['interval']!r}."
-        ) from None
+            f"KIT_PUBLISH_INTERVAL must be a number of seconds from 0.1 to 86400, not "
+            f"{os.environ.get('KIT_PUBLISH_INTERVAL')!r}."
+        )
     if values["cloud"] not in ("local", "aws"):
         raise KitError(f"The cloud must be 'local' or 'aws', not {values['cloud']!r}.")
     return Settings(**values)
@@ -63,11 +89,18 @@ def load() -> Settings:
 
 def save(settings: Settings) -> Settings:
     """Keep the settings for every notebook, a restarted kernel and the CLI."""
-    path = kit_home() / "settings.json"
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        saved = {}
-    saved["course"] = asdict(settings)
-    write_private(path, json.dumps(saved, indent=2) + "\n")
+    _store({**_stored(), "course": asdict(settings)})
     return settings
+
+
+def current_device() -> str | None:
+    """The thing name of the current device, if there is one."""
+    name = _stored().get("current_device")
+    if name is not None and not isinstance(name, str):
+        raise damaged(path(), "its 'current_device' is not a name", _AFTER_REPAIR)
+    return name or None
+
+
+def set_current_device(thing: str | None) -> None:
+    """Make `thing` the current device (None: no current device)."""
+    _store({**_stored(), "current_device": thing})

@@ -10,12 +10,15 @@ backfill from.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
+
+from kit.places import damaged, private_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS things (name TEXT PRIMARY KEY, created REAL NOT NULL);
@@ -76,8 +79,27 @@ class Store:
     """One connection to the cloud database; use one per thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.name == "posix":
+            os.chmod(path, 0o600)  # a database an older kit made 0644
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+                raise
+            raise damaged(
+                path,
+                f"SQLite cannot read it ({error})",
+                "and start the local cloud again: it starts with no devices, so register them "
+                "again (notebook 02)",
+            ) from None
+
+    def _open(self) -> None:
+        """Set the connection up; create or migrate the schema when the database needs it."""
         self.db.execute("PRAGMA synchronous=NORMAL")
         # Readers open the database while the recorder writes: only a new or older database
         # needs the write lock that creating or migrating the schema takes.
