@@ -1,7 +1,9 @@
 """Background processes the kit starts (virtual boards, the local cloud) and finds again.
 
 They are started in a session of their own, so they outlive the notebook kernel or terminal
-that started them; other processes find them through a state file with their pid.
+that started them; other processes find them through a state file with their pid. They get only
+the environment they need (never KIT_WIFI_PASSWORD or cloud credentials: /proc/<pid>/environ of
+a long-running process is a place secrets leak from) and create files readable by their owner.
 """
 
 from __future__ import annotations
@@ -12,6 +14,36 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TextIO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: pids only
+    fcntl = None  # type: ignore[assignment]
+
+from kit.places import open_private
+
+# What a background process needs from the environment: where things are, how to decode text,
+# and the Python it runs in. Everything else (passwords, AWS keys, tokens) stays behind.
+PASSED_ON = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "XDG_DATA_HOME",  # where platformdirs puts the data folder
+    "SYSTEMROOT",  # Windows: sockets need it
+    "APPDATA",
+    "LOCALAPPDATA",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "KIT_HOME",
+)
 
 # Processes started here: a stopped child stays a zombie until reaped, and would look alive.
 _children: dict[int, subprocess.Popen[bytes]] = {}
@@ -19,18 +51,85 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     """Start `command` detached from this process, its output appended to `log`."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
+    with open_private(log) as out:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=environment(),
+            **({"umask": 0o077} if os.name == "posix" else {}),
         )
     _children[process.pid] = process
     return process
+
+
+def environment() -> dict[str, str]:
+    """The environment a background process starts with."""
+    passed = {
+        name: value
+        for name, value in os.environ.items()
+        if name in PASSED_ON or name.startswith("LC_")
+    }
+    return {**passed, "PYTHONUNBUFFERED": "1"}
+
+
+def hold_lock(path: Path, wait: float = 0.0) -> TextIO | None:
+    """Take the exclusive lock on `path`, kept while the returned file stays open; None if
+    another process holds it for longer than `wait` seconds.
+
+    The lock dies with its process, however it dies (kill -9 too), so "is it running" is the
+    question "is its lock held", never "does a process with that pid exist" (a pid is reused,
+    and a killed process may linger as a zombie).
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    handle = open(descriptor, "r+", encoding="utf-8")  # noqa: SIM115 - the caller keeps it open
+    if fcntl is None:  # pragma: no cover - Windows: callers fall back to pids
+        return handle
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            # A status check holds the lock shared for a moment: try again briefly.
+            if time.monotonic() >= deadline:
+                handle.close()
+                return None
+            time.sleep(0.02)
+        else:
+            return handle
+
+
+def lock_held(path: Path) -> bool | None:
+    """Whether a live process holds the lock on `path` (None where locks are unknown)."""
+    if fcntl is None:  # pragma: no cover
+        return None
+    if not path.exists():
+        return False
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        return False
+
+
+def write_pid(lock: TextIO) -> None:
+    """Note this process's pid in the lock file it holds (for "which process" messages)."""
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid noted in a lock file, if any."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def alive(pid: int) -> bool:

@@ -531,7 +531,14 @@ def cmd_cloud(args: argparse.Namespace) -> None:
     if args.action == "run":
         local.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
     elif args.action == "up":
-        state = local.start_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
+        state = local.start_service(
+            host,
+            args.port,
+            args.ws_port,
+            args.broker_host,
+            args.keep_days,
+            progress=lambda line: print(line, flush=True),
+        )
         print(
             f"The local cloud runs (process {state.pid}): MQTT/TLS on "
             f"{state.broker_host}:{state.port}, WebSocket/TLS on port {state.ws_port}."

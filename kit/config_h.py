@@ -18,8 +18,9 @@ from kit import cxx
 from kit.certs import load_certificate, validate_device_name
 from kit.errors import ConfigError, KitError
 from kit.places import checkout, write_private
+from kit.ports import MQTT_TLS_PORT, read_port
 
-DEFAULT_PORT = 8883
+DEFAULT_PORT = MQTT_TLS_PORT
 MASK = "********"
 
 # The names the sketch uses, in the order config.h declares them.
@@ -297,20 +298,37 @@ def check_ssid(ssid: str) -> None:
 def check_password(password: str) -> None:
     """A WPA2 passphrase (8 to 63 characters), 64 hex digits, or empty for an open network."""
     _single_line("WiFi password", password)
-    size = len(password.encode("utf-8"))
-    if size == 0 or 8 <= size <= 63:
-        return
-    if size == 64 and re.fullmatch(r"[0-9a-fA-F]{64}", password):
+    size = len(password)  # characters: what the student counts, not UTF-8 bytes
+    if size == 0:
         return
     if size == 64:
+        if re.fullmatch(r"[0-9a-fA-F]{64}", password):
+            return
         raise ConfigError(
             "A 64-character WiFi password must be a hex key (digits 0-9 and a-f only). Check "
             "it, or type the 8 to 63 character passphrase instead."
         )
-    raise ConfigError(
-        f"The WiFi password has {size} characters; a WPA2 password has 8 to 63 (or is "
-        "empty for an open network). Check it for a missing or extra character."
-    )
+    # WPA2 passphrases are printable ASCII (IEEE 802.11i): a tab, an accent or a euro sign
+    # cannot be in one, so it is a typing or pasting slip.
+    odd = next((c for c in password if not " " <= c <= "~"), None)
+    if odd is not None:
+        # Named by kind, never shown: the message may be on a projector.
+        if odd == "\t":
+            what = "a tab"
+        elif odd.isprintable():
+            what = "a character beyond plain ASCII (an accent, a curly quote, a € or similar)"
+        else:
+            what = "a control character (such as Esc)"
+        raise ConfigError(
+            f"The WiFi password has {what} in it; WPA2 passwords use only the letters, digits, "
+            "spaces and symbols of an English keyboard. Check it, and type it instead of "
+            "pasting it."
+        )
+    if not 8 <= size <= 63:
+        raise ConfigError(
+            f"The WiFi password has {size} characters; a WPA2 password has 8 to 63 (or is "
+            "empty for an open network). Check it for a missing or extra character."
+        )
 
 
 def check_led_pin(pin: int) -> None:
@@ -350,9 +368,12 @@ def normalise_broker(broker: str, port: int | None, changes: list[str]) -> tuple
         raise ConfigError(_ip_message(host_port))
     if ":" in host_port:
         host, _, port_text = host_port.partition(":")
-        if not port_text.isdigit():
-            raise ConfigError(f"The broker's port ':{port_text}' is not a number.")
-        url_port = int(port_text)
+        url_port = read_port(port_text)
+        if url_port is None:
+            raise ConfigError(
+                f"The broker's port ':{port_text}' is not a port number (1 to 65535, digits "
+                "0-9). Copy the endpoint again, or leave the port out for 8883."
+            )
         if port is not None and port != url_port:
             raise ConfigError(
                 f"The broker address says port {url_port} but the port is set to {port}. "

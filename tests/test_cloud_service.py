@@ -171,4 +171,4 @@ def test_cloud_down_writes_every_acknowledged_message(tmp_path) -> None:
 
 def test_keep_days_must_be_a_positive_number() -> None:
     done = kit("cloud", "up", "--keep-days", "0")
-    assert done.returncode == 2 and "number of days above 0" in done.stderr
+    assert done.returncode == 1 and "number of days above 0" in done.stderr

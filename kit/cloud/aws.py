@@ -35,8 +35,9 @@ from kit.cloud import Cloud, ObserverIdentity, Registration, amazon_root_ca
 from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
 from kit.devices import forget
 from kit.errors import AwsError, KeyMismatchError, ThingTakenError
+from kit.ports import MQTT_TLS_PORT
 
-MQTT_PORT = 8883
+MQTT_PORT = MQTT_TLS_PORT
 # Under AWS's 15 requests/s (CreatePolicy: 10/s), leaving room for the console and retries.
 RATES = {"default": 10.0, "create_policy": 5.0}
 THROTTLED = {

@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,10 +32,11 @@ from kit.cloud.recorder import QUEUE_SIZE
 from kit.cloud.store import DEVICE, OBSERVER, Message, Principal, Store
 from kit.devices import forget
 from kit.errors import BrokerNotRunningError, CloudError, PortInUseError, ThingTakenError
-from kit.places import kit_home, write_private
+from kit.places import kit_home, private_dir, write_private
+from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT, read_port
 
-DEFAULT_PORT = 8883
-DEFAULT_WS_PORT = 8884
+DEFAULT_PORT = MQTT_TLS_PORT
+DEFAULT_WS_PORT = WEBSOCKET_TLS_PORT
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -298,7 +300,11 @@ def service_state() -> ServiceState | None:
         state = ServiceState(**json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
-    return state if background.alive(state.pid) else None
+    # The service holds its lock while it lives: a killed one (kill -9) leaves a state file and
+    # maybe a zombie process, but never a held lock.
+    held = background.lock_held(cloud_dir() / "service.lock")
+    running = background.alive(state.pid) if held is None else held
+    return state if running else None
 
 
 def run_service(
@@ -309,8 +315,15 @@ def run_service(
     keep_days: float = 30,
 ) -> None:
     """Run the broker in the foreground until SIGTERM or Ctrl+C (what `kit cloud up` starts)."""
-    if service_state() is not None:
-        raise CloudError(f"The local cloud is already running (process {service_state().pid}).")
+    private_dir(cloud_dir())
+    lock = background.hold_lock(cloud_dir() / "service.lock", wait=2.0)
+    if lock is None:
+        pid = background.read_pid(cloud_dir() / "service.lock")
+        raise CloudError(
+            f"The local cloud is already running{f' (process {pid})' if pid else ''}. "
+            "`kit cloud status` shows where; `kit cloud down` stops it."
+        )
+    background.write_pid(lock)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
@@ -345,13 +358,45 @@ def start_service(
     broker_host: str | None = None,
     keep_days: float = 30,
     timeout: float = 30.0,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> ServiceState:
-    """Start the broker as a background process that outlives this one."""
+    """Start the broker as a background process that outlives this one (or find it running).
+
+    Two starts at once (two notebooks, two terminals) take turns: the second waits for the
+    first, saying so through `progress`, and then finds the service it started.
+    """
     running = service_state()
     if running is not None:
         return running
+    private_dir(cloud_dir())
+    starting = cloud_dir() / "starting.lock"
+    lock = background.hold_lock(starting)
+    if lock is None:
+        other = background.read_pid(starting)
+        progress(
+            f"Another start of the local cloud is under way (process {other or 'unknown'}); "
+            "waiting for it."
+        )
+        lock = background.hold_lock(starting, wait=timeout + 5)
+        if lock is None:
+            raise CloudError(
+                f"Another start of the local cloud (process {other or 'unknown'}) has not "
+                f"finished in {timeout:.0f} s. Try again in a minute, or see "
+                f"{cloud_dir() / 'broker.log'}."
+            )
+    with lock:
+        background.write_pid(lock)
+        running = service_state()
+        if running is not None:
+            return running  # the other start got there first
+        return _spawn_service(host, port, ws_port, broker_host, keep_days, timeout)
+
+
+def _spawn_service(
+    host: str, port: int, ws_port: int, broker_host: str | None, keep_days: float, timeout: float
+) -> ServiceState:
+    """Run `kit cloud run` in the background and wait until it serves."""
     check_ports_free(host, [p for p in (port, ws_port) if p])
-    cloud_dir().mkdir(parents=True, exist_ok=True)
     (cloud_dir() / "service.json").unlink(missing_ok=True)  # a stale one from a crash
     command = [
         sys.executable,
@@ -402,10 +447,20 @@ def stop_service(timeout: float = 30.0) -> bool:
 def ports_from_environment() -> dict[str, int]:
     """Ports from KIT_BROKER_PORT / KIT_BROKER_WS_PORT (so `kit demo` and tests never collide
     with a student's own cloud); the defaults otherwise."""
-    return {
-        "port": int(os.environ.get("KIT_BROKER_PORT") or DEFAULT_PORT),
-        "ws_port": int(os.environ.get("KIT_BROKER_WS_PORT") or DEFAULT_WS_PORT),
-    }
+    ports = {}
+    for name, variable, default in (
+        ("port", "KIT_BROKER_PORT", DEFAULT_PORT),
+        ("ws_port", "KIT_BROKER_WS_PORT", DEFAULT_WS_PORT),
+    ):
+        text = os.environ.get(variable, "")
+        port = read_port(text) if text else default
+        if port is None:
+            raise CloudError(
+                f"{variable} must be a port number from 1 to 65535 (it is {text!r}). Fix or "
+                f"unset it (`unset {variable}`) and try again."
+            )
+        ports[name] = port
+    return ports
 
 
 def require_service() -> ServiceState:

@@ -23,16 +23,11 @@ from kit import background
 from kit.cloud import amazon_root_ca
 from kit.config_h import SketchConfig
 from kit.errors import KitError
-from kit.places import kit_home, write_private
+from kit.places import kit_home, open_private, private_dir, write_private
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
 from kit.sim.serial_port import PortClosed, VirtualSerialPort
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_BOARD = "default"
 
@@ -99,7 +94,8 @@ def running_boards() -> list[BoardInfo]:
 def find(name: str = DEFAULT_BOARD) -> BoardInfo:
     """The running board called `name`, or an error that says how to start it."""
     info = _read_info(board_dir(name) / "board.json")
-    if info is None or not background.alive(info.pid):
+    held = background.lock_held(board_dir(name) / "lock")  # false once it died, even kill -9
+    if info is None or not (background.alive(info.pid) if held is None else held):
         raise VirtualBoardError(
             f"The virtual board '{name}' is not running. Start it with `kit sim --board {name}` "
             "(or the setup notebook)."
@@ -131,8 +127,7 @@ def start(
         if same and firmware == "csr" and not reset_chip:
             return current
         stop(name)
-    folder = board_dir(name)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(board_dir(name))
     command = [sys.executable, "-m", "kit.cli", "sim", "--board", name, "--variant", variant]
     command += ["--fail", fail] if fail else []
     command += ["--reset"] if reset_chip else []
@@ -195,14 +190,14 @@ class VirtualBoard:
         self.firmware_settings = firmware_settings or FirmwareSettings()
         self.firmware: AwsFirmware | None = None
         self.folder = board_dir(name)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)
         self._lock_file = _take_lock(self.folder / "lock", name)
         self.chip = VirtualEccx08(self.folder / "chip", timing)
         self.port = VirtualSerialPort(socket_port)
         self.reset_button = threading.Event()
         self._stop = threading.Event()
         self._echo = echo
-        self._log = (self.folder / "serial.log").open("ab", buffering=0)
+        self._log = open_private(self.folder / "serial.log")
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"board-{name}")
         if aws_config is not None:
             self.firmware = AwsFirmware(
@@ -299,19 +294,13 @@ class VirtualBoard:
 
 def _take_lock(path: Path, name: str):
     """Hold an exclusive lock for the board's lifetime; refuse a second start."""
-    handle = path.open("a+")
-    if fcntl is None:  # pragma: no cover - Windows: fall back to the recorded pid
-        info = _read_info(path.parent / "board.json")
-        if info is not None and background.alive(info.pid):
-            handle.close()
-            raise VirtualBoardError(_already_running(name, info.pid))
-        return handle
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        info = _read_info(path.parent / "board.json")
-        raise VirtualBoardError(_already_running(name, info.pid if info else None)) from None
+    handle = background.hold_lock(path, wait=1.0)
+    info = _read_info(path.parent / "board.json")
+    if handle is None:
+        raise VirtualBoardError(_already_running(name, info.pid if info else None))
+    if background.lock_held(path) is None and info is not None and background.alive(info.pid):
+        handle.close()  # pragma: no cover - Windows, without locks: the recorded pid decides
+        raise VirtualBoardError(_already_running(name, info.pid))
     return handle
 
 
