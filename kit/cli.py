@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kit import __version__, arguments, board, certs, config_h, devices, telemetry
 from kit.cloud import open_cloud
-from kit.errors import KitError, UsageError
+from kit.errors import FileError, KitError, UsageError
 from kit.pem import PemBlock, der_kind
 from kit.places import checkout, write_private
 from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
@@ -624,18 +624,18 @@ def _read_text(name: str) -> str:
             with open(name, "rb") as source:
                 data = source.read(READ_LIMIT + 1)
         except FileNotFoundError:
-            raise KitError(
+            raise FileError(
                 f"There is no file {name}. Check the name and the folder you are in."
             ) from None
         except IsADirectoryError:
-            raise KitError(f"{name} is a folder; give the file inside it.") from None
+            raise FileError(f"{name} is a folder; give the file inside it.") from None
         except OSError as error:
-            raise KitError(
+            raise FileError(
                 f"{name} cannot be read ({error.strerror or error}). Give a text file that "
                 "holds the CSR or certificate."
             ) from None
     if len(data) > READ_LIMIT:
-        raise KitError(
+        raise FileError(
             f"{where} is over {READ_LIMIT // 2**20} MB: not a CSR, certificate or CA file. Give "
             "the .pem file (a few KB), or paste only the block."
         )
@@ -650,11 +650,11 @@ def _output_file(path: Path | None, example: str) -> Path | None:
     if path is None:
         return None
     if path.is_dir():
-        raise KitError(
+        raise FileError(
             f"--out {path} is a folder; give a file name in it, such as {path / example}."
         )
     if not path.parent.is_dir():
-        raise KitError(
+        raise FileError(
             f"--out {path}: the folder {path.parent} does not exist. Create it first, or give "
             "a file in a folder that exists."
         )
@@ -666,9 +666,9 @@ def _output_folder(path: Path | None) -> Path | None:
     if path is None:
         return None
     if path.exists() and not path.is_dir():
-        raise KitError(f"--out {path} is a file; give a folder (it is made if it is missing).")
+        raise FileError(f"--out {path} is a file; give a folder (it is made if it is missing).")
     if not path.parent.is_dir():
-        raise KitError(
+        raise FileError(
             f"--out {path}: the folder {path.parent} does not exist. Create it first, or give "
             "a folder inside one that exists."
         )

@@ -35,6 +35,12 @@ class UsageError(KitError):
     title = "Command problem"
 
 
+class FileError(KitError):
+    """A file named on the command line that cannot be read, or a place that cannot be written."""
+
+    title = "File problem"
+
+
 # Pasted text and certificates (kit.pem, kit.certs)
 
 

@@ -51,13 +51,20 @@ def _open(home: Path) -> None:
                 "KIT_HOME to another folder."
             )
         return
-    if home.exists() and any(home.iterdir()):
+    if _foreign_files(home) and not marker.exists():  # (another process may just have made it)
         raise DataDirError(
             f"KIT_HOME points at {home}, a folder that has files but is not a kit data folder. "
             "Set KIT_HOME to an empty or new folder."
         )
     private_dir(home, tighten=True)
-    write_marker(home)
+    write_marker(home)  # two first starts at once both write the same marker: no harm
+
+
+def _foreign_files(home: Path) -> bool:
+    """Whether `home` holds anything but the marker (or the marker being written)."""
+    if not home.is_dir():
+        return False
+    return any(p.name != MARKER and not p.name.startswith(f".{MARKER}.") for p in home.iterdir())
 
 
 def data_format(home: Path) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kit import devices
 from kit.certs import Csr, load_certificate, matches
-from kit.errors import KeyMismatchError
+from kit.errors import DamagedFileError, KeyMismatchError
 from kit.places import write_private
 
 
@@ -85,8 +85,8 @@ class Cloud(ABC):
         registration = self._register(csr)
         try:
             known = devices.load(registration.thing)
-        except devices.DeviceNotFoundError:
-            known = None
+        except (devices.DeviceNotFoundError, DamagedFileError):
+            known = None  # a damaged record is set aside when the new one is saved
         if known is not None:
             slot = known.slot if slot is None else slot
             board, chip_serial = board or known.board, chip_serial or known.chip_serial

@@ -75,15 +75,34 @@ class Message:
     received: float  # Unix time
 
 
+_AFTER_REPAIR = (
+    "and start the local cloud again: it starts with no devices, so register them again "
+    "(notebook 02)"
+)
+
+
+def _check_file(path: Path) -> None:
+    """Create the database file 0600 if it is new; refuse one that is not SQLite's."""
+    try:
+        # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm the same mode.
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise damaged(path, f"it cannot be opened ({error.strerror})", _AFTER_REPAIR) from None
+    with os.fdopen(handle, "rb") as file:
+        if os.name == "posix":
+            os.fchmod(handle, 0o600)  # a database an older kit made 0644
+        head = file.read(16)
+    # SQLite may serve pages from its -wal file and not notice a file overwritten under it.
+    if head and head != b"SQLite format 3\x00":
+        raise damaged(path, "SQLite cannot read it (it is not an SQLite database)", _AFTER_REPAIR)
+
+
 class Store:
     """One connection to the cloud database; use one per thread."""
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
-        # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        if os.name == "posix":
-            os.chmod(path, 0o600)  # a database an older kit made 0644
+        _check_file(path)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
         try:
             self._open()
@@ -91,12 +110,7 @@ class Store:
             self.db.close()
             if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
                 raise
-            raise damaged(
-                path,
-                f"SQLite cannot read it ({error})",
-                "and start the local cloud again: it starts with no devices, so register them "
-                "again (notebook 02)",
-            ) from None
+            raise damaged(path, f"SQLite cannot read it ({error})", _AFTER_REPAIR) from None
 
     def _open(self) -> None:
         """Set the connection up; create or migrate the schema when the database needs it."""

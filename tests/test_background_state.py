@@ -1,0 +1,132 @@
+"""Background processes as an attacker and a crash see them: what they inherit, what they leave
+readable, and whether `kit cloud status` tells the truth after kill -9 or two starts at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import csr_pem
+from test_cloud_service import free_port
+
+from kit import certs
+from kit.cloud import local
+from kit.sim import board as vboard
+
+SECRET = "hunter2-wifi-password"
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+
+
+def start_kit(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A `kit` command started as a terminal would start it, with the student's environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "kit.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def cloud_up(port: int, ws_port: int, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return start_kit("cloud", "up", "--port", str(port), "--ws-port", str(ws_port), env=env)
+
+
+@pytest.fixture
+def ports():
+    """Two free ports; whatever ran on them is stopped afterwards."""
+    yield free_port(), free_port()
+    local.stop_service()
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def test_background_processes_do_not_inherit_secrets(ports, monkeypatch) -> None:
+    secrets = {"KIT_WIFI_PASSWORD": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}
+    up = cloud_up(*ports, env=secrets)
+    assert up.wait(60) == 0, up.stderr.read()
+    cloud = environ_of(local.service_state().pid)
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)  # as in a notebook kernel that starts the board
+    board = vboard.start("secretless", instant_chip=True)
+    try:
+        for environment in (cloud, environ_of(board.pid)):
+            assert SECRET not in "".join(environment.values())
+            assert environment["KIT_HOME"] == os.environ["KIT_HOME"]  # what they do need
+            assert environment["PATH"]
+    finally:
+        vboard.stop("secretless")
+
+
+def test_the_data_folder_is_private(ports, kit_home: Path) -> None:
+    up = cloud_up(*ports)
+    assert up.wait(60) == 0, up.stderr.read()
+    local.LocalCloud().register(certs.load_csr(csr_pem("private_1")))
+    board = vboard.start("private", instant_chip=True)
+    try:
+        time.sleep(0.5)  # the board writes its serial log
+    finally:
+        vboard.stop(board.name)
+    local.stop_service()
+    found = {p.relative_to(kit_home).as_posix(): p for p in [kit_home, *kit_home.rglob("*")]}
+    for name in ("cloud/cloud.db", "cloud/broker.log", "boards/private/serial.log"):
+        assert name in found, sorted(found)
+    for name, path in found.items():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        wanted = 0o700 if path.is_dir() else 0o600
+        assert mode == wanted, f"{name or 'the data folder'} is {mode:o}, not {wanted:o}"
+
+
+def test_an_older_data_folder_is_made_private(kit_home: Path) -> None:
+    local.LocalCloud().store.close()
+    for path in (kit_home, kit_home / "cloud" / "cloud.db"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)  # as the kit made them before
+    local.LocalCloud().store.close()
+    assert stat.S_IMODE(kit_home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((kit_home / "cloud" / "cloud.db").stat().st_mode) == 0o600
+
+
+def test_status_after_kill_9_says_not_running(ports) -> None:
+    up = cloud_up(*ports)
+    assert up.wait(60) == 0, up.stderr.read()
+    pid = local.service_state().pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while local.service_state() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = start_kit("cloud", "status")
+    out, _ = status.communicate(timeout=60)
+    assert "not running" in out
+    again = cloud_up(*ports)  # and it starts again on the same ports
+    assert again.wait(60) == 0, again.stderr.read()
+    assert local.service_state().pid != pid
+
+
+def test_a_pid_that_lives_on_is_not_taken_for_the_service(ports, kit_home: Path) -> None:
+    # A crashed service's pid may be reused (or linger as a zombie): only its lock counts.
+    local.cloud_dir().mkdir(parents=True, exist_ok=True)
+    state = '{"pid": %d, "host": "127.0.0.1", "port": 1, "ws_port": 2, "broker_host": "x"}'
+    (local.cloud_dir() / "service.json").write_text(state % os.getpid())
+    assert local.service_state() is None
+
+
+def test_two_starts_at_once_take_turns(ports) -> None:
+    first, second = cloud_up(*ports), cloud_up(*ports)
+    results = [(p.wait(90), p.stdout.read(), p.stderr.read()) for p in (first, second)]
+    assert [status for status, _, _ in results] == [0, 0], results
+    pid = local.service_state().pid
+    for _, out, err in results:
+        assert f"(process {pid})" in out and not err
+    waited = [out for _, out, _ in results if "Another start of the local cloud" in out]
+    assert len(waited) <= 1
+    for out in waited:
+        assert "is under way (process " in out and "waiting for it" in out

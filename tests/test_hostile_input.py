@@ -1,0 +1,303 @@
+"""Whatever a person or a damaged data folder feeds the `kit` command: one clear sentence, exit
+status 0 or 1, never a traceback, a hang, an echoed password, or a lost file.
+
+Each row of CASES is one hostile input and the message it must produce. The command runs in this
+process (argv, stdin and environment as a terminal would give them); the rows that need a real
+process (background services, /proc) are tests of their own below.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers import csr_pem
+
+from kit import certs, devices
+from kit.cli import main
+from kit.cloud.local import LocalCloud
+
+DEVICE = "dev_1"
+
+
+def registered(home: Path) -> Path:
+    """Register a device in the local cloud (no broker needed); return its record folder."""
+    cloud = LocalCloud()
+    cloud.register(certs.load_csr(csr_pem(DEVICE)))
+    cloud.store.close()  # as a finished command leaves it: no connection to write it back
+    return devices.device_dir(DEVICE)
+
+
+def write(relative: str, data: str | bytes, with_device: bool = False) -> Callable[[Path], Path]:
+    """A state change: (register a device, then) overwrite a file in the data folder."""
+
+    def damage(home: Path) -> Path:
+        if with_device:
+            registered(home)
+        else:
+            LocalCloud().store.close()  # a data folder as the kit leaves it
+        path = home / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    return damage
+
+
+def extra_key(home: Path) -> Path:
+    path = registered(home) / "device.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "colour": "red"}))
+    return path
+
+
+def no_certificate(home: Path) -> Path:
+    path = registered(home) / "certificate.pem"
+    path.unlink()
+    return path.parent / "device.json"  # what must stay as it was
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile input and the one-line message (a regular expression) it must produce."""
+
+    argv: tuple[str, ...]
+    message: str
+    stdin: bytes = b""
+    env: dict[str, str] = field(default_factory=dict)
+    state: Callable[[Path], Path] | None = None  # damages the data folder; returns the file
+    secret: str = ""  # must appear nowhere in the output
+    status: int = 1
+
+
+CONFIG_H = ("config-h", "--ssid", "wifi", "--broker", "b.local", "--password-stdin")
+
+CASES: dict[str, Hostile] = {
+    # Pastes that made the cleaner backtrack, and inputs that are not text at all.
+    "BEGIN and 2,000 spaces": Hostile(
+        ("inspect", "-"), "No CSR or certificate found", stdin=b"-----BEGIN" + b" " * 2000
+    ),
+    "100,000 dashes": Hostile(
+        ("inspect", "-"), r"100,000 characters long.*-----BEGIN line", stdin=b"-" * 100_000
+    ),
+    "non-UTF-8 stdin": Hostile(
+        ("inspect", "-"), "No CSR or certificate found", stdin=b"\xff\xfe\x80garbage\xc3"
+    ),
+    "an unreadable special file": Hostile(
+        ("inspect", "/proc/self/mem"), r"/proc/self/mem cannot be read \(Input/output error\)"
+    ),
+    "an endless file": Hostile(("inspect", "/dev/zero"), "is over 1 MB: not a CSR"),
+    "a folder to read": Hostile(("inspect", "/tmp"), "/tmp is a folder; give the file inside it"),
+    "a missing file": Hostile(("inspect", "/no/such.pem"), "There is no file /no/such.pem"),
+    "--out a folder": Hostile(
+        (*CONFIG_H, "--cert", "/dev/null", "--out", "/tmp"),
+        r"--out /tmp is a folder.*/tmp/config\.h",
+    ),
+    "--out in a missing folder": Hostile(
+        (*CONFIG_H, "--out", "/no/such/config.h"), "the folder /no/such does not exist"
+    ),
+    # Numbers and ports.
+    "port 70000": Hostile(("cloud", "up", "--port", "70000"), "--port: give a port number"),
+    "port in Arabic-Indic digits": Hostile(
+        (*CONFIG_H, "--port", "١٢٣"), "--port: give a port number from 1 to 65535"
+    ),
+    "broker port in Arabic-Indic digits": Hostile(
+        ("config-h", "--ssid", "w", "--broker", "b.local:١٢٣", "--cert", "/dev/null"),
+        r"port ':١٢٣' is not a port number",
+        env={"KIT_WIFI_PASSWORD": "password1"},
+    ),
+    "slot 9": Hostile((*CONFIG_H, "--slot", "9"), "--slot: give a whole number from 0 to 4"),
+    "LED value 101": Hostile(("led", DEVICE, "101"), "give a whole number from 0 to 100"),
+    "interval nan": Hostile(("sim", "--interval", "nan"), "number of seconds above 0"),
+    "keep-days inf": Hostile(("cloud", "up", "--keep-days", "inf"), "number of days above 0"),
+    "KIT_PUBLISH_INTERVAL=abc": Hostile(
+        ("use", "virtual"),
+        "KIT_PUBLISH_INTERVAL must be a number of seconds",
+        env={"KIT_PUBLISH_INTERVAL": "abc"},
+    ),
+    # Secrets typed in the wrong place are never echoed.
+    "--password with a value": Hostile(
+        ("config-h", "--ssid", "w", "--password", "secret123"),
+        r"unknown option --password and a value it does not take \(not shown",
+        secret="secret123",
+    ),
+    "--password=value": Hostile(
+        ("config-h", "--ssid", "w", "--password=secret123"),
+        "unknown option --password[.]",
+        secret="secret123",
+    ),
+    "an abbreviation of --password-stdin": Hostile(
+        ("config-h", "--ssid", "w", "--password-std", "secret123"),
+        "unknown option --password-std",
+        secret="secret123",
+    ),
+    "a value given to a flag": Hostile(
+        ("config-h", "--ssid", "w", "--password-stdin=secret123"),
+        "--password-stdin: takes no value",
+        secret="secret123",
+    ),
+    "a stray word": Hostile(
+        ("inspect", "-", "secret123"), "a value it does not take", secret="secret123"
+    ),
+    "a bad choice": Hostile(
+        ("cloud", "secret123"), r"invalid choice \(choose from 'up'", secret="secret123"
+    ),
+    # WiFi passwords.
+    "a tab in the password": Hostile(
+        (*CONFIG_H, "--cert", "/dev/null"),
+        "has a tab in it",
+        stdin=b"pass\tword1\n",
+        secret="pass\tword1",
+    ),
+    "an escape in the password": Hostile(
+        (*CONFIG_H, "--cert", "/dev/null"), "has a control character", stdin=b"pass\x1bword\n"
+    ),
+    "22 euro signs": Hostile(
+        (*CONFIG_H, "--cert", "/dev/null"),
+        "beyond plain ASCII",
+        stdin=("€" * 22 + "\n").encode(),
+    ),
+    # Names that would forge lines or drive the terminal.
+    "a newline in a device name": Hostile(
+        ("csr", "--name", "dev\nForged line"), r"The device name 'dev\\nForged line' has"
+    ),
+    "an escape in a device name": Hostile(
+        ("csr", "--name", "dev\x1b[31m"), r"The device name 'dev\\x1b\[31m' has"
+    ),
+    "a device name that climbs folders": Hostile(
+        (*CONFIG_H, "--device", "../../etc"), "The device name '../../etc' has '.'"
+    ),
+    # A damaged data folder.
+    "kit-home.json with a text format": Hostile(
+        ("things",),
+        r"kit-home\.json is damaged: its format is '1', not a whole number.*kit doctor --repair",
+        state=write("kit-home.json", '{"format": "1"}'),
+    ),
+    "settings.json holding a list": Hostile(
+        ("use", "virtual"),
+        r"settings\.json is damaged: it holds a list.*kit doctor --repair",
+        state=write("settings.json", "[]"),
+    ),
+    "a garbage device.json": Hostile(
+        CONFIG_H,
+        r"device\.json is damaged: it is not valid JSON.*Register the device again",
+        stdin=b"password1\n",
+        state=write(f"devices/{DEVICE}/device.json", "{garbage", with_device=True),
+    ),
+    "a device.json with an extra key": Hostile(
+        CONFIG_H,
+        r"device\.json is damaged: it has fields this kit does not know \(colour\)",
+        stdin=b"password1\n",
+        state=extra_key,
+    ),
+    "a device without its certificate.pem": Hostile(
+        CONFIG_H,
+        rf"the record of {DEVICE} has no certificate\.pem.*Register the device again",
+        stdin=b"password1\n",
+        state=no_certificate,
+    ),
+    "a garbage cloud.db": Hostile(
+        ("things",),
+        r"cloud\.db is damaged: SQLite cannot read it .*kit doctor --repair",
+        state=write("cloud/cloud.db", b"this is not a database" * 100),
+    ),
+}
+
+
+def run(
+    argv: tuple[str, ...], stdin: bytes, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`kit ARGV` in this process with `stdin` as a terminal pipe gives it."""
+    saved = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    try:
+        status = main(list(argv))
+    finally:
+        sys.stdin = saved
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_paragraph(err: str) -> None:
+    """A message a student can read: one line, a title, no traceback, no raw control codes."""
+    assert "Traceback" not in err
+    assert err.strip() and "\n" not in err.strip(), err
+    assert re.match(r"[A-Za-z][A-Za-z. ]*roblem: ", err), err
+    assert all(c.isprintable() for c in err.strip()), repr(err)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_input_gets_its_message(
+    case: str, kit_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    hostile = CASES[case]
+    for name, value in hostile.env.items():
+        monkeypatch.setenv(name, value)
+    damaged = hostile.state(kit_home) if hostile.state else None
+    before = damaged.read_bytes() if damaged else b""
+    capsys.readouterr()
+    status, out, err = run(hostile.argv, hostile.stdin, capsys)
+    assert status == hostile.status, err
+    assert_one_paragraph(err)
+    assert re.search(hostile.message, err), err
+    if hostile.secret:
+        assert hostile.secret not in out + err
+    if damaged is not None:  # nothing damaged is overwritten or deleted
+        assert damaged.read_bytes() == before
+
+
+@pytest.mark.parametrize("case", [name for name, c in CASES.items() if c.state])
+def test_repair_sets_the_damage_aside_and_the_command_then_works(
+    case: str, kit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = CASES[case]
+    damaged = hostile.state(kit_home)
+    before = damaged.read_bytes()
+    capsys.readouterr()
+    status, out, _ = run(("doctor", "--repair"), b"", capsys)
+    assert "Set aside:" in out and "Repaired the data folder." in out
+    kept = [p for p in kit_home.rglob("*.damaged-*")]
+    assert kept, "the damaged file was not kept"
+    copies = [p / damaged.name if p.is_dir() else p for p in kept]
+    assert any(c.exists() and c.read_bytes() == before for c in copies)
+    status, _, err = run(("things",), b"", capsys)
+    assert status == 0, err
+    status, out, _ = run(("doctor", "--repair"), b"", capsys)
+    assert "Nothing in the data folder is damaged." in out
+
+
+def test_a_damaged_record_is_set_aside_when_the_device_is_registered_again(
+    kit_home: Path,
+) -> None:
+    folder = registered(kit_home)
+    (folder / "device.json").write_text("{garbage")
+    csr = (folder / "csr.pem").read_text()
+    LocalCloud().register(certs.load_csr(csr))  # what the message advises
+    assert devices.load(DEVICE).thing == DEVICE
+    (kept,) = folder.parent.glob(f"{DEVICE}.damaged-*")
+    assert (kept / "device.json").read_text() == "{garbage"
+
+
+def test_a_cloud_db_that_is_a_folder_is_named(kit_home: Path, capsys) -> None:
+    LocalCloud().things()
+    db = kit_home / "cloud" / "cloud.db"
+    db.unlink()
+    db.mkdir()
+    status, _, err = run(("things",), b"", capsys)
+    assert status == 1
+    assert_one_paragraph(err)
+    assert "cloud.db" in err
+
+
+def test_a_newer_database_stays_readable_by_sqlite(kit_home: Path) -> None:
+    # The damage check is SQLite's own: a healthy database with an unknown table is fine.
+    LocalCloud().things()
+    with sqlite3.connect(kit_home / "cloud" / "cloud.db") as db:
+        db.execute("CREATE TABLE later (x)")
+    assert LocalCloud().things() == []
