@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,10 @@ class TokenBucket:
             time.sleep(wait)
 
 
+# aws-global, eu-west-1, us-gov-west-1, cn-north-1, ap-southeast-4 ...
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
 class AwsCloud(Cloud):
     """AWS IoT Core in one account and region."""
 
@@ -104,14 +109,25 @@ class AwsCloud(Cloud):
                 "No AWS region is set. Give one with --region (for example eu-west-1), or set it "
                 "in your profile with `aws configure`."
             )
+        if not _REGION.fullmatch(self.region):
+            raise AwsError(
+                f"'{self.region}' is not an AWS region name. Give one such as eu-west-1 or "
+                "us-east-1 (the AWS console shows yours at the top right)."
+            )
         # Our own retries (below) replace botocore's, so throttling is handled in one place.
         config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
             read_timeout=30,
         )
-        self.iot = session.client("iot", endpoint_url=endpoint_url, config=config)
-        self.sts = session.client("sts", endpoint_url=endpoint_url, config=config)
+        try:
+            self.iot = session.client("iot", endpoint_url=endpoint_url, config=config)
+            self.sts = session.client("sts", endpoint_url=endpoint_url, config=config)
+        except BotoCoreError as error:  # a profile whose settings boto3 cannot use
+            raise AwsError(
+                f"The AWS settings cannot be used ({error}). Check the profile with "
+                "`aws configure list`."
+            ) from None
         self._buckets: dict[str, TokenBucket] = {}
         self._sleep = sleep
         self._endpoint: str | None = None
