@@ -220,9 +220,8 @@ def test_every_state_file_damaged_any_way_gives_a_message(path: str, monkeypatch
                 before = (home / path).read_bytes() if (home / path).exists() else None
                 status, out, err = run(argv)
                 assert_answered(status, out, err, argv)
-                if status == 1:
-                    if "is damaged" in err and before is not None:
-                        assert (home / path).read_bytes() == before, "a damaged file changed"
+                if status == 1 and "is damaged" in err and before is not None:
+                    assert (home / path).read_bytes() == before, "a damaged file changed"
                 assert_nothing_half_written(home)
 
     check()
