@@ -10,6 +10,7 @@ backfill from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
+from kit.errors import CloudError
 from kit.places import damaged, private_dir
 
 SCHEMA = """
@@ -81,35 +83,29 @@ _AFTER_REPAIR = (
 )
 
 
-def _check_file(path: Path) -> None:
-    """Create the database file 0600 if it is new; refuse one that is not SQLite's."""
-    try:
-        # Created 0600 before SQLite opens it; SQLite gives its -wal and -shm the same mode.
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as error:
-        raise damaged(path, f"it cannot be opened ({error.strerror})", _AFTER_REPAIR) from None
-    with os.fdopen(handle, "rb") as file:
-        if os.name == "posix":
-            os.fchmod(handle, 0o600)  # a database an older kit made 0644
-        head = file.read(16)
-    # SQLite may serve pages from its -wal file and not notice a file overwritten under it.
-    if head and head != b"SQLite format 3\x00":
-        raise damaged(path, "SQLite cannot read it (it is not an SQLite database)", _AFTER_REPAIR)
-
-
 class Store:
     """One connection to the cloud database; use one per thread."""
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
-        _check_file(path)
+        if path.is_dir():
+            raise damaged(path, "it is a folder, not a database", _AFTER_REPAIR)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        # 0600 before the first write: SQLite gives its -wal and -shm files the database's mode.
+        # (Never open the file outside SQLite here: closing any descriptor of it drops the POSIX
+        # locks of every connection in this process, and another process then deletes the WAL.)
+        if os.name == "posix":
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
         try:
             self._open()
         except sqlite3.DatabaseError as error:
             self.db.close()
             if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-                raise
+                raise CloudError(  # busy, not damaged: the 30 s wait ran out
+                    f"{path} stayed locked by another program for 30 s. Wait until the other "
+                    "kit command finishes, or stop the local cloud (`kit cloud down`) and retry."
+                ) from None
             raise damaged(path, f"SQLite cannot read it ({error})", _AFTER_REPAIR) from None
 
     def _open(self) -> None:
