@@ -51,6 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KitError as error:
         print(f"{error.title}: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full disk, a read-only folder, a name the system refuses
+        where = f" {error.filename}" if error.filename else ""
+        problem = FileError(
+            f"Could not read or write{where}: {error.strerror or error}. Check the name, the "
+            "folder's permissions and the free space, then try again."
+        )
+        print(f"{problem.title}: {problem}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Stopped.", file=sys.stderr)
         return 130
@@ -649,6 +657,7 @@ def _output_file(path: Path | None, example: str) -> Path | None:
     """An --out file path, checked before any work: not a folder, in a folder that exists."""
     if path is None:
         return None
+    _check_name(path)
     if path.is_dir():
         raise FileError(
             f"--out {path} is a folder; give a file name in it, such as {path / example}."
@@ -661,10 +670,20 @@ def _output_file(path: Path | None, example: str) -> Path | None:
     return path
 
 
+def _check_name(path: Path) -> None:
+    """A path the operating system can look up (not too long, no NUL)."""
+    try:
+        path.exists()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or "not a usable file name"
+        raise FileError(f"--out: {reason}. Give a shorter path to a file.") from None
+
+
 def _output_folder(path: Path | None) -> Path | None:
     """An --out folder path: an existing folder, or a new one in a folder that exists."""
     if path is None:
         return None
+    _check_name(path)
     if path.exists() and not path.is_dir():
         raise FileError(f"--out {path} is a file; give a folder (it is made if it is missing).")
     if not path.parent.is_dir():
