@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import sqlite3
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -310,3 +312,44 @@ def test_a_newer_database_stays_readable_by_sqlite(kit_home: Path) -> None:
     with sqlite3.connect(kit_home / "cloud" / "cloud.db") as db:
         db.execute("CREATE TABLE later (x)")
     assert LocalCloud().things() == []
+
+
+FORGED = "dev\nSubject:      CN=admin\x1b[2J\u202e"
+
+
+def test_a_forged_common_name_is_shown_with_its_escapes_visible(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "forged.pem"
+    path.write_text(csr_pem(FORGED))
+    status, out, _ = run(("inspect", str(path)), b"", capsys)
+    assert status == 0
+    assert all(line.isprintable() for line in out.splitlines())
+    subject_lines = [line for line in out.splitlines() if line.startswith("  Subject:")]
+    assert len(subject_lines) == 1  # the name did not forge a second one
+    assert r"CN=dev\nSubject:      CN=admin\x1b[2J" in subject_lines[0]
+
+
+def test_html_shows_the_escapes_and_no_markup(tmp_path: Path) -> None:
+    from kit.widgets import Console
+
+    csr = certs.load_csr(csr_pem(FORGED + "<script>"))
+    shown = csr._repr_html_()
+    assert "<script>" not in shown and "\x1b" not in shown and "\n" not in shown.split("<b>")[1]
+    assert r"dev\nSubject:" in shown and "&lt;script&gt;" in shown
+    console = Console()
+    console.update([(0.0, "things/x/environment", b'{"t": 1}\n\x1b[31m<b>forged</b>')])
+    assert "\x1b" not in console.widget.value and "<b>forged" not in console.widget.value
+    assert r"\n\x1b[31m&lt;b&gt;forged" in console.widget.value
+
+
+@pytest.mark.parametrize("value", ["abc", "70000", "١٢٣", "8883 "])
+def test_a_bad_broker_port_variable_is_named_once_where_it_is_read(value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "lab", "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KIT_BROKER_PORT": value},
+    )
+    assert done.returncode == 1
+    assert_one_paragraph(done.stderr)
+    assert "KIT_BROKER_PORT must be a port number from 1 to 65535" in done.stderr
