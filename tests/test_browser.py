@@ -112,6 +112,11 @@ def test_run_the_prototype_notebook_in_a_browser(lab) -> None:
         )
         # Run All; if a click lands before the menu is ready, try again (running twice is harmless).
         for attempt in range(3):
+            # On a loaded machine JupyterLab may open the notebook before it has the kernel
+            # list, and asks which kernel to use: a student would press Select too.
+            chooser = page.locator(".jp-Dialog button:has-text('Select')")
+            if chooser.count():
+                chooser.first.click()
             page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
             page.click("li.lm-Menu-item:has-text('Run All Cells')")
             try:
