@@ -117,3 +117,17 @@ def positive_number(what: str, example: str, highest: float):
 
     parse.__name__ = what
     return parse
+
+
+_HOST = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def host_name(text: str) -> str:
+    """A DNS host name (letters, digits, '-' and '.'), as boards use to reach the broker."""
+    if not text.isascii() or not _HOST.fullmatch(text.rstrip(".")):
+        raise argparse.ArgumentTypeError(
+            "give a host name such as mylaptop.local (letters, digits, '-' and '.')"
+        )
+    return text.rstrip(".").lower()

@@ -148,6 +148,8 @@ def alive(pid: int) -> bool:
 
 def stop(pid: int, timeout: float = 10.0) -> None:
     """Ask a process to stop (SIGTERM); kill it if it has not after `timeout` seconds."""
+    if pid <= 1 or pid == os.getpid():  # 0 and -n mean process groups, 1 is init
+        raise ValueError(f"refusing to stop process {pid}")
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

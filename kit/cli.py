@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if not hasattr(args, "run"):
             parser.print_help()
+            print("Command problem: give a command, such as `kit doctor`.", file=sys.stderr)
             return 1
         return args.run(args) or 0
     except UsageError as error:
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cloud.add_argument(
         "--broker-host",
+        type=arguments.host_name,
         help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
     )
 
@@ -290,10 +292,11 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 
 def cmd_config_h(args: argparse.Namespace) -> None:
     """Render config.h and write it atomically, 0600."""
-    if args.cert == "-" and args.password_stdin:
-        raise KitError(
-            "Only one of --cert and the password can come from stdin. Save the certificate "
-            "in a file and give its name to --cert."
+    from_stdin = [name for name in (args.cert, args.local_ca) if _is_stdin(name)]
+    if len(from_stdin) + bool(args.password_stdin) > 1:
+        raise UsageError(
+            "Only one of --cert, --local-ca and the password can come from stdin. Save the "
+            "certificate in a file and give its name to --cert (or --local-ca)."
         )
     out = _output_file(args.out, "config.h")
     broker, port, slot = args.broker, args.port, args.slot
@@ -355,7 +358,15 @@ def cmd_csr(args: argparse.Namespace) -> None:
     if args.name is not None:
         certs.validate_device_name(args.name)
     device = args.port or board.choose_board(ask=_ask_board if sys.stdin.isatty() else None).device
-    print(f"Talking to {device} ...", file=sys.stderr)
+    print(f"Talking to {printable(device)} ...", file=sys.stderr)
+    last = ["\n"]  # the last character shown, so the error starts on a line of its own
+
+    def show(text: str) -> None:
+        # The board's output as the serial monitor shows it, escapes made visible.
+        text = printable(text.replace("\r", ""), keep="\n")
+        print(text, end="", file=sys.stderr, flush=True)
+        last[0] = text[-1:] or last[0]
+
     try:
         capture = board.capture_csr(
             device,
@@ -363,13 +374,11 @@ def cmd_csr(args: argparse.Namespace) -> None:
             slot=args.slot,
             lock=args.lock,
             new_key=not args.keep_key,
-            # The board's output as the serial monitor shows it, escapes made visible.
-            on_output=lambda text: print(
-                printable(text.replace("\r", ""), keep="\n"), end="", file=sys.stderr, flush=True
-            ),
+            on_output=show,
         )
     finally:
-        print(file=sys.stderr)  # the dialog may stop mid-line
+        if last[0] != "\n":
+            print(file=sys.stderr)  # the dialog stopped mid-line
     if out:
         write_private(out, capture.csr.pem)
         print(f"Saved the CSR for {capture.csr.common_name} (slot {capture.slot}) to {out}.")
@@ -386,10 +395,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     aws_config = None
     if args.firmware == "aws":
         path = args.config or config_h.default_path()
-        try:
-            aws_config = config_h.parse(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise KitError(f"There is no {path}: render it first with `kit config-h`.") from None
+        if not path.exists():
+            raise FileError(f"There is no {path}: render it first with `kit config-h`.")
+        aws_config = config_h.parse(_read_text(str(path)))
     device = vboard.VirtualBoard(
         args.board,
         settings,
@@ -518,7 +526,7 @@ def cmd_unregister(args: argparse.Namespace) -> int:
         return 0
     if not args.yes:
         if not sys.stdin.isatty():
-            raise KitError("Add --yes to confirm removing: " + ", ".join(targets))
+            raise UsageError("Add --yes to confirm removing: " + ", ".join(targets))
         answer = input(f"Remove {', '.join(targets)} from the {cloud.name} cloud? [y/N] ")
         if not answer.lower().startswith("y"):
             print("Nothing removed.")
@@ -547,10 +555,7 @@ def cmd_cloud(args: argparse.Namespace) -> None:
             args.keep_days,
             progress=lambda line: print(line, flush=True),
         )
-        print(
-            f"The local cloud runs (process {state.pid}): MQTT/TLS on "
-            f"{state.broker_host}:{state.port}, WebSocket/TLS on port {state.ws_port}."
-        )
+        print(_running(state))
         print(f"Log: {local.cloud_dir() / 'broker.log'}")
     elif args.action == "down":
         print(
@@ -563,10 +568,15 @@ def cmd_cloud(args: argparse.Namespace) -> None:
         if state is None:
             print("The local cloud is not running. Start it with `kit cloud up`.")
         else:
-            print(
-                f"The local cloud runs (process {state.pid}): MQTT/TLS on "
-                f"{state.broker_host}:{state.port}, WebSocket/TLS on port {state.ws_port}."
-            )
+            print(_running(state))
+
+
+def _running(state) -> str:
+    """The line that says where the local cloud runs."""
+    return (
+        f"The local cloud runs (process {state.pid}): MQTT/TLS on "
+        f"{printable(state.broker_host)}:{state.port}, WebSocket/TLS on port {state.ws_port}."
+    )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -580,7 +590,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print("Repaired the data folder." if done else "Nothing in the data folder is damaged.")
     report = doctor.run()
     print(report.text())
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    waiting = sum(not check.ok for check in report.checks)
+    print(
+        f"Doctor problem: {waiting} check(s) need attention: follow the advice under each !! line.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -653,11 +670,24 @@ def _read_text(name: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def _is_stdin(name: str | None) -> bool:
+    """Whether a file argument reads stdin ('-', or a name for it such as /dev/stdin)."""
+    return name is not None and (name == "-" or os.path.normpath(name) in _STDIN_NAMES)
+
+
+# Names, not resolved paths: /dev/stdin resolves to whatever stdin is (/dev/null, a pipe).
+_STDIN_NAMES = {"/dev/stdin", "/proc/self/fd/0", "/dev/fd/0"}
+
+
 def _output_file(path: Path | None, example: str) -> Path | None:
     """An --out file path, checked before any work: not a folder, in a folder that exists."""
     if path is None:
         return None
     _check_name(path)
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise FileError(
+            f"--out {path} is a device or pipe, not a file. Give the name of a file to write."
+        )
     if path.is_dir():
         raise FileError(
             f"--out {path} is a folder; give a file name in it, such as {path / example}."
@@ -697,11 +727,17 @@ def _output_folder(path: Path | None) -> Path | None:
 def _wifi_password(from_stdin: bool) -> str:
     """The WiFi password from stdin, the environment, or a hidden prompt; never from argv."""
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+        line = sys.stdin.readline()
+        if not line:  # end of input, not an empty line: nothing was sent
+            raise UsageError(
+                "--password-stdin: stdin ended before the password line. Send the password "
+                "followed by Enter (an empty line for an open network)."
+            )
+        return line.rstrip("\r\n")
     if PASSWORD_VARIABLE in os.environ:
         return os.environ[PASSWORD_VARIABLE]
     if not sys.stdin.isatty():
-        raise KitError(
+        raise UsageError(
             f"No WiFi password given. Use --password-stdin, set {PASSWORD_VARIABLE}, or run "
             "the command in a terminal to be asked for it."
         )

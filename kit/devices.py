@@ -15,7 +15,7 @@ from pathlib import Path
 from kit import settings
 from kit.errors import DamagedFileError, KitError
 from kit.names import validate_device_name
-from kit.places import damaged, kit_home, read_json, set_aside, write_private
+from kit.places import damaged, kit_home, read_json, read_state, set_aside, write_private
 
 
 class DeviceNotFoundError(KitError):
@@ -59,13 +59,11 @@ class DeviceRecord:
     def _file(self, name: str) -> str:
         """One of the record's PEM files, or DamagedFileError saying how to get it back."""
         path = self.folder / name
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_state(path, _fix(self.thing), self.folder)
+        if text is None:
             problem = f"the record of {self.thing} has no {name} (deleted or not copied)"
-        except (OSError, UnicodeDecodeError):
-            problem = f"{name} cannot be read as text"
-        raise damaged(path, problem, _fix(self.thing), self.folder)
+            raise damaged(path, problem, _fix(self.thing), self.folder)
+        return text
 
 
 _FIELDS = {f.name: f for f in fields(DeviceRecord)}

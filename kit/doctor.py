@@ -12,6 +12,7 @@ from importlib import metadata
 
 from kit import settings as course_settings
 from kit.places import kit_home
+from kit.printable import printable
 
 PACKAGES = (
     "jupyterlab",
@@ -47,17 +48,18 @@ class Report:
         lines = []
         for check in self.checks:
             mark = "ok " if check.ok else "!! "
-            lines.append(f"{mark} {check.name}: {check.found}")
+            # Found values come from outside (settings, board names, paths): show, never obey.
+            lines.append(f"{mark} {check.name}: {printable(check.found)}")
             if check.advice:
-                lines.append(f"     {check.advice}")
+                lines.append(f"     {printable(check.advice)}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{'✅' if c.ok else '⚠️'}</td>"
             f"<th style='text-align:left'>{html.escape(c.name)}</th>"
-            f"<td style='text-align:left'>{html.escape(c.found)}"
-            + (f"<br><i>{html.escape(c.advice)}</i>" if c.advice else "")
+            f"<td style='text-align:left'>{html.escape(printable(c.found))}"
+            + (f"<br><i>{html.escape(printable(c.advice))}</i>" if c.advice else "")
             + "</td></tr>"
             for c in self.checks
         )

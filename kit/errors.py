@@ -35,6 +35,12 @@ class UsageError(KitError):
     title = "Command problem"
 
 
+class SettingsError(KitError):
+    """A course setting (board, cloud, profile, region, interval) that cannot be used."""
+
+    title = "Settings problem"
+
+
 class FileError(KitError):
     """A file named on the command line that cannot be read, or a place that cannot be written."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +27,22 @@ from kit.errors import DamagedFileError, DataDirError, KitError
 
 FORMAT = 1
 MARKER = "kit-home.json"
+STATE_LIMIT = 1024 * 1024  # far above any state file the kit writes (they are a few KB)
 REPAIR = "Run `kit doctor --repair` to set it aside (it is kept, renamed *.damaged-<time>)"
 
 
 def kit_home(create: bool = True) -> Path:
     """The data directory, created and stamped with the format version on first use."""
     configured = os.environ.get("KIT_HOME")
-    home = Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("kit"))
+    try:
+        home = (
+            Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("kit"))
+        )
+    except RuntimeError:  # ~someone who does not exist
+        raise DataDirError(
+            f"KIT_HOME is {configured!r}, a home folder that does not exist. Set KIT_HOME to a "
+            "folder (or unset it)."
+        ) from None
     if create:
         _open(home)
     return home
@@ -95,19 +105,43 @@ def damaged(path: Path, problem: str, after: str, target: Path | None = None) ->
     return DamagedFileError(f"{path} is damaged: {problem}. {fix}.", target or path)
 
 
-def read_json(path: Path, after: str, target: Path | None = None) -> dict | None:
-    """The JSON object stored in `path`, None if there is no file, or DamagedFileError."""
+def read_state(path: Path, after: str, target: Path | None = None) -> str | None:
+    """The text of a state file in the data folder, None if there is none, or DamagedFileError.
+
+    Only a regular file of a sane size is read: a FIFO, a device or a link to /dev/zero where a
+    state file belongs would otherwise hang the kit or fill its memory.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise damaged(path, "it is a link to nothing", after, target) from None
         return None
+    except OSError as error:  # a link loop, a name too long
+        raise damaged(path, f"it cannot be read ({error.strerror})", after, target) from None
+    if not stat.S_ISREG(info.st_mode):
+        what = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+        raise damaged(path, f"it is {what}, not a file", after, target)
+    if info.st_size > STATE_LIMIT:
+        raise damaged(
+            path, f"it is {info.st_size:,} bytes, far more than the kit writes", after, target
+        )
+    try:
+        return path.read_bytes()[:STATE_LIMIT].decode("utf-8")
     except UnicodeDecodeError:
         raise damaged(path, "it is not text", after, target) from None
     except OSError as error:
         raise damaged(path, f"it cannot be read ({error.strerror})", after, target) from None
+
+
+def read_json(path: Path, after: str, target: Path | None = None) -> dict | None:
+    """The JSON object stored in `path`, None if there is no file, or DamagedFileError."""
+    text = read_state(path, after, target)
+    if text is None:
+        return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: brackets nested thousands deep
         problem = "it is empty" if not text.strip() else "it is not valid JSON (cut short?)"
         raise damaged(path, problem, after, target) from None
     if not isinstance(value, dict):
@@ -125,6 +159,9 @@ def set_aside(path: Path) -> Path:
         number += 1
         kept = path.with_name(f"{path.name}.damaged-{stamp}-{number}")
     os.replace(path, kept)
+    if not kept.is_symlink():  # the copy is as private as the folder it is in
+        with contextlib.suppress(OSError):
+            os.chmod(kept, 0o700 if kept.is_dir() else 0o600)
     return kept
 
 
@@ -136,7 +173,9 @@ def private_dir(path: Path, tighten: bool = False) -> Path:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another process made it first
             folder.mkdir(mode=0o700)
-    if tighten and os.name == "posix" and path.stat().st_mode & 0o077:
+    if not path.is_dir():
+        raise DataDirError(f"{path} is not a folder. Set KIT_HOME to a folder (or unset it).")
+    if tighten and os.name == "posix" and not path.is_symlink() and path.stat().st_mode & 0o077:
         with contextlib.suppress(PermissionError):
             os.chmod(path, 0o700)
     return path

@@ -7,11 +7,13 @@ and the kit starts that part afresh.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from kit import devices, settings
+from kit.cloud.local_ca import LocalCA
 from kit.cloud.store import Store
 from kit.errors import CloudError, DamagedFileError
 from kit.places import MARKER, data_format, kit_home, set_aside, write_marker
@@ -35,7 +37,9 @@ def damage() -> list[DamagedFileError]:
     checks: list[Callable[[], object]] = [settings.load, settings.current_device]
     for folder in _device_folders(home):
         checks.append(lambda name=folder.name: _read_record(name))
-    if (home / "cloud" / "cloud.db").exists():
+    if (home / "cloud" / "ca").is_dir():
+        checks.append(lambda: LocalCA(home / "cloud" / "ca"))
+    if (home / "cloud" / "cloud.db").exists() or (home / "cloud" / "cloud.db").is_symlink():
         checks.append(lambda: Store(home / "cloud" / "cloud.db").close())
     return [error for check in checks for error in _check(check)]
 
@@ -74,7 +78,9 @@ def _device_folders(home: Path) -> list[Path]:
     root = home / "devices"
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / "device.json").is_file() and "." not in p.name)
+    return sorted(
+        p for p in root.iterdir() if os.path.lexists(p / "device.json") and "." not in p.name
+    )
 
 
 def _read_record(thing: str) -> None:

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from kit.errors import KitError
+from kit.errors import SettingsError
 from kit.places import damaged, kit_home, read_json, write_private
 
 VIRTUAL = "virtual"
@@ -66,30 +66,58 @@ def load() -> Settings:
         raise damaged(path(), "its 'course' entry is not a set of named fields", _AFTER_REPAIR)
     values = {f.name: course.get(f.name, f.default) for f in fields(Settings)}
     for name in ("board", "cloud", "profile", "region"):
-        if not isinstance(values[name], str):
-            raise damaged(path(), f"its '{name}' is not text", _AFTER_REPAIR)
-    if isinstance(values["interval"], bool) or not isinstance(values["interval"], int | float):
-        raise damaged(path(), "its 'interval' is not a number", _AFTER_REPAIR)
+        if not isinstance(values[name], str) or _problem(name, values[name]):
+            raise damaged(path(), f"its '{name}' is not a usable value", _AFTER_REPAIR)
+    if _interval(values["interval"]) is None:
+        raise damaged(path(), "its 'interval' is not a number of seconds", _AFTER_REPAIR)
     for name, variable in _ENV.items():
-        if os.environ.get(variable):
-            values[name] = os.environ[variable]
-    try:
-        values["interval"] = float(values["interval"])
-    except ValueError:
-        values["interval"] = 0.0
-    if not 0 < values["interval"] <= 86_400:  # also false for nan
-        raise KitError(
-            f"KIT_PUBLISH_INTERVAL must be a number of seconds from 0.1 to 86400, not "
-            f"{os.environ.get('KIT_PUBLISH_INTERVAL')!r}."
-        )
-    if values["cloud"] not in ("local", "aws"):
-        raise KitError(f"The cloud must be 'local' or 'aws', not {values['cloud']!r}.")
+        text = os.environ.get(variable)
+        if text and _problem(name, text):
+            raise SettingsError(f"{variable} {_problem(name, text)}. Fix or unset it.")
+        if text:
+            values[name] = text
+    values["interval"] = _interval(values["interval"])
     return Settings(**values)
+
+
+def check(settings: Settings) -> Settings:
+    """The settings, if every value is usable; SettingsError naming the first that is not."""
+    for name in ("board", "cloud", "profile", "region"):
+        problem = _problem(name, getattr(settings, name))
+        if problem:
+            raise SettingsError(f"The {name} {problem}.")
+    if _interval(settings.interval) is None:
+        raise SettingsError("The interval must be a number of seconds from 0.1 to 86400.")
+    return settings
+
+
+def _problem(name: str, value: str) -> str:
+    """What is wrong with a text setting ("" when nothing is)."""
+    if name == "cloud" and value not in ("local", "aws"):
+        return "must be 'local' or 'aws'"
+    if name == "interval":
+        return (
+            "" if _interval(value) is not None else "must be a number of seconds from 0.1 to 86400"
+        )
+    if not value.isprintable() or len(value) > 200:
+        return "has characters a port, profile or region name cannot have (a line break?)"
+    return ""
+
+
+def _interval(value: object) -> float | None:
+    """Seconds between readings, from a number or text, if it is sensible (0.1 to 86400)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if 0.1 <= seconds <= 86_400 else None  # also None for nan
 
 
 def save(settings: Settings) -> Settings:
     """Keep the settings for every notebook, a restarted kernel and the CLI."""
-    _store({**_stored(), "course": asdict(settings)})
+    _store({**_stored(), "course": asdict(check(settings))})
     return settings
 
 

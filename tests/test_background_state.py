@@ -130,3 +130,33 @@ def test_two_starts_at_once_take_turns(ports) -> None:
     assert len(waited) <= 1
     for out in waited:
         assert "is under way (process " in out and "waiting for it" in out
+
+
+@pytest.mark.parametrize("pid", ["0", "1", "true", "-5", '"abc"', "null", "1.5", "1e20", "SLEEP"])
+def test_a_damaged_service_file_never_signals_another_process(pid: str, capsys) -> None:
+    from kit.cli import main
+
+    local.cloud_dir().mkdir(parents=True, exist_ok=True)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    holder = subprocess.Popen(  # a process that holds the service lock, as a service would
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, fcntl; f = open(sys.argv[1], 'a+');"
+            " fcntl.flock(f, fcntl.LOCK_EX); f.write('424242'); f.flush(); time.sleep(30)",
+            str(local.cloud_dir() / "service.lock"),
+        ]
+    )
+    try:
+        time.sleep(0.5)
+        state = '{"pid": %s, "host": "h", "port": 1, "ws_port": 2, "broker_host": "x"}'
+        value = str(sleeper.pid) if pid == "SLEEP" else pid
+        (local.cloud_dir() / "service.json").write_text(state % value)
+        assert main(["cloud", "status"]) == 0
+        assert main(["cloud", "down"]) == 0
+        out = capsys.readouterr().out
+        assert "not running" in out and "was not running" in out
+        assert sleeper.poll() is None and holder.poll() is None  # nobody was signalled
+    finally:
+        sleeper.kill()
+        holder.kill()

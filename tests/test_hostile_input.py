@@ -53,6 +53,36 @@ def write(relative: str, data: str | bytes, with_device: bool = False) -> Callab
     return damage
 
 
+def fifo(relative: str, with_device: bool = False) -> Callable[[Path], Path]:
+    """A state change: a named pipe where a state file belongs (reading it would block)."""
+
+    def damage(home: Path) -> Path:
+        path = write(relative, "", with_device)(home)
+        path.unlink()
+        os.mkfifo(path)
+        return home / "cloud" / "ca" / "ca.pem"  # a regular file that must stay as it was
+
+    return damage
+
+
+def link(relative: str, target: str, with_device: bool = False) -> Callable[[Path], Path]:
+    """A state change: a symbolic link where a state file belongs."""
+
+    def damage(home: Path) -> Path:
+        path = write(relative, "", with_device)(home)
+        path.unlink()
+        path.symlink_to(target)
+        return home / "kit-home.json"
+
+    return damage
+
+
+def without_ca_certificate(home: Path) -> Path:
+    registered(home)
+    (home / "cloud" / "ca" / "ca.pem").unlink()
+    return home / "cloud" / "ca" / "ca.key"  # must survive: every device depends on it
+
+
 def extra_key(home: Path) -> Path:
     path = registered(home) / "device.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "colour": "red"}))
@@ -112,6 +142,21 @@ CASES: dict[str, Hostile] = {
         r"Could not read or write .*/proc.*Check the name, the folder's permissions",
         stdin=b"password1\n",
         state=lambda home: registered(home) / "device.json",
+    ),
+    "--out a pipe": Hostile(
+        (*CONFIG_H, "--out", "pipe"),
+        "--out pipe is a device or pipe, not a file",
+        stdin=b"password1\n",
+        state=lambda home: (os.mkfifo("pipe"), registered(home) / "device.json")[1],
+    ),
+    "--local-ca and the password both on stdin": Hostile(
+        (*CONFIG_H, "--local-ca", "-"), "Only one of --cert, --local-ca and the password"
+    ),
+    "--cert /dev/stdin and the password on stdin": Hostile(
+        (*CONFIG_H, "--cert", "/dev/stdin"), "Only one of --cert, --local-ca and the password"
+    ),
+    "stdin ends before the password": Hostile(
+        (*CONFIG_H, "--cert", "/dev/null"), "--password-stdin: stdin ended before the password"
     ),
     # Numbers and ports.
     "port 70000": Hostile(("cloud", "up", "--port", "70000"), "--port: give a port number"),
@@ -174,6 +219,18 @@ CASES: dict[str, Hostile] = {
         "beyond plain ASCII",
         stdin=("€" * 22 + "\n").encode(),
     ),
+    "a board name with an escape and a line break": Hostile(
+        ("use", "x\x1b[2J\nline"), r"Settings problem: The board has characters"
+    ),
+    "KIT_BOARD with a line break": Hostile(
+        ("use",), "KIT_BOARD has characters", env={"KIT_BOARD": "x\nline"}
+    ),
+    "KIT_HOME under a user who does not exist": Hostile(
+        ("things",), "a home folder that does not exist", env={"KIT_HOME": "~nouser-kit/x"}
+    ),
+    "a broker host with an escape": Hostile(
+        ("cloud", "up", "--broker-host", "evil\x1b[31m\nline"), "--broker-host: give a host name"
+    ),
     # Names that would forge lines or drive the terminal.
     "a newline in a device name": Hostile(
         ("csr", "--name", "dev\nForged line"), r"The device name 'dev\\nForged line' has"
@@ -213,6 +270,52 @@ CASES: dict[str, Hostile] = {
         stdin=b"password1\n",
         state=no_certificate,
     ),
+    "kit-home.json a pipe": Hostile(
+        ("things",),
+        r"kit-home\.json is damaged: it is a device, pipe or socket",
+        state=fifo("kit-home.json"),
+    ),
+    "settings.json a link to /dev/zero": Hostile(
+        ("use", "virtual"),
+        r"settings\.json is damaged: it is a device, pipe or socket",
+        state=link("settings.json", "/dev/zero"),
+    ),
+    "device.json a pipe": Hostile(
+        CONFIG_H,
+        r"device\.json is damaged: it is a device, pipe or socket",
+        stdin=b"password1\n",
+        state=fifo(f"devices/{DEVICE}/device.json", with_device=True),
+    ),
+    "settings.json nested 100,000 deep": Hostile(
+        ("use", "virtual"),
+        r"settings\.json is damaged: it is not valid JSON",
+        state=write("settings.json", "[" * 100_000 + "]" * 100_000),
+    ),
+    "an interval of Infinity in settings.json": Hostile(
+        ("use", "virtual"),
+        r"settings\.json is damaged: its 'interval' is not a number",
+        state=write("settings.json", '{"course": {"interval": Infinity}}'),
+    ),
+    "an interval too big for a float": Hostile(
+        ("use", "virtual"),
+        r"settings\.json is damaged: its 'interval' is not a number",
+        state=write("settings.json", '{"course": {"interval": 1' + "0" * 400 + "}}"),
+    ),
+    "cloud.db a dangling link": Hostile(
+        ("things",),
+        r"cloud\.db is damaged: it is a link",
+        state=link("cloud/cloud.db", "/no/such/file"),
+    ),
+    "the CA without its certificate": Hostile(
+        ("things",),
+        r"ca\.pem is damaged: it is missing, and its pair is there.*registered again",
+        state=without_ca_certificate,
+    ),
+    "a garbage CA key": Hostile(
+        ("things",),
+        r"ca is damaged: its key or certificate cannot be read",
+        state=write("cloud/ca/ca.key", "garbage", with_device=True),
+    ),
     "a garbage cloud.db": Hostile(
         ("things",),
         r"cloud\.db is damaged: SQLite cannot read it .*kit doctor --repair",
@@ -250,6 +353,7 @@ def test_hostile_input_gets_its_message(
     hostile = CASES[case]
     for name, value in hostile.env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.chdir(kit_home.parent)
     damaged = hostile.state(kit_home) if hostile.state else None
     before = damaged.read_bytes() if damaged else b""
     capsys.readouterr()
@@ -276,7 +380,8 @@ def test_repair_sets_the_damage_aside_and_the_command_then_works(
     kept = [p for p in kit_home.rglob("*.damaged-*")]
     assert kept, "the damaged file was not kept"
     copies = [p / damaged.name if p.is_dir() else p for p in kept]
-    assert any(c.exists() and c.read_bytes() == before for c in copies)
+    same = [c for c in copies if c.is_file() and c.name.split(".damaged-")[0] == damaged.name]
+    assert all(c.read_bytes() == before for c in same)  # (a pipe or link is kept as it was)
     status, _, err = run(("things",), b"", capsys)
     assert status == 0, err
     status, out, _ = run(("doctor", "--repair"), b"", capsys)

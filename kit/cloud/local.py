@@ -31,8 +31,14 @@ from kit.cloud.policy import CONNECT_TIMEOUT, OBSERVER_ID_PREFIX, SESSION_EXPIRY
 from kit.cloud.recorder import QUEUE_SIZE
 from kit.cloud.store import DEVICE, OBSERVER, Message, Principal, Store
 from kit.devices import forget
-from kit.errors import BrokerNotRunningError, CloudError, PortInUseError, ThingTakenError
-from kit.places import kit_home, private_dir, write_private
+from kit.errors import (
+    BrokerNotRunningError,
+    CloudError,
+    DamagedFileError,
+    PortInUseError,
+    ThingTakenError,
+)
+from kit.places import kit_home, private_dir, read_json, write_private
 from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT, read_port
 
 DEFAULT_PORT = MQTT_TLS_PORT
@@ -295,16 +301,31 @@ def check_ports_free(host: str, ports: list[int]) -> None:
 
 def service_state() -> ServiceState | None:
     """The running service, or None (a stale state file from a crashed run is ignored)."""
-    path = cloud_dir() / "service.json"
     try:
-        state = ServiceState(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        values = read_json(cloud_dir() / "service.json", "") or {}
+        state = ServiceState(**values)
+    except (DamagedFileError, TypeError):
+        return None  # a state file from a crash, or damaged: no service to talk to
+    if not _plausible(state):
         return None
     # The service holds its lock while it lives: a killed one (kill -9) leaves a state file and
-    # maybe a zombie process, but never a held lock.
-    held = background.lock_held(cloud_dir() / "service.lock")
-    running = background.alive(state.pid) if held is None else held
-    return state if running else None
+    # maybe a zombie process, but never a held lock. The pid must be the lock holder's own.
+    lock = cloud_dir() / "service.lock"
+    held = background.lock_held(lock)
+    if held is None:  # pragma: no cover - no locks (Windows): the pid alone
+        return state if background.alive(state.pid) else None
+    return state if held and background.read_pid(lock) == state.pid else None
+
+
+def _plausible(state: ServiceState) -> bool:
+    """Whether a state file's values can be a running service's (never pid 0, 1 or ours)."""
+    numbers = (state.pid, state.port, state.ws_port)
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+        return False
+    texts = (state.host, state.broker_host)
+    if not all(isinstance(t, str) and t.isprintable() and len(t) < 254 for t in texts):
+        return False
+    return state.pid > 1 and state.pid != os.getpid() and 0 <= state.port <= 65535
 
 
 def run_service(

@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kit.certs import Csr
-from kit.places import write_private
+from kit.errors import DamagedFileError
+from kit.places import damaged, read_state, set_aside, write_private
 
 OBSERVER_CN = "kit-observer"
 # AWS IoT device certificates are valid until the end of 2049; so are ours.
@@ -45,9 +46,9 @@ class LocalCA:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
         key_file, cert_file = self.folder / "ca.key", self.folder / "ca.pem"
-        if key_file.exists() and cert_file.exists():
-            self.key = serialization.load_pem_private_key(key_file.read_bytes(), None)
-            self.cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        if key_file.exists() or cert_file.exists() or key_file.is_symlink():
+            # Never make a new CA over part of an old one: every device it signed depends on it.
+            self.key, self.cert = _load_ca(key_file, cert_file)
             return
         self.key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
@@ -108,8 +109,8 @@ class LocalCA:
         """The broker's certificate and key files for these DNS names and IP addresses."""
         cert_file, key_file = self.folder / "server.pem", self.folder / "server.key"
         wanted = sorted(set(names))
-        if cert_file.exists() and key_file.exists():
-            current = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        current = _derived_certificate(cert_file, key_file)
+        if current is not None:
             san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             have = sorted(str(v) for v in san.get_values_for_type(x509.DNSName)) + sorted(
                 str(v) for v in san.get_values_for_type(x509.IPAddress)
@@ -152,7 +153,7 @@ class LocalCA:
     def observer_identity(self) -> tuple[Path, Path]:
         """The observer's certificate and key files (for notebooks and dashboards)."""
         cert_file, key_file = self.folder / "observer.pem", self.folder / "observer.key"
-        if cert_file.exists() and key_file.exists():
+        if _derived_certificate(cert_file, key_file) is not None:
             return cert_file, key_file
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, OBSERVER_CN)])
@@ -208,3 +209,48 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode("ascii")
+
+
+_CA_FIX = (
+    "and start again: a new CA is made, so every device must be registered again (notebook 02)"
+)
+
+
+def _load_ca(key_file: Path, cert_file: Path):
+    """The CA's key and certificate, or DamagedFileError for the CA folder."""
+    folder = key_file.parent
+    key_text = read_state(key_file, _CA_FIX, folder)
+    cert_text = read_state(cert_file, _CA_FIX, folder)
+    if key_text is None or cert_text is None:
+        missing = key_file if key_text is None else cert_file
+        raise damaged(missing, "it is missing, and its pair is there", _CA_FIX, folder)
+    try:
+        key = serialization.load_pem_private_key(key_text.encode(), None)
+        cert = x509.load_pem_x509_certificate(cert_text.encode())
+    except ValueError:
+        raise damaged(folder, "its key or certificate cannot be read", _CA_FIX, folder) from None
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise damaged(folder, "ca.key does not belong to ca.pem", _CA_FIX, folder)
+    return key, cert
+
+
+def _derived_certificate(cert_file: Path, key_file: Path) -> x509.Certificate | None:
+    """A certificate the CA can make again (broker, observer), if both its files are whole;
+    damaged ones are set aside so a fresh pair is made."""
+    if not (cert_file.exists() or key_file.exists()):
+        return None
+    try:
+        cert_text = read_state(cert_file, "") or ""
+        key_text = read_state(key_file, "") or ""
+        cert = x509.load_pem_x509_certificate(cert_text.encode())
+        serialization.load_pem_private_key(key_text.encode(), None)
+    except (DamagedFileError, ValueError):
+        for path in (cert_file, key_file):
+            if path.exists() or path.is_symlink():
+                set_aside(path)
+        return None
+    return cert

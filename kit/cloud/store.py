@@ -88,8 +88,9 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
-        if path.is_dir():
-            raise damaged(path, "it is a folder, not a database", _AFTER_REPAIR)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = "a link" if path.is_symlink() else "not a file"
+            raise damaged(path, f"it is {what}, where the kit keeps its database", _AFTER_REPAIR)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
         # 0600 before the first write: SQLite gives its -wal and -shm files the database's mode.
         # (Never open the file outside SQLite here: closing any descriptor of it drops the POSIX

@@ -22,8 +22,8 @@ from pathlib import Path
 from kit import background
 from kit.cloud import amazon_root_ca
 from kit.config_h import SketchConfig
-from kit.errors import KitError
-from kit.places import kit_home, open_private, private_dir, write_private
+from kit.errors import DamagedFileError, KitError
+from kit.places import kit_home, open_private, private_dir, read_json, write_private
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
@@ -94,7 +94,10 @@ def running_boards() -> list[BoardInfo]:
 def find(name: str = DEFAULT_BOARD) -> BoardInfo:
     """The running board called `name`, or an error that says how to start it."""
     info = _read_info(board_dir(name) / "board.json")
-    held = background.lock_held(board_dir(name) / "lock")  # false once it died, even kill -9
+    lock = board_dir(name) / "lock"
+    held = background.lock_held(lock)  # false once it died, even kill -9
+    if held is not None:  # the pid must be the lock holder's own
+        held = held and info is not None and background.read_pid(lock) == info.pid
     if info is None or not (background.alive(info.pid) if held is None else held):
         raise VirtualBoardError(
             f"The virtual board '{name}' is not running. Start it with `kit sim --board {name}` "
@@ -298,6 +301,7 @@ def _take_lock(path: Path, name: str):
     info = _read_info(path.parent / "board.json")
     if handle is None:
         raise VirtualBoardError(_already_running(name, info.pid if info else None))
+    background.write_pid(handle)
     if background.lock_held(path) is None and info is not None and background.alive(info.pid):
         handle.close()  # pragma: no cover - Windows, without locks: the recorded pid decides
         raise VirtualBoardError(_already_running(name, info.pid))
@@ -315,6 +319,7 @@ def _already_running(name: str, pid: int | None) -> str:
 
 def _read_info(path: Path) -> BoardInfo | None:
     try:
-        return BoardInfo(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        info = BoardInfo(**(read_json(path, "") or {}))
+    except (DamagedFileError, TypeError):
         return None
+    return info if isinstance(info.pid, int) and not isinstance(info.pid, bool) else None
