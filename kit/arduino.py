@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from kit.errors import KitError
+from kit.errors import ArduinoError
 from kit.places import checkout
 
 CORE = "arduino:samd"
@@ -25,13 +25,6 @@ LIBRARIES = (
     "WiFiNINA",
     "Adafruit SHT31 Library",
 )
-
-
-class ArduinoError(KitError):
-    """arduino-cli is missing or failed; the message says why and what to do."""
-
-    title = "Arduino problem"
-    keeps_line_breaks = True  # the compiler's error lines
 
 
 def available() -> bool:

@@ -13,15 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kit import settings
-from kit.errors import DamagedFileError, KitError
+from kit.errors import DamagedFileError, DeviceNotFoundError
 from kit.names import validate_device_name
 from kit.places import damaged, kit_home, read_json, read_state, set_aside, write_private
-
-
-class DeviceNotFoundError(KitError):
-    """No record for the device asked for."""
-
-    title = "Device problem"
 
 
 @dataclass(frozen=True)

@@ -232,3 +232,39 @@ class MqttProtocolError(CloudError):
     def __init__(self, message: str, reason: str = "CLIENT_ERROR") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+# Devices, the virtual board, watching and flashing
+
+
+class TelemetryError(KitError):
+    """Watching or commanding devices failed."""
+
+    title = "Telemetry problem"
+
+
+class ArduinoError(KitError):
+    """arduino-cli is missing or failed; the message says why and what to do."""
+
+    title = "Arduino problem"
+    keeps_line_breaks = True  # the compiler's error lines
+
+
+class DeviceNotFoundError(KitError):
+    """No record for the device asked for."""
+
+    title = "Device problem"
+
+
+class VirtualBoardError(KitError):
+    """A virtual board could not be started, found or stopped."""
+
+    title = "Virtual board problem"
+
+
+class ChipError(KitError):
+    """The virtual chip refused an operation (as a real one would return 0)."""
+
+
+class NotFoundError(AwsError):
+    """The thing, certificate or policy does not exist."""

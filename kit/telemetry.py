@@ -24,13 +24,7 @@ import paho.mqtt.client as mqtt
 from kit.certs import validate_device_name
 from kit.cloud import ObserverIdentity
 from kit.cloud.store import Store
-from kit.errors import KitError
-
-
-class TelemetryError(KitError):
-    """Watching or commanding devices failed."""
-
-    title = "Telemetry problem"
+from kit.errors import TelemetryError
 
 
 @dataclass(frozen=True)

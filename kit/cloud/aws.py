@@ -35,7 +35,7 @@ from kit.certs import Csr, load_certificate, matches, validate_device_name
 from kit.cloud import Cloud, ObserverIdentity, Registration, amazon_root_ca
 from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
 from kit.devices import forget
-from kit.errors import AwsError, KeyMismatchError, ThingTakenError
+from kit.errors import AwsError, KeyMismatchError, NotFoundError, ThingTakenError
 from kit.ports import MQTT_TLS_PORT
 
 MQTT_PORT = MQTT_TLS_PORT
@@ -48,10 +48,6 @@ THROTTLED = {
     "RequestLimitExceeded",
 }
 MAX_ATTEMPTS = 8
-
-
-class NotFoundError(AwsError):
-    """The thing, certificate or policy does not exist."""
 
 
 class TokenBucket:

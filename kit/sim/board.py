@@ -22,7 +22,7 @@ from pathlib import Path
 from kit import background
 from kit.cloud import amazon_root_ca
 from kit.config_h import SketchConfig
-from kit.errors import DamagedFileError, KitError
+from kit.errors import DamagedFileError, KitError, VirtualBoardError
 from kit.places import kit_home, open_private, private_dir, read_json, write_private
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
@@ -30,12 +30,6 @@ from kit.sim.eccx08 import ChipTiming, VirtualEccx08
 from kit.sim.serial_port import PortClosed, VirtualSerialPort
 
 DEFAULT_BOARD = "default"
-
-
-class VirtualBoardError(KitError):
-    """A virtual board could not be started, found or stopped."""
-
-    title = "Virtual board problem"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kit.errors import KitError
+from kit.errors import ChipError
 from kit.places import write_private
 from kit.sim.eccx08_csr import chip_csr
 
@@ -38,10 +38,6 @@ class ChipTiming:
     def instant(cls) -> ChipTiming:
         """No delays: for unit tests."""
         return cls(0.0, 0.0, 0.0, 0.0)
-
-
-class ChipError(KitError):
-    """The virtual chip refused an operation (as a real one would return 0)."""
 
 
 class VirtualEccx08:
