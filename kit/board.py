@@ -7,11 +7,13 @@ pty or `sim://<name>`: a virtual board is a port like any other.
 from __future__ import annotations
 
 import errno
+import functools
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Literal
 
 import serial
@@ -36,11 +38,6 @@ from kit.errors import (
     UnexpectedOutputError,
     UnsupportedBoardError,
 )
-from kit.sim import board as virtual
-
-# `sim://<board>` URLs resolve through kit/sim/protocol_sim.py.
-if "kit.sim" not in serial.protocol_handler_packages:
-    serial.protocol_handler_packages.append("kit.sim")
 
 BAUD = 9600
 ARDUINO_VIDS = {0x2341, 0x2A03}
@@ -109,17 +106,30 @@ def find_boards(include_virtual: bool = True) -> list[BoardPort]:
     order = {"supported": 0, "unsupported": 1, "unknown": 2}
     found.sort(key=lambda b: (order[b.kind], b.device))
     if include_virtual:
-        found += [
-            BoardPort(
-                info.url,
-                f"virtual MKR WiFi 1010 ({info.name})",
-                "virtual",
-                usb_serial=info.chip_serial,
-                description=info.pty or "",
-            )
-            for info in virtual.running_boards()
-        ]
+        for provider in providers():
+            found += provider.ports()
     return found
+
+
+@dataclass(frozen=True)
+class BoardProvider:
+    """Boards that are not USB serial ports (the virtual board), plugged in by an entry point.
+
+    A provider's module registers its URL scheme with pyserial when it is imported.
+    """
+
+    scheme: str  # its ports are URLs <scheme>://...
+    ports: Callable[[], list[BoardPort]]  # the ports it has now
+    check: Callable[[str], None]  # raise a KitError saying how to start the board behind a URL
+
+
+PROVIDER_GROUP = "kit.board_providers"
+
+
+@functools.cache
+def providers() -> tuple[BoardProvider, ...]:
+    """The installed board providers, loaded the first time boards are listed or opened."""
+    return tuple(entry.load() for entry in metadata.entry_points(group=PROVIDER_GROUP))
 
 
 def choose_board(
@@ -164,8 +174,9 @@ def choose_board(
 def open_port(device: str, timeout: float = 0.1) -> serial.SerialBase:
     """Open a board's port by path or URL (socket://, sim://), with errors that say what to do."""
     is_url = "://" in device
-    if device.startswith("sim://"):
-        virtual.find(device.removeprefix("sim://").strip("/") or virtual.DEFAULT_BOARD)
+    for provider in providers() if is_url else ():
+        if device.startswith(f"{provider.scheme}://"):
+            provider.check(device)
     try:
         if is_url:
             return serial.serial_for_url(device, baudrate=BAUD, timeout=timeout)

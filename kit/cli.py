@@ -9,10 +9,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,10 +22,7 @@ from kit.pem import PemBlock, der_kind
 from kit.places import checkout, write_private
 from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
 from kit.printable import printable
-from kit.sim import board as vboard
-from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
-from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
-from kit.sim.eccx08 import ChipTiming
+from kit.sim import process as sim_process
 
 PASSWORD_VARIABLE = "KIT_WIFI_PASSWORD"
 # Far above any CSR, certificate or CA file: a bigger input is the wrong file (or /dev/zero).
@@ -154,43 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     csr.add_argument("--out", type=Path, help="save the CSR here (default: print it)")
 
     sim = command("sim", cmd_sim, "Run a virtual MKR WiFi 1010 in the foreground.")
-    sim.add_argument("--board", default="default", help="board name (default: default)")
-    sim.add_argument(
-        "--variant",
-        choices=VARIANTS,
-        default="example",
-        help="which CSR dialog it speaks (default: example)",
-    )
-    sim.add_argument("--fail", choices=FAILURES, help="make the sketch fail this way")
-    sim.add_argument(
-        "--reset", action="store_true", help="make the chip factory-new first (unlocked, no keys)"
-    )
-    sim.add_argument(
-        "--socket-port", type=arguments.port_or_any, default=0, help="TCP port (default: any free)"
-    )
-    sim.add_argument("--instant-chip", action="store_true", help=argparse.SUPPRESS)
-    sim.add_argument(
-        "--firmware",
-        choices=("csr", "aws"),
-        default="csr",
-        help="the CSR sketch (default) or the AWS firmware",
-    )
-    sim.add_argument(
-        "--config",
-        type=Path,
-        help="the config.h the AWS firmware boots from (default sketches/AWS/config.h)",
-    )
-    sim.add_argument(
-        "--interval",
-        type=arguments.positive_number("seconds", "10", 86_400),
-        default=10.0,
-        help="seconds between readings for the AWS firmware (default 10)",
-    )
-    sim.add_argument(
-        "--misbehave",
-        choices=MISBEHAVIOURS,
-        help="make the AWS firmware misbehave the way students' boards do",
-    )
+    sim_process.add_arguments(sim)
 
     watch = command("watch", cmd_watch, "Print a thing's messages as they arrive (local cloud).")
     watch.add_argument(
@@ -388,52 +347,7 @@ def cmd_csr(args: argparse.Namespace) -> None:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """Run a virtual board until Ctrl+C; print its ports first, then its serial output."""
-    settings = SketchSettings(variant=args.variant, fail=args.fail)
-    timing = ChipTiming.instant() if args.instant_chip else None
-    if args.reset:
-        vboard.chip(args.board).factory_reset()
-    aws_config = None
-    if args.firmware == "aws":
-        path = args.config or config_h.default_path()
-        if not path.exists():
-            raise FileError(f"There is no {path}: render it first with `kit config-h`.")
-        aws_config = config_h.parse(_read_text(str(path)))
-    device = vboard.VirtualBoard(
-        args.board,
-        settings,
-        timing,
-        args.socket_port,
-        echo=lambda data: sys.stdout.buffer.write(data) and sys.stdout.flush(),
-        aws_config=aws_config,
-        firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
-    )
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    if hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGUSR1, lambda *_: device.reset_button.set())
-    info = device.info
-    print(
-        f"Virtual MKR WiFi 1010 '{info.name}', chip {info.chip_serial}, "
-        f"{'locked' if device.chip.locked else 'not locked'}, "
-        + (
-            f"AWS firmware for {aws_config.device_name}"
-            if aws_config
-            else f"CSR sketch ({info.variant})"
-        )
-    )
-    if info.pty:
-        print(f"  serial port: {info.pty}")
-    print(f"  socket:      {info.socket_url}")
-    print(f"  from Python: {info.url}")
-    print("Stop it with Ctrl+C.", flush=True)
-    with device:
-        try:
-            while not stopped.wait(0.2):
-                pass
-        except KeyboardInterrupt:
-            pass
-    print("Virtual board stopped.")
-    return 0
+    return sim_process.run(args)
 
 
 def cmd_watch(args: argparse.Namespace) -> None:

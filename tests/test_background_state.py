@@ -59,6 +59,12 @@ def test_background_processes_do_not_inherit_secrets(ports, monkeypatch) -> None
         monkeypatch.setenv(name, value)  # as in a notebook kernel that starts the board
     board = vboard.start("secretless", instant_chip=True)
     try:
+        for pid, entry in (
+            (local.service_state().pid, "kit.cloud.service"),
+            (board.pid, "kit.sim"),
+        ):
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert entry.encode() in command and b"kit.cli" not in command  # its own entry
         for environment in (cloud, environ_of(board.pid)):
             assert SECRET not in "".join(environment.values())
             assert environment["KIT_HOME"] == os.environ["KIT_HOME"]  # what they do need

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from kit import devices
 from kit.certs import Csr, load_certificate, matches
 from kit.errors import DamagedFileError, KeyMismatchError
 from kit.places import write_private
+from kit.trust import amazon_root_ca
 
-
-def amazon_root_ca() -> str:
-    """Amazon Root CA 1, which signs AWS IoT's ATS endpoints (shipped with the kit)."""
-    return resources.files("kit.cloud").joinpath("AmazonRootCA1.pem").read_text(encoding="ascii")
+__all__ = ["Cloud", "ObserverIdentity", "Registration", "amazon_root_ca", "open_cloud"]
 
 
 @dataclass(frozen=True)

@@ -416,15 +416,14 @@ def start_service(
 def _spawn_service(
     host: str, port: int, ws_port: int, broker_host: str | None, keep_days: float, timeout: float
 ) -> ServiceState:
-    """Run `kit cloud run` in the background and wait until it serves."""
+    """Run `python -m kit.cloud.service` in the background and wait until it serves."""
     check_ports_free(host, [p for p in (port, ws_port) if p])
     (cloud_dir() / "service.json").unlink(missing_ok=True)  # a stale one from a crash
+    # The service's own entry point: a background process never runs through the CLI.
     command = [
         sys.executable,
         "-m",
-        "kit.cli",
-        "cloud",
-        "run",
+        "kit.cloud.service",
         "--host",
         host,
         "--port",

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kit import background
-from kit.cloud import amazon_root_ca
 from kit.config_h import SketchConfig
 from kit.errors import DamagedFileError, KitError, VirtualBoardError
 from kit.places import kit_home, open_private, private_dir, read_json, write_private
@@ -125,7 +124,8 @@ def start(
             return current
         stop(name)
     folder = private_dir(board_dir(name))
-    command = [sys.executable, "-m", "kit.cli", "sim", "--board", name, "--variant", variant]
+    # The board's own entry point: a background process never runs through the CLI.
+    command = [sys.executable, "-m", "kit.sim", "--board", name, "--variant", variant]
     command += ["--fail", fail] if fail else []
     command += ["--reset"] if reset_chip else []
     command += ["--instant-chip"] if instant_chip else []
@@ -178,9 +178,11 @@ class VirtualBoard:
         echo: Callable[[bytes], None] | None = None,
         aws_config: SketchConfig | None = None,
         firmware_settings: FirmwareSettings | None = None,
+        trusted_ca: str = "",
     ) -> None:
         """A board flashed with the CSR sketch, or with the AWS firmware when `aws_config` is
-        given (the values of a rendered config.h)."""
+        given (the values of a rendered config.h); `trusted_ca` is the CA its TLS trusts (what
+        config.h gives, else what the real firmware has built in: Amazon Root CA 1)."""
         self.name = name
         self.settings = settings or SketchSettings()
         self.aws_config = aws_config
@@ -200,7 +202,7 @@ class VirtualBoard:
             self.firmware = AwsFirmware(
                 aws_config,
                 self.chip,
-                aws_config.local_ca or amazon_root_ca(),
+                trusted_ca or aws_config.local_ca,
                 self._serial,
                 self.firmware_settings,
             )

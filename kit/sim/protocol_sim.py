@@ -1,7 +1,8 @@
 """pyserial URL handler for `sim://<board>`: a running virtual board's port, from any process.
 
 pyserial looks for `protocol_<scheme>` modules in the packages listed in
-`serial.protocol_handler_packages`; `kit.board` adds `kit.sim` there, so
+`serial.protocol_handler_packages`; `kit.sim.provider` adds `kit.sim` there (kit.board loads
+it before opening a `sim://` URL), so
 `serial.serial_for_url("sim://default")` opens the virtual board named "default".
 """
 

@@ -1,0 +1,132 @@
+"""The virtual board as a process of its own: `python -m kit.sim` (what `kit sim` runs in the
+foreground and what notebooks start in the background). It prints its ports, then everything its
+firmware writes to the serial port, until SIGTERM or Ctrl+C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from kit import arguments, config_h
+from kit.errors import FileError, KitError
+from kit.sim import board as vboard
+from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
+from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
+from kit.sim.eccx08 import ChipTiming
+from kit.trust import amazon_root_ca
+
+CONFIG_LIMIT = 1024 * 1024  # a config.h is a few KB
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The virtual board's options (shared by `kit sim` and `python -m kit.sim`)."""
+    parser.add_argument("--board", default="default", help="board name (default: default)")
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="example",
+        help="which CSR dialog it speaks (default: example)",
+    )
+    parser.add_argument("--fail", choices=FAILURES, help="make the sketch fail this way")
+    parser.add_argument(
+        "--reset", action="store_true", help="make the chip factory-new first (unlocked, no keys)"
+    )
+    parser.add_argument(
+        "--socket-port", type=arguments.port_or_any, default=0, help="TCP port (default: any free)"
+    )
+    parser.add_argument("--instant-chip", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--firmware",
+        choices=("csr", "aws"),
+        default="csr",
+        help="the CSR sketch (default) or the AWS firmware",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="the config.h the AWS firmware boots from (default sketches/AWS/config.h)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=arguments.positive_number("seconds", "10", 86_400),
+        default=10.0,
+        help="seconds between readings for the AWS firmware (default 10)",
+    )
+    parser.add_argument(
+        "--misbehave",
+        choices=MISBEHAVIOURS,
+        help="make the AWS firmware misbehave the way students' boards do",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a virtual board until SIGTERM or Ctrl+C; print its ports first, then its output."""
+    settings = SketchSettings(variant=args.variant, fail=args.fail)
+    timing = ChipTiming.instant() if args.instant_chip else None
+    if args.reset:
+        vboard.chip(args.board).factory_reset()
+    aws_config = None
+    if args.firmware == "aws":
+        aws_config = config_h.parse(_read_config(args.config or config_h.default_path()))
+    device = vboard.VirtualBoard(
+        args.board,
+        settings,
+        timing,
+        args.socket_port,
+        echo=lambda data: sys.stdout.buffer.write(data) and sys.stdout.flush(),
+        aws_config=aws_config,
+        firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
+        # As on the real board: the CA config.h gives, else the one its TLS has built in.
+        trusted_ca=(aws_config.local_ca or amazon_root_ca()) if aws_config else "",
+    )
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: device.reset_button.set())
+    info = device.info
+    firmware = (
+        f"AWS firmware for {aws_config.device_name}"
+        if aws_config
+        else f"CSR sketch ({info.variant})"
+    )
+    print(
+        f"Virtual MKR WiFi 1010 '{info.name}', chip {info.chip_serial}, "
+        f"{'locked' if device.chip.locked else 'not locked'}, {firmware}"
+    )
+    if info.pty:
+        print(f"  serial port: {info.pty}")
+    print(f"  socket:      {info.socket_url}")
+    print(f"  from Python: {info.url}")
+    print("Stop it with Ctrl+C.", flush=True)
+    with device:
+        try:
+            while not stopped.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            pass
+    print("Virtual board stopped.")
+    return 0
+
+
+def _read_config(path: Path) -> str:
+    """The text of the config.h the firmware boots from, or a FileError that says what to do."""
+    if not path.exists():
+        raise FileError(f"There is no {path}: render it first with `kit config-h`.")
+    if not path.is_file() or path.stat().st_size > CONFIG_LIMIT:
+        raise FileError(f"{path} is not a config.h file. Render it with `kit config-h`.")
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m kit.sim`: run a virtual board; a KitError is one line on stderr."""
+    parser = arguments.Parser(prog="python -m kit.sim", description=__doc__)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except KitError as error:
+        print(f"{error.title}: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,39 @@
+"""The virtual board as a board provider: its ports in board discovery, its `sim://` URLs.
+
+`kit.board` loads providers from the `kit.board_providers` entry point group when boards are
+listed or a provider's URL is opened, never when it is imported: the virtual board sits above the
+layer it imitates, and plugs into it the way a USB board plugs into the computer.
+"""
+
+from __future__ import annotations
+
+import serial
+
+from kit.board import BoardPort, BoardProvider
+from kit.sim import board
+
+# pyserial finds `protocol_sim` (kit/sim/protocol_sim.py) in the packages listed here.
+if "kit.sim" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("kit.sim")
+
+
+def ports() -> list[BoardPort]:
+    """A port for each running virtual board."""
+    return [
+        BoardPort(
+            info.url,
+            f"virtual MKR WiFi 1010 ({info.name})",
+            "virtual",
+            usb_serial=info.chip_serial,
+            description=info.pty or "",
+        )
+        for info in board.running_boards()
+    ]
+
+
+def check(url: str) -> None:
+    """Raise VirtualBoardError (saying how to start it) unless the board behind `url` runs."""
+    board.find(url.removeprefix("sim://").strip("/") or board.DEFAULT_BOARD)
+
+
+PROVIDER = BoardProvider(scheme="sim", ports=ports, check=check)
