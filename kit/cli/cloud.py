@@ -1,0 +1,220 @@
+"""`kit register`, `things`, `unregister`, `cloud`, `watch`, `led`: the cloud side."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from kit import arguments, certs, devices, telemetry
+from kit.cli.inputs import SLOT, output_folder, read_text
+from kit.cli.parser import Command
+from kit.cloud import open_cloud
+from kit.errors import UsageError
+from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
+from kit.printable import printable
+
+
+def register(command: Command) -> None:
+    """Add the cloud commands."""
+    watch = command("watch", cmd_watch, "Print a thing's messages as they arrive (local cloud).")
+    watch.add_argument(
+        "thing", nargs="?", help="the thing (default: the current device; 'all' for every thing)"
+    )
+
+    led = command("led", cmd_led, "Set a thing's LED brightness, 0-100 (local cloud).")
+    led.add_argument("thing", help="the thing")
+    led.add_argument(
+        "value", type=arguments.whole_number(0, 100), help="brightness in percent, 0-100"
+    )
+
+    def cloud_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--cloud",
+            choices=("local", "aws"),
+            default="local",
+            help="which cloud (default: local)",
+        )
+        sub.add_argument("--profile", help="AWS profile (default: the standard chain)")
+        sub.add_argument("--region", help="AWS region (default: the profile's)")
+
+    reg = command("register", cmd_register, "Register a CSR: a thing, its certificate, the broker.")
+    reg.add_argument("csr", help="the CSR file (pasted text is fine), or - for stdin")
+    reg.add_argument("--out", type=Path, help="also copy certificate.pem and ca.pem here")
+    reg.add_argument("--slot", type=SLOT, help="the key slot the CSR was made in (default 0)")
+    cloud_options(reg)
+
+    things = command("things", cmd_things, "List registered things.")
+    cloud_options(things)
+
+    unreg = command("unregister", cmd_unregister, "Remove a thing and its certificates.")
+    unreg.add_argument("thing", nargs="?", help="the thing (default: the current device)")
+    unreg.add_argument("--all", action="store_true", help="remove every thing (asks first)")
+    unreg.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    cloud_options(unreg)
+
+    cloud = command("cloud", cmd_cloud, "Run the local cloud: kit cloud up|down|status.")
+    cloud.add_argument("action", choices=("up", "down", "status", "run"))
+    cloud.add_argument(
+        "--port",
+        type=arguments.port_or_any,
+        default=MQTT_TLS_PORT,
+        help=f"MQTT/TLS port (default {MQTT_TLS_PORT})",
+    )
+    cloud.add_argument(
+        "--ws-port",
+        type=arguments.port_or_any,
+        default=WEBSOCKET_TLS_PORT,
+        help=f"WebSocket/TLS port (default {WEBSOCKET_TLS_PORT})",
+    )
+    cloud.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    cloud.add_argument(
+        "--keep-days",
+        type=arguments.positive_number("days", "30", 100_000),
+        default=30,
+        help="how many days the recorder keeps messages (default 30)",
+    )
+    cloud.add_argument(
+        "--listen",
+        action="store_true",
+        help="serve boards on the LAN too (listen on every address)",
+    )
+    cloud.add_argument(
+        "--broker-host",
+        type=arguments.host_name,
+        help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
+    )
+
+
+def cmd_watch(args: argparse.Namespace) -> None:
+    """Print each message for a thing (or all) until Ctrl+C."""
+    from kit.cloud.local import LocalCloud, require_service
+
+    require_service()
+    thing = None if args.thing == "all" else (args.thing or devices.current_name())
+
+    def show(event: telemetry.Event) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+        thing = printable(event.thing)
+        if isinstance(event, telemetry.Reading):
+            print(
+                f"{stamp} {thing}: {event.temperature:.1f} F, {event.humidity:.0f} %",
+                flush=True,
+            )
+        elif isinstance(event, telemetry.LedState):
+            print(f"{stamp} {thing}: LED at {event.value} %", flush=True)
+        else:
+            print(
+                f"{stamp} {thing}: rejected ({printable(event.reason)}): {event.payload[:60]!r}",
+                flush=True,
+            )
+
+    with telemetry.Telemetry(LocalCloud().observer(), thing, on_event=show):
+        print(f"Watching {thing or 'every thing'}; stop with Ctrl+C.", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_led(args: argparse.Namespace) -> None:
+    """Send one LED command and wait for the device's answer on led/state."""
+    from kit.cloud.local import LocalCloud, require_service
+
+    require_service()
+    telemetry.check_brightness(args.value)
+    with telemetry.Telemetry(LocalCloud().observer(), args.thing) as watch:
+        watch.led(args.thing, args.value)
+        deadline = time.monotonic() + 5
+        while watch.led_state(args.thing) != args.value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        state = watch.led_state(args.thing)
+    if state == args.value:
+        print(f"{args.thing}: LED at {state} %.")
+    else:
+        print(f"Sent {args.value} % to {args.thing}; the device has not answered (is it online?).")
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    """Register a CSR and write the device record."""
+    out = output_folder(args.out)
+    csr = certs.load_csr(read_text(args.csr))
+    cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
+    registration = cloud.register(csr, slot=args.slot)
+    verb = "Registered" if registration.created else "Already registered:"
+    print(f"{verb} {registration.thing} in the {cloud.name} cloud.")
+    print(f"Broker: {registration.broker_host}:{registration.broker_port}")
+    print(f"Certificate id: {registration.certificate_id}")
+    if out:
+        cert, ca = registration.write(out)
+        print(f"Wrote {cert} and {ca}.")
+
+
+def cmd_things(args: argparse.Namespace) -> None:
+    """List the registered things."""
+    names = open_cloud(args.cloud, profile=args.profile, region=args.region).things()
+    print("\n".join(map(printable, names)) if names else "No things registered yet.")
+
+
+def cmd_unregister(args: argparse.Namespace) -> int:
+    """Remove one thing (or all) with its certificates."""
+    cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
+    targets = cloud.things() if args.all else [args.thing or devices.current_name()]
+    if not targets:
+        print("No things registered.")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("Add --yes to confirm removing: " + ", ".join(targets))
+        answer = input(f"Remove {', '.join(targets)} from the {cloud.name} cloud? [y/N] ")
+        if not answer.lower().startswith("y"):
+            print("Nothing removed.")
+            return 1
+    for thing in targets:
+        cloud.unregister(thing)
+        print(f"Removed {thing}.")
+    if args.all and hasattr(cloud, "remove_policy_if_unused"):
+        cloud.remove_policy_if_unused()
+    return 0
+
+
+def cmd_cloud(args: argparse.Namespace) -> None:
+    """Run, start, stop or describe the local cloud."""
+    from kit.cloud import local
+
+    host = "0.0.0.0" if args.listen else args.host
+    if args.action == "run":
+        local.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
+    elif args.action == "up":
+        state = local.start_service(
+            host,
+            args.port,
+            args.ws_port,
+            args.broker_host,
+            args.keep_days,
+            progress=lambda line: print(line, flush=True),
+        )
+        print(_running(state))
+        print(f"Log: {local.cloud_dir() / 'broker.log'}")
+    elif args.action == "down":
+        print(
+            "Stopped the local cloud."
+            if local.stop_service()
+            else "The local cloud was not running."
+        )
+    else:
+        state = local.service_state()
+        if state is None:
+            print("The local cloud is not running. Start it with `kit cloud up`.")
+        else:
+            print(_running(state))
+
+
+def _running(state) -> str:
+    """The line that says where the local cloud runs."""
+    return (
+        f"The local cloud runs (process {state.pid}): MQTT/TLS on "
+        f"{printable(state.broker_host)}:{state.port}, WebSocket/TLS on port {state.ws_port}."
+    )

@@ -1,0 +1,99 @@
+"""`kit doctor`, `demo`, `use`, `lab`: the course around the steps."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kit import arguments
+from kit.cli.parser import Command
+from kit.places import checkout
+
+
+def register(command: Command) -> None:
+    """Add the course commands."""
+    doctor = command(
+        "doctor", cmd_doctor, "Check this computer for the course (boards, cloud, tools)."
+    )
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="set damaged files in the data folder aside (renamed, never deleted) and start afresh",
+    )
+    demo = command("demo", cmd_demo, "Run the whole course headless; results in build/.")
+    demo.add_argument("--build", type=Path, help="where to write (default: build/ in the checkout)")
+
+    use = command("use", cmd_use, "Choose the board and the cloud for the course.")
+    use.add_argument("board", nargs="?", help="'virtual', 'auto' (the attached board) or a port")
+    use.add_argument("--cloud", choices=("local", "aws"), help="which cloud (default: unchanged)")
+    use.add_argument("--profile", help="AWS profile")
+    use.add_argument("--region", help="AWS region")
+
+    lab = command("lab", cmd_lab, "Open the course notebooks in JupyterLab.")
+    lab.add_argument(
+        "--port", type=arguments.port, help="port for JupyterLab (default: its own choice)"
+    )
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print the readiness report."""
+    from kit import doctor, repair
+
+    if args.repair:
+        done = repair.repair()
+        for step in done:
+            print(f"Set aside: {step.problem.split(' is damaged')[0]} (kept as {step.kept}).")
+        print("Repaired the data folder." if done else "Nothing in the data folder is damaged.")
+    report = doctor.run()
+    print(report.text())
+    if report.ok:
+        return 0
+    waiting = sum(not check.ok for check in report.checks)
+    print(
+        f"Doctor problem: {waiting} check(s) need attention: follow the advice under each !! line.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the course headless."""
+    from kit import demo
+
+    return demo.run(args.build, progress=lambda line: print(line, flush=True))
+
+
+def cmd_use(args: argparse.Namespace) -> None:
+    """Save which board and cloud the course uses."""
+    from kit import course
+
+    chosen = course.use(args.board, args.cloud, args.profile or "", args.region or "")
+    print(f"The course uses board {chosen.board} and the {chosen.cloud} cloud.")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Start JupyterLab on notebooks/ and wait until it is stopped."""
+    from kit import settings
+    from kit.cloud import local
+
+    notebooks = checkout() / "notebooks"
+    if settings.load().cloud == "local":
+        state = local.start_service(**local.ports_from_environment())
+        print(f"The local cloud runs on {state.broker_host}:{state.port}.")
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
+    if args.port:
+        command.append(f"--ServerApp.port={args.port}")
+    if args.no_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Containers and CI run as root; JupyterLab refuses that unless told it is deliberate.
+        command.append("--allow-root")
+    print(f"Opening the course in JupyterLab ({notebooks}). Stop it with Ctrl+C.", flush=True)
+    if os.name == "posix":
+        # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
+        os.execv(sys.executable, command)
+    return subprocess.call(command)
