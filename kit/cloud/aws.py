@@ -15,8 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -37,6 +35,7 @@ from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_documen
 from kit.devices import forget
 from kit.errors import AwsError, KeyMismatchError, NotFoundError, ThingTakenError
 from kit.ports import MQTT_TLS_PORT
+from kit.trust import amazon_root_ca_file
 
 MQTT_PORT = MQTT_TLS_PORT
 # Under AWS's 15 requests/s (CreatePolicy: 10/s), leaving room for the console and retries.
@@ -297,7 +296,7 @@ class AwsCloud(Cloud):
         path = signed_path(
             self.endpoint, self.region, frozen.access_key, frozen.secret_key, frozen.token
         )
-        ca_file = Path(str(resources.files("kit.cloud").joinpath("AmazonRootCA1.pem")))
+        ca_file = amazon_root_ca_file()
         return ObserverIdentity(
             self.endpoint, 443, 443, ca_file, None, None, OBSERVER_ID_PREFIX, path
         )
