@@ -175,8 +175,8 @@ def cmd_unregister(args: argparse.Namespace) -> int:
     for thing in targets:
         cloud.unregister(thing)
         print(f"Removed {thing}.")
-    if args.all and hasattr(cloud, "remove_policy_if_unused"):
-        cloud.remove_policy_if_unused()
+    if args.all:
+        cloud.tidy_up()
     return 0
 
 

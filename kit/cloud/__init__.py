@@ -72,6 +72,11 @@ class Cloud(ABC):
     def things(self) -> list[str]:
         """The names of the registered things."""
 
+    def tidy_up(self) -> None:
+        """Remove what the kit made for devices in general once no device uses it (on AWS, the
+        device policy); nothing to do where there is no such thing."""
+        return None  # the local cloud keeps nothing shared between devices
+
     def register(
         self, csr: Csr, *, slot: int | None = None, board: str = "", chip_serial: str = ""
     ) -> Registration:

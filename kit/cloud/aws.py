@@ -283,6 +283,9 @@ class AwsCloud(Cloud):
         self._policy_ready = False
         return True
 
+    def tidy_up(self) -> None:
+        self.remove_policy_if_unused()
+
     def _record_extras(self) -> dict[str, str]:
         return {"region": self.region, "profile": self.profile}
 
