@@ -19,6 +19,7 @@ from kit.certs import load_certificate, validate_device_name
 from kit.errors import ConfigError, KitError
 from kit.places import checkout, write_private
 from kit.ports import MQTT_TLS_PORT, read_port
+from kit.trust import amazon_root_ca
 
 DEFAULT_PORT = MQTT_TLS_PORT
 MASK = "********"
@@ -329,6 +330,13 @@ def check_password(password: str) -> None:
             f"The WiFi password has {size} characters; a WPA2 password has 8 to 63 (or is "
             "empty for an open network). Check it for a missing or extra character."
         )
+
+
+def trust_anchor(ca_pem: str) -> str:
+    """The CA config.h must carry for a broker behind `ca_pem`: none for Amazon Root CA 1 (the
+    board's TLS trusts it built in), the CA itself for any other cloud."""
+    same = "".join(ca_pem.split()) == "".join(amazon_root_ca().split())  # line endings aside
+    return "" if same else ca_pem
 
 
 def check_led_pin(pin: int) -> None:

@@ -209,7 +209,7 @@ def configure(form: widgets.VBox) -> config_h.RenderedConfig:
         record.certificate_pem,
         port=record.broker_port,
         slot=record.slot,
-        local_ca=record.ca_pem if record.cloud == "local" else "",
+        local_ca=config_h.trust_anchor(record.ca_pem),
     )
     path = Path(os.environ.get("KIT_CONFIG_H") or config_h.default_path())
     rendered.write(path)
@@ -256,17 +256,8 @@ def dashboard(window: int = 600) -> Dashboard:
     chosen = settings.load()
     record = devices.load()
     cloud = open_cloud(record.cloud, profile=chosen.profile or None, region=chosen.region or None)
-    if record.cloud == "local":
-        watch = telemetry.Telemetry(cloud.observer(), record.thing).start()
-        watch.backfill(cloud.messages(record.thing))
-    else:
-        recording = telemetry.observer_recording("aws")
-        watch = telemetry.Telemetry(
-            cloud.observer(), record.thing, transport="websockets", record_to=recording
-        ).start()
-        from kit.cloud.store import Store
-
-        watch.backfill(Store(recording).messages(record.thing))
+    watch = telemetry.Telemetry(cloud.observer(), record.thing).start()
+    watch.backfill(cloud.history(record.thing))
     return Dashboard(watch, record.thing, window).start()
 
 

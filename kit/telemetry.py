@@ -82,13 +82,6 @@ def decode(topic: str, payload: bytes, received: float) -> Event | None:
     return None
 
 
-def observer_recording(cloud: str) -> Path:
-    """Where the kit's observer records what it saw, per cloud (on AWS: the only history)."""
-    from kit.places import kit_home
-
-    return kit_home() / "observed" / f"{cloud}.db"
-
-
 def check_brightness(value: int) -> int:
     """An LED brightness 0-100, or a TelemetryError that says so."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
@@ -108,14 +101,18 @@ class Telemetry:
         keep: int = 5000,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.time,
-        transport: str = "tcp",
+        transport: str | None = None,
         record_to: Path | None = None,
     ) -> None:
-        """Watch `thing` (None: every thing); `transport` "websockets" for MQTT over WebSocket.
+        """Watch `thing` (None: every thing), over the observer's transport unless `transport`
+        ("tcp" or "websockets") says otherwise.
 
-        `record_to` keeps what arrives in a recorder database of the local cloud's format: on
-        AWS, where no recorder runs for us, that is where the next session backfills from.
+        What arrives is kept in `record_to` (default: the observer's `record_to`), a recorder
+        database of the local cloud's format: on AWS, where no recorder runs for us, that is
+        where the next session's history comes from.
         """
+        transport = transport or observer.transport
+        record_to = record_to or observer.record_to
         if thing is not None:
             validate_device_name(thing)
         self.observer, self.thing = observer, thing

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from helpers import csr_pem, new_key, private_key_pem, serial_monitor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -426,3 +427,12 @@ def test_parse_refuses_what_the_board_cannot_use(certificates, edit, words) -> N
     text = config_h.render("wifi", "password1", "broker.local", certificates[1]).text
     with pytest.raises(errors.ConfigError, match=re.escape(words)):
         config_h.parse(edit(text))
+
+
+def test_config_h_carries_a_ca_only_when_the_board_does_not_trust_it_built_in(ca) -> None:
+    from kit.trust import amazon_root_ca
+
+    assert config_h.trust_anchor(amazon_root_ca()) == ""  # AWS: built into the board's TLS
+    assert config_h.trust_anchor(amazon_root_ca().replace("\n", "\r\n")) == ""
+    local = ca.cert.public_bytes(serialization.Encoding.PEM).decode()
+    assert config_h.trust_anchor(local) == local  # any other cloud's CA goes into config.h

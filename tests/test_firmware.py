@@ -237,7 +237,7 @@ def test_kit_sim_aws_watch_and_led(tmp_path) -> None:
 def test_observer_records_for_the_next_session(cloud, config, tmp_path) -> None:
     from kit.cloud.store import Store
 
-    recording = telemetry.observer_recording("aws")
+    recording = tmp_path / "observed.db"  # as AWS's observer records (its record_to)
     device = run_firmware(config)
     watch = telemetry.Telemetry(cloud.observer(), "fw_01", record_to=recording).start()
     try:

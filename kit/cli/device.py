@@ -110,8 +110,7 @@ def cmd_config_h(args: argparse.Namespace) -> None:
         broker = broker or record.broker_host
         port = record.broker_port if port is None and args.broker is None else port
         slot = record.slot if slot is None else slot
-        if record.cloud == "local" and not local_ca:
-            local_ca = record.ca_pem  # the board must trust the local CA explicitly
+        local_ca = local_ca or config_h.trust_anchor(record.ca_pem)
     else:
         certificate = read_text(args.cert)
     password = wifi_password(args.password_stdin)

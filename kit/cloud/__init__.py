@@ -10,9 +10,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kit import devices
 from kit.certs import Csr, load_certificate, matches
+from kit.cloud.store import Message
 from kit.errors import DamagedFileError, KeyMismatchError
 from kit.places import write_private
 from kit.trust import amazon_root_ca
@@ -53,6 +55,10 @@ class ObserverIdentity:
     key_file: Path | None
     client_id_prefix: str
     ws_path: str = "/mqtt"  # on AWS: the SigV4-signed path
+    transport: str = "tcp"  # "websockets" where only MQTT over WebSocket is open to observers
+    # Where the observer keeps what it sees, when the cloud records nothing for it (AWS):
+    # the history the next session backfills from.
+    record_to: Path | None = None
 
 
 class Cloud(ABC):
@@ -71,6 +77,15 @@ class Cloud(ABC):
     @abstractmethod
     def things(self) -> list[str]:
         """The names of the registered things."""
+
+    @abstractmethod
+    def observer(self) -> ObserverIdentity:
+        """How to watch every device and send LED commands (never a device's identity)."""
+
+    @abstractmethod
+    def history(self, thing: str, **query: Any) -> list[Message]:
+        """What the cloud (or the kit's observer, where the cloud keeps nothing) recorded of
+        `thing`; `query` as for Store.messages (since, until, latest, topic_suffix)."""
 
     def tidy_up(self) -> None:
         """Remove what the kit made for devices in general once no device uses it (on AWS, the

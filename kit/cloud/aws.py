@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -32,8 +33,10 @@ from kit.aws_websocket import signed_path
 from kit.certs import Csr, load_certificate, matches, validate_device_name
 from kit.cloud import Cloud, ObserverIdentity, Registration, amazon_root_ca
 from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
+from kit.cloud.store import Message, Store
 from kit.devices import forget
 from kit.errors import AwsError, KeyMismatchError, NotFoundError, ThingTakenError
+from kit.places import kit_home
 from kit.ports import MQTT_TLS_PORT
 from kit.trust import amazon_root_ca_file
 
@@ -299,10 +302,32 @@ class AwsCloud(Cloud):
         path = signed_path(
             self.endpoint, self.region, frozen.access_key, frozen.secret_key, frozen.token
         )
-        ca_file = amazon_root_ca_file()
         return ObserverIdentity(
-            self.endpoint, 443, 443, ca_file, None, None, OBSERVER_ID_PREFIX, path
+            self.endpoint,
+            443,
+            443,
+            amazon_root_ca_file(),
+            None,
+            None,
+            OBSERVER_ID_PREFIX,
+            path,
+            transport="websockets",  # observers sign in with SigV4, which only WebSocket takes
+            record_to=self.recording(),
         )
+
+    def recording(self) -> Path:
+        """Where the kit's observer records what it sees: AWS keeps no history for us."""
+        return kit_home() / "observed" / "aws.db"
+
+    def history(self, thing: str, **query: Any) -> list[Message]:
+        """What the kit's observer recorded of `thing` in earlier sessions."""
+        if not self.recording().exists():
+            return []
+        store = Store(self.recording())
+        try:
+            return store.messages(thing, **query)
+        finally:
+            store.close()
 
 
 # What went wrong, in words a student or instructor can act on.

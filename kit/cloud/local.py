@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from kit import background
 from kit.certs import Csr, load_certificate, validate_device_name
@@ -177,8 +178,12 @@ class LocalCloud(Cloud):
     def things(self) -> list[str]:
         return self.store.things()
 
-    def messages(self, thing: str | None = None, **query) -> list[Message]:
+    def messages(self, thing: str | None = None, **query: Any) -> list[Message]:
         """What the recorder kept (see Store.messages for the query)."""
+        return self.store.messages(thing, **query)
+
+    def history(self, thing: str, **query: Any) -> list[Message]:
+        """What the broker's recorder kept of `thing`."""
         return self.store.messages(thing, **query)
 
     def observer(self) -> ObserverIdentity:
