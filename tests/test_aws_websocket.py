@@ -1,4 +1,5 @@
-"""The AWS IoT WebSocket signature equals botocore's own SigV4 query signing."""
+"""The AWS IoT WebSocket URL: botocore's SigV4 query signing of /mqtt, with a session token
+appended after signing (as AWS IoT wants it)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,15 @@ def botocore_signed(access_key: str, secret_key: str, token: str | None) -> str:
     return request.url
 
 
+def signed_at_when(*args: str, **kwargs: str) -> str:
+    with mock.patch("botocore.auth.get_current_datetime", return_value=WHEN):
+        return signed_path(*args, **kwargs)
+
+
 @pytest.mark.parametrize("secret", ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "s3cr+t/=x"])
 def test_signature_equals_botocore(secret: str) -> None:
-    ours = signed_path(ENDPOINT, "eu-west-1", "AKIDEXAMPLE", secret, now=WHEN)
+    ours = signed_at_when(ENDPOINT, "eu-west-1", "AKIDEXAMPLE", secret)
+    assert ours.startswith("/mqtt?")
     theirs = botocore_signed("AKIDEXAMPLE", secret, None)
     ours_q, theirs_q = parse_qs(urlsplit(ours).query), parse_qs(urlsplit(theirs).query)
     assert ours_q == theirs_q
@@ -41,8 +48,6 @@ def test_signature_equals_botocore(secret: str) -> None:
 
 
 def test_session_token_is_appended_after_signing() -> None:
-    plain = signed_path(ENDPOINT, "eu-west-1", "AKID", "secret", now=WHEN)
-    with_token = signed_path(
-        ENDPOINT, "eu-west-1", "AKID", "secret", session_token="tok/en+=", now=WHEN
-    )
+    plain = signed_at_when(ENDPOINT, "eu-west-1", "AKID", "secret")
+    with_token = signed_at_when(ENDPOINT, "eu-west-1", "AKID", "secret", session_token="tok/en+=")
     assert with_token == plain + "&X-Amz-Security-Token=tok%2Fen%2B%3D"
