@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from kit import board, certs, config_h, devices, settings, telemetry
+from kit import board, certs, config_h, devices, settings, steps, telemetry
 from kit.cloud import Registration, open_cloud
 from kit.errors import KitError
 from kit.places import kit_home, write_private
@@ -174,9 +174,13 @@ def register() -> Registration:
     chosen = settings.load()
     captured = last_capture()
     cloud = open_cloud(chosen.cloud, profile=chosen.profile or None, region=chosen.region or None)
-    return cloud.register(
-        captured.csr, slot=captured.slot, board=captured.board, chip_serial=captured.chip_serial
-    )
+    return steps.register(
+        cloud,
+        captured.csr,
+        slot=captured.slot,
+        board=captured.board,
+        chip_serial=captured.chip_serial,
+    ).registration
 
 
 def wifi_form(ssid: str = "") -> widgets.VBox:

@@ -16,7 +16,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.iot.models import IoTBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from kit import certs, devices, errors
+from kit import certs, devices, errors, steps
 from kit.cloud import aws
 from kit.cloud.aws import AwsCloud
 from kit.cloud.policy import POLICY_NAME
@@ -93,7 +93,7 @@ def cloud(endpoint, **kw) -> AwsCloud:
 def test_register_creates_certificate_thing_and_policy(endpoint, real_keys) -> None:
     aws_cloud = cloud(endpoint)
     csr = certs.load_csr(csr_pem("device_01"))
-    registration = aws_cloud.register(csr, slot=1)
+    registration = steps.register(aws_cloud, csr, slot=1).registration
     assert registration.thing == "device_01" and registration.created
     assert registration.broker_host.endswith(f"-ats.iot.{REGION}.amazonaws.com")
     assert registration.broker_port == 8883

@@ -15,7 +15,7 @@ import pytest
 from helpers import csr_pem
 from test_cloud_service import free_port
 
-from kit import certs
+from kit import certs, steps
 from kit.cloud import local
 from kit.sim import board as vboard
 
@@ -76,7 +76,7 @@ def test_background_processes_do_not_inherit_secrets(ports, monkeypatch) -> None
 def test_the_data_folder_is_private(ports, kit_home: Path) -> None:
     up = cloud_up(*ports)
     assert up.wait(60) == 0, up.stderr.read()
-    local.LocalCloud().register(certs.load_csr(csr_pem("private_1")))
+    steps.register(local.LocalCloud(), certs.load_csr(csr_pem("private_1")))  # a device record too
     board = vboard.start("private", instant_chip=True)
     try:
         time.sleep(0.5)  # the board writes its serial log

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hostile_input import assert_one_paragraph
 
-from kit import certs
+from kit import certs, steps
 from kit.cli import build_parser, main
 from kit.cloud.local import LocalCloud
 from kit.errors import UsageError
@@ -213,7 +213,7 @@ def test_every_state_file_damaged_any_way_gives_a_message(path: str, monkeypatch
             home = Path(folder) / "home"
             monkeypatch.setenv("KIT_HOME", str(home))
             cloud = LocalCloud()
-            cloud.register(certs.load_csr(csr_pem("dev_1")))
+            steps.register(cloud, certs.load_csr(csr_pem("dev_1")))
             cloud.store.close()
             (home / path).write_bytes(content)
             for argv in STATE_COMMANDS:

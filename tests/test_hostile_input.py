@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from helpers import csr_pem
 
-from kit import certs, devices
+from kit import certs, devices, steps
 from kit.cli import main
 from kit.cloud.local import LocalCloud
 
@@ -32,7 +32,7 @@ DEVICE = "dev_1"
 def registered(home: Path) -> Path:
     """Register a device in the local cloud (no broker needed); return its record folder."""
     cloud = LocalCloud()
-    cloud.register(certs.load_csr(csr_pem(DEVICE)))
+    steps.register(cloud, certs.load_csr(csr_pem(DEVICE)))
     cloud.store.close()  # as a finished command leaves it: no connection to write it back
     return devices.device_dir(DEVICE)
 
@@ -394,7 +394,7 @@ def test_a_damaged_record_is_set_aside_when_the_device_is_registered_again(
     folder = registered(kit_home)
     (folder / "device.json").write_text("{garbage")
     csr = (folder / "csr.pem").read_text()
-    LocalCloud().register(certs.load_csr(csr))  # what the message advises
+    steps.register(LocalCloud(), certs.load_csr(csr))  # what the message advises
     assert devices.load(DEVICE).thing == DEVICE
     (kept,) = folder.parent.glob(f"{DEVICE}.damaged-*")
     assert (kept / "device.json").read_text() == "{garbage"

@@ -10,7 +10,7 @@ import pytest
 from helpers import csr_pem, new_key
 from mqtt_peers import connect, make_device
 
-from kit import certs, devices, errors
+from kit import certs, devices, errors, steps
 from kit.cloud.local import LocalCloud
 
 
@@ -50,8 +50,9 @@ def test_registered_device_publishes_and_the_recorder_keeps_it(cloud, tmp_path) 
 
 def test_registration_writes_the_device_record(cloud) -> None:
     csr = certs.load_csr(csr_pem("device_01"))
-    registration = cloud.register(csr, slot=2, board="sim://default", chip_serial="0123AB")
-    record = devices.load()
+    registered = steps.register(cloud, csr, slot=2, board="sim://default", chip_serial="0123AB")
+    registration, record = registered.registration, devices.load()
+    assert registered.became_current and registered.previous_current is None
     assert record.thing == "device_01" and record.cloud == "local" and record.slot == 2
     assert (record.broker_host, record.broker_port) == ("localhost", cloud.broker_port)
     assert record.certificate_pem == registration.certificate_pem
@@ -103,7 +104,7 @@ def test_device_receives_its_own_led_commands(cloud, tmp_path) -> None:
 
 def test_unregistered_certificate_is_refused(cloud, tmp_path) -> None:
     files = make_device(tmp_path, "device_01", cloud)
-    cloud.unregister("device_01")
+    steps.unregister(cloud, "device_01")
     assert cloud.things() == []
     assert not device_peer(cloud, files).accepted
 
@@ -422,3 +423,13 @@ def test_a_registry_from_before_principals_is_migrated(tmp_path) -> None:
         )
         assert peer.accepted
         peer.close()
+
+
+def test_the_cloud_registers_without_touching_this_computers_records(cloud, kit_home) -> None:
+    # A class server registers a room of students through the same interface: nothing of theirs
+    # may land in its own data folder, nor change its current device.
+    registration = cloud.register(certs.load_csr(csr_pem("device_01")))
+    assert registration.thing == "device_01" and cloud.things() == ["device_01"]
+    assert not (kit_home / "devices").exists()
+    with pytest.raises(errors.DeviceNotFoundError):
+        devices.current_name()

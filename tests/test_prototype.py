@@ -8,7 +8,7 @@ import socket
 import pytest
 from helpers import wait_until
 
-from kit import board, config_h, telemetry
+from kit import board, config_h, steps, telemetry
 from kit.cloud.local import LocalCloud
 from kit.sim import board as vboard
 from kit.sim.aws_firmware import FirmwareSettings
@@ -31,7 +31,7 @@ def test_board_to_plot_and_back(tmp_path) -> None:
         with vboard.VirtualBoard("proto", SketchSettings(), ChipTiming.instant()) as csr_board:
             capture = board.capture_csr(csr_board.info.url, name="proto_01", slot=2, lock=True)
         # Exercise 2: register it.
-        registration = cloud.register(capture.csr, slot=capture.slot)
+        registration = steps.register(cloud, capture.csr, slot=capture.slot).registration
         # Exercise 3: config.h, then re-flash the board with the AWS firmware.
         rendered = config_h.render(
             "Classroom",

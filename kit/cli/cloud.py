@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from kit import arguments, certs, devices, telemetry
+from kit import arguments, certs, devices, steps, telemetry
 from kit.cli.inputs import SLOT, output_folder, read_text
 from kit.cli.parser import Command
 from kit.cloud import open_cloud
@@ -142,11 +142,19 @@ def cmd_register(args: argparse.Namespace) -> None:
     out = output_folder(args.out)
     csr = certs.load_csr(read_text(args.csr))
     cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
-    registration = cloud.register(csr, slot=args.slot)
+    registered = steps.register(cloud, csr, slot=args.slot)
+    registration = registered.registration
     verb = "Registered" if registration.created else "Already registered:"
     print(f"{verb} {registration.thing} in the {cloud.name} cloud.")
     print(f"Broker: {registration.broker_host}:{registration.broker_port}")
     print(f"Certificate id: {registration.certificate_id}")
+    if registered.became_current:
+        before = (
+            f" (it was {printable(registered.previous_current)})"
+            if registered.previous_current
+            else ""
+        )
+        print(f"{registration.thing} is now the current device{before}.")
     if out:
         cert, ca = registration.write(out)
         print(f"Wrote {cert} and {ca}.")
@@ -173,7 +181,7 @@ def cmd_unregister(args: argparse.Namespace) -> int:
             print("Nothing removed.")
             return 1
     for thing in targets:
-        cloud.unregister(thing)
+        steps.unregister(cloud, thing)
         print(f"Removed {thing}.")
     if args.all:
         cloud.tidy_up()

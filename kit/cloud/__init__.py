@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit import devices
 from kit.certs import Csr, load_certificate, matches
 from kit.cloud.store import Message
-from kit.errors import DamagedFileError, KeyMismatchError
+from kit.errors import KeyMismatchError
 from kit.places import write_private
 from kit.trust import amazon_root_ca
 
@@ -92,46 +91,22 @@ class Cloud(ABC):
         device policy); nothing to do where there is no such thing."""
         return None  # the local cloud keeps nothing shared between devices
 
-    def register(
-        self, csr: Csr, *, slot: int | None = None, board: str = "", chip_serial: str = ""
-    ) -> Registration:
-        """Register a CSR, check the certificate carries its key, and write the device record.
+    def register(self, csr: Csr) -> Registration:
+        """Register a CSR and check the certificate carries its key (so the chip can use it).
 
-        What the record already says (slot, board, chip) is kept unless given again.
+        Nothing on this computer changes: the device record is the steps layer's (kit.steps).
         """
         registration = self._register(csr)
-        try:
-            known = devices.load(registration.thing)
-        except (devices.DeviceNotFoundError, DamagedFileError):
-            known = None  # a damaged record is set aside when the new one is saved
-        if known is not None:
-            slot = known.slot if slot is None else slot
-            board, chip_serial = board or known.board, chip_serial or known.chip_serial
         if not matches(csr, load_certificate(registration.certificate_pem)):
             raise KeyMismatchError(
                 f"The certificate {self.name} returned for {registration.thing} does not carry the "
                 "key of your chip, so the board could never use it. Nothing was saved; tell the "
                 "instructor (the cloud may be misconfigured)."
             )
-        devices.save(
-            devices.DeviceRecord(
-                thing=registration.thing,
-                cloud=self.name,
-                broker_host=registration.broker_host,
-                broker_port=registration.broker_port,
-                certificate_id=registration.certificate_id,
-                slot=slot or 0,
-                board=board,
-                chip_serial=chip_serial,
-                **self._record_extras(),
-            ),
-            csr.pem,
-            registration.certificate_pem,
-            registration.ca_pem,
-        )
         return registration
 
-    def _record_extras(self) -> dict[str, str]:
+    def record_extras(self) -> dict[str, str]:
+        """What a device record keeps about this cloud beyond its name (AWS: region, profile)."""
         return {}
 
 

@@ -34,7 +34,6 @@ from kit.certs import Csr, load_certificate, matches, validate_device_name
 from kit.cloud import Cloud, ObserverIdentity, Registration, amazon_root_ca
 from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
 from kit.cloud.store import Message, Store
-from kit.devices import forget
 from kit.errors import AwsError, KeyMismatchError, NotFoundError, ThingTakenError
 from kit.places import kit_home
 from kit.ports import MQTT_TLS_PORT
@@ -255,7 +254,6 @@ class AwsCloud(Cloud):
             self.call("detach_thing_principal", thingName=thing, principal=arn)
             self._delete_certificate(arn, arn.rsplit("/", 1)[-1])
         self.call("delete_thing", thingName=thing)
-        forget(thing)
 
     def _delete_certificate(self, arn: str, cert_id: str) -> None:
         """Detach the certificate's policies, deactivate it and delete it."""
@@ -289,7 +287,7 @@ class AwsCloud(Cloud):
     def tidy_up(self) -> None:
         self.remove_policy_if_unused()
 
-    def _record_extras(self) -> dict[str, str]:
+    def record_extras(self) -> dict[str, str]:
         return {"region": self.region, "profile": self.profile}
 
     def observer(self) -> ObserverIdentity:

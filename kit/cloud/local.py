@@ -31,7 +31,6 @@ from kit.cloud.local_ca import OBSERVER_CN, LocalCA, certificate_id
 from kit.cloud.policy import CONNECT_TIMEOUT, OBSERVER_ID_PREFIX, SESSION_EXPIRY
 from kit.cloud.recorder import QUEUE_SIZE
 from kit.cloud.store import DEVICE, OBSERVER, Message, Principal, Store
-from kit.devices import forget
 from kit.errors import (
     BrokerNotRunningError,
     CloudError,
@@ -172,8 +171,6 @@ class LocalCloud(Cloud):
             # The broker notices within a fraction of a second and closes its connections.
             db.execute("DELETE FROM principals WHERE role = 'device' AND name = ?", (thing,))
             db.execute("DELETE FROM things WHERE name = ?", (thing,))
-        with contextlib.suppress(OSError):
-            forget(thing)
 
     def things(self) -> list[str]:
         return self.store.things()
