@@ -228,8 +228,9 @@ class Console:
         rows = []
         for when, topic, payload in raw[-self.lines :]:
             stamp = time.strftime("%H:%M:%S", time.localtime(when))
-            text = payload.decode("utf-8", errors="replace")
-            # One row per message: a line break or escape in a payload is shown, not obeyed.
+            # One row per message: line breaks fold to spaces (boards pretty-print their JSON),
+            # and any other control character is shown as an escape, never obeyed.
+            text = " ".join(payload.decode("utf-8", errors="replace").split())
             rows.append(f"{stamp}  {printable(topic)}  {printable(text)}")
         body = html.escape("\n".join(rows)) or "(no messages yet)"
         self.widget.value = (

@@ -443,7 +443,7 @@ def test_html_shows_the_escapes_and_no_markup(tmp_path: Path) -> None:
     console = Console()
     console.update([(0.0, "things/x/environment", b'{"t": 1}\n\x1b[31m<b>forged</b>')])
     assert "\x1b" not in console.widget.value and "<b>forged" not in console.widget.value
-    assert r"\n\x1b[31m&lt;b&gt;forged" in console.widget.value
+    assert r"{&quot;t&quot;: 1} \x1b[31m&lt;b&gt;forged" in console.widget.value  # one row
 
 
 @pytest.mark.parametrize("value", ["abc", "70000", "١٢٣", "8883 "])
