@@ -1,218 +1,57 @@
-"""Boards on serial ports: find them, open them, and drive the CSR sketch's dialog.
+"""The CSR sketch's serial dialog: answer its questions and capture the CSR it prints.
 
 The same code talks to a real MKR WiFi 1010 on /dev/ttyACM0 or COM3 and to a virtual board on a
-pty or `sim://<name>`: a virtual board is a port like any other.
+pty or `sim://<name>`: a virtual board is a port like any other. Finding and opening the port is
+kit.board_ports; its names stay importable from here.
 """
 
 from __future__ import annotations
 
-import errno
-import functools
 import re
-import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any, Literal
 
 import serial
-from serial.tools import list_ports
 
 from kit import certs
+from kit.board_ports import (
+    BAUD,
+    BoardPort,
+    BoardProvider,
+    choose_board,
+    find_boards,
+    open_port,
+    providers,
+    recognise,
+)
 from kit.errors import (
     BoardDisconnectedError,
     BoardSilentError,
-    BootloaderModeError,
     ChipNotLockedError,
     CsrGenerationError,
     DeviceNameError,
     GarbledCsrError,
     KitError,
     LockFailedError,
-    NoBoardError,
     NoChipError,
-    PortBusyError,
-    PortPermissionError,
-    SeveralBoardsError,
     UnexpectedOutputError,
-    UnsupportedBoardError,
 )
 
-BAUD = 9600
-ARDUINO_VIDS = {0x2341, 0x2A03}
-# (model, mode) for the boards the course supports.
-SUPPORTED = {
-    0x8054: ("MKR WiFi 1010", "sketch"),
-    0x0054: ("MKR WiFi 1010", "bootloader"),
-    0x8057: ("Nano 33 IoT", "sketch"),
-    0x0057: ("Nano 33 IoT", "bootloader"),
-}
-# Arduino boards a student may plug in by mistake: named, but not usable with the AWS sketch.
-OTHER_ARDUINOS = {
-    0x0001: "Uno",
-    0x0043: "Uno",
-    0x0042: "Mega 2560",
-    0x8036: "Leonardo",
-    0x8037: "Micro",
-    0x804E: "MKR1000",
-    0x805A: "Nano 33 BLE",
-    0x1002: "Uno R4 WiFi",
-}
-
-Kind = Literal["supported", "unsupported", "unknown", "virtual"]
-
-
-@dataclass(frozen=True)
-class BoardPort:
-    """A serial port and what is known about the board on it."""
-
-    device: str  # a path (/dev/ttyACM0, COM3) or a URL (sim://default)
-    model: str
-    kind: Kind
-    mode: str = "sketch"  # or "bootloader"
-    usb_serial: str = ""
-    description: str = ""
-
-    @property
-    def usable(self) -> bool:
-        """Whether the course can use this board as it is now."""
-        return self.kind in ("supported", "virtual") and self.mode == "sketch"
-
-    def __str__(self) -> str:
-        extra = ", bootloader mode" if self.mode == "bootloader" else ""
-        usb = f", USB serial {self.usb_serial}" if self.usb_serial else ""
-        return f"{self.device}: {self.model}{extra}{usb}"
-
-
-def recognise(port: Any) -> BoardPort:
-    """What board a port belongs to, from its USB ids (a pure function of the port record)."""
-    device = port.device
-    vid, pid = getattr(port, "vid", None), getattr(port, "pid", None)
-    usb = getattr(port, "serial_number", None) or ""
-    description = getattr(port, "description", "") or ""
-    if vid in ARDUINO_VIDS and pid in SUPPORTED:
-        model, mode = SUPPORTED[pid]
-        return BoardPort(device, model, "supported", mode, usb, description)
-    if vid in ARDUINO_VIDS:
-        model = f"Arduino {OTHER_ARDUINOS.get(pid, 'board (unrecognised model)')}"
-        return BoardPort(device, model, "unsupported", "sketch", usb, description)
-    return BoardPort(device, description or "unknown serial device", "unknown", "sketch", usb)
-
-
-def find_boards(include_virtual: bool = True) -> list[BoardPort]:
-    """Every serial port with what is on it, real boards first, then running virtual boards."""
-    found = [recognise(port) for port in list_ports.comports()]
-    order = {"supported": 0, "unsupported": 1, "unknown": 2}
-    found.sort(key=lambda b: (order[b.kind], b.device))
-    if include_virtual:
-        for provider in providers():
-            found += provider.ports()
-    return found
-
-
-@dataclass(frozen=True)
-class BoardProvider:
-    """Boards that are not USB serial ports (the virtual board), plugged in by an entry point.
-
-    A provider's module registers its URL scheme with pyserial when it is imported.
-    """
-
-    scheme: str  # its ports are URLs <scheme>://...
-    ports: Callable[[], list[BoardPort]]  # the ports it has now
-    check: Callable[[str], None]  # raise a KitError saying how to start the board behind a URL
-
-
-PROVIDER_GROUP = "kit.board_providers"
-
-
-@functools.cache
-def providers() -> tuple[BoardProvider, ...]:
-    """The installed board providers, loaded the first time boards are listed or opened."""
-    return tuple(entry.load() for entry in metadata.entry_points(group=PROVIDER_GROUP))
-
-
-def choose_board(
-    boards: Iterable[BoardPort] | None = None,
-    ask: Callable[[list[BoardPort]], BoardPort] | None = None,
-) -> BoardPort:
-    """The one board to use, or an error that says what to do; `ask` picks among several."""
-    boards = list(find_boards() if boards is None else boards)
-    arduinos = [b for b in boards if b.kind != "unknown"]
-    usable = [b for b in arduinos if b.usable]
-    if len(usable) == 1:
-        return usable[0]
-    if len(usable) > 1:
-        if ask is not None:
-            return ask(usable)
-        listing = "; ".join(str(b) for b in usable)
-        raise SeveralBoardsError(
-            f"{len(usable)} boards are attached ({listing}). Say which one to use with --port "
-            "(or in the settings cell), or unplug the others."
-        )
-    bootloader = [b for b in arduinos if b.mode == "bootloader"]
-    if bootloader:
-        raise BootloaderModeError(
-            f"The {bootloader[0].model} on {bootloader[0].device} is in bootloader mode (its "
-            "LED pulses: the reset button was pressed twice). Press reset once, or upload the "
-            "sketch again, then retry."
-        )
-    if arduinos:
-        raise UnsupportedBoardError(
-            f"{arduinos[0].model} on {arduinos[0].device} is not supported: the course needs an "
-            "MKR WiFi 1010 or Nano 33 IoT (they have the ECCX08 crypto chip and the WiFi module)."
-        )
-    unknown = [b.device for b in boards]
-    extra = f" (other serial ports: {', '.join(unknown)})" if unknown else ""
-    raise NoBoardError(
-        f"No board found{extra}. Plug the board in with a USB cable that carries data (some "
-        "cables only charge), wait a few seconds and try again, or use the virtual board: "
-        "`kit sim` in another terminal."
-    )
-
-
-def open_port(device: str, timeout: float = 0.1) -> serial.SerialBase:
-    """Open a board's port by path or URL (socket://, sim://), with errors that say what to do."""
-    is_url = "://" in device
-    for provider in providers() if is_url else ():
-        if device.startswith(f"{provider.scheme}://"):
-            provider.check(device)
-    try:
-        if is_url:
-            return serial.serial_for_url(device, baudrate=BAUD, timeout=timeout)
-        return serial.Serial(device, baudrate=BAUD, timeout=timeout, exclusive=True)
-    except serial.SerialException as error:
-        raise _open_error(device, error) from None
-    except (OSError, ValueError) as error:
-        raise _open_error(device, serial.SerialException(str(error))) from None
-
-
-def _open_error(device: str, error: serial.SerialException) -> KitError:
-    code = getattr(error, "errno", None)
-    text = str(error)
-    if code == errno.EACCES or "Permission denied" in text or "Access is denied" in text:
-        fix = (
-            " On Linux, add yourself to the dialout group (`sudo usermod -aG dialout $USER`), "
-            "then log out and in again."
-            if sys.platform.startswith("linux")
-            else " Close other programs that use the board and try again."
-        )
-        return PortPermissionError(f"You are not allowed to open {device}.{fix}")
-    if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text.lower():
-        return PortBusyError(
-            f"{device} is in use by another program. Close the Arduino IDE's Serial Monitor "
-            "(or the other notebook or terminal using the board) and try again."
-        )
-    if code == errno.ENOENT or "No such file" in text or "could not open port" in text.lower():
-        return BoardDisconnectedError(
-            f"There is no port {device}: the board may have been unplugged or got another "
-            "port name. `kit boards` lists what is attached."
-        )
-    return BoardDisconnectedError(f"{device} could not be opened: {text}")
-
-
-# The CSR dialog
-
+# Finding and opening boards lives in kit.board_ports; callers may keep using kit.board.
+__all__ = [
+    "BAUD",
+    "BoardPort",
+    "BoardProvider",
+    "CsrCapture",
+    "Timeouts",
+    "capture_csr",
+    "choose_board",
+    "find_boards",
+    "open_port",
+    "providers",
+    "recognise",
+]
 
 LOCK_QUESTION = "PERMANENTLY configure and lock"
 FAILURES: dict[str, Callable[[str], KitError]] = {

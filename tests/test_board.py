@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from helpers import csr_pem
 from serial.tools.list_ports_common import ListPortInfo
 
-from kit import board, errors
+from kit import board, board_ports, errors
 from kit.board import BoardPort, Timeouts
 from kit.sim import board as vboard
 from kit.sim.csr_sketch import SketchSettings
@@ -377,7 +377,7 @@ def test_port_held_by_another_program(make_board) -> None:
 def test_permission_denied_names_the_dialout_group() -> None:
     import errno
 
-    error = board._open_error(
+    error = board_ports._open_error(
         "/dev/ttyACM0", serial.SerialException(errno.EACCES, "Permission denied")
     )
     assert isinstance(error, errors.PortPermissionError)

@@ -20,6 +20,7 @@ ABOVE = {
     "kit.places": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.pem": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.certs": ["kit.board", "kit.cloud", "kit.config_h", "kit.sim", "kit.telemetry"],
+    "kit.board_ports": ["kit.sim", "kit.cloud", "kit.certs", "kit.telemetry", "kit.cli"],
     "kit.board": ["kit.sim", "kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.config_h": ["kit.board", "kit.cloud", "kit.sim", "kit.telemetry", "kit.cli"],
     "kit.cloud.local": ["kit.sim", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import serial
 
-from kit.board import BoardPort, BoardProvider
+from kit.board_ports import BoardPort, BoardProvider
 from kit.sim import board
 
 # pyserial finds `protocol_sim` (kit/sim/protocol_sim.py) in the packages listed here.
