@@ -63,12 +63,12 @@ def use(
 
 def start() -> Notice:
     """Start what the settings need: the local cloud, and the virtual board with the CSR sketch."""
-    from kit.cloud import local
+    from kit.cloud import service
 
     chosen = settings.load()
     said = []
     if chosen.cloud == "local":
-        state = local.start_service(**local.ports_from_environment())
+        state = service.start_service(**service.ports_from_environment())
         said.append(f"The local cloud runs: MQTT over TLS on {state.broker_host}:{state.port}.")
     if chosen.virtual:
         info = vboard.start(VIRTUAL_BOARD)

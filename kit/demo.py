@@ -146,8 +146,8 @@ def summary(build: Path, failed: str | None, seconds: float) -> str:
 
 def _stop_everything() -> None:
     """Stop the demo's virtual board and local cloud (they live in the demo's data folder)."""
-    from kit.cloud import local
+    from kit.cloud import service
     from kit.sim import board as vboard
 
     vboard.stop(vboard.DEFAULT_BOARD)
-    local.stop_service()
+    service.stop_service()

@@ -81,7 +81,7 @@ def broker_reachable(host: str, port: int, timeout: float = 3.0) -> bool:
 def run() -> Report:
     """Every check, without changing anything."""
     from kit.board import find_boards
-    from kit.cloud.local import service_state
+    from kit.cloud.service import service_state
     from kit.repair import damage
 
     damaged = damage()

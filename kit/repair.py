@@ -46,7 +46,7 @@ def damage() -> list[DamagedFileError]:
 
 def repair() -> list[SetAside]:
     """Set every damaged file aside (the marker is rewritten); return what was done."""
-    from kit.cloud.local import service_state  # the service sits above the data it keeps
+    from kit.cloud.service import service_state  # the service sits above the data it keeps
 
     done = []
     while found := damage():

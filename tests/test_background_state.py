@@ -16,7 +16,7 @@ from helpers import csr_pem
 from test_cloud_service import free_port
 
 from kit import certs, steps
-from kit.cloud import local
+from kit.cloud import local, service
 from kit.sim import board as vboard
 
 SECRET = "hunter2-wifi-password"
@@ -42,7 +42,7 @@ def cloud_up(port: int, ws_port: int, env: dict[str, str] | None = None) -> subp
 def ports():
     """Two free ports; whatever ran on them is stopped afterwards."""
     yield free_port(), free_port()
-    local.stop_service()
+    service.stop_service()
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -54,13 +54,13 @@ def test_background_processes_do_not_inherit_secrets(ports, monkeypatch) -> None
     secrets = {"KIT_WIFI_PASSWORD": SECRET, "AWS_SECRET_ACCESS_KEY": SECRET}
     up = cloud_up(*ports, env=secrets)
     assert up.wait(60) == 0, up.stderr.read()
-    cloud = environ_of(local.service_state().pid)
+    cloud = environ_of(service.service_state().pid)
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)  # as in a notebook kernel that starts the board
     board = vboard.start("secretless", instant_chip=True)
     try:
         for pid, entry in (
-            (local.service_state().pid, "kit.cloud.service"),
+            (service.service_state().pid, "kit.cloud.service"),
             (board.pid, "kit.sim"),
         ):
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -82,7 +82,7 @@ def test_the_data_folder_is_private(ports, kit_home: Path) -> None:
         time.sleep(0.5)  # the board writes its serial log
     finally:
         vboard.stop(board.name)
-    local.stop_service()
+    service.stop_service()
     found = {p.relative_to(kit_home).as_posix(): p for p in [kit_home, *kit_home.rglob("*")]}
     for name in ("cloud/cloud.db", "cloud/broker.log", "boards/private/serial.log"):
         assert name in found, sorted(found)
@@ -104,17 +104,17 @@ def test_an_older_data_folder_is_made_private(kit_home: Path) -> None:
 def test_status_after_kill_9_says_not_running(ports) -> None:
     up = cloud_up(*ports)
     assert up.wait(60) == 0, up.stderr.read()
-    pid = local.service_state().pid
+    pid = service.service_state().pid
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while local.service_state() is not None and time.monotonic() < deadline:
+    while service.service_state() is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     status = start_kit("cloud", "status")
     out, _ = status.communicate(timeout=60)
     assert "not running" in out
     again = cloud_up(*ports)  # and it starts again on the same ports
     assert again.wait(60) == 0, again.stderr.read()
-    assert local.service_state().pid != pid
+    assert service.service_state().pid != pid
 
 
 def test_a_pid_that_lives_on_is_not_taken_for_the_service(ports, kit_home: Path) -> None:
@@ -122,14 +122,14 @@ def test_a_pid_that_lives_on_is_not_taken_for_the_service(ports, kit_home: Path)
     local.cloud_dir().mkdir(parents=True, exist_ok=True)
     state = '{"pid": %d, "host": "127.0.0.1", "port": 1, "ws_port": 2, "broker_host": "x"}'
     (local.cloud_dir() / "service.json").write_text(state % os.getpid())
-    assert local.service_state() is None
+    assert service.service_state() is None
 
 
 def test_two_starts_at_once_take_turns(ports) -> None:
     first, second = cloud_up(*ports), cloud_up(*ports)
     results = [(p.wait(90), p.stdout.read(), p.stderr.read()) for p in (first, second)]
     assert [status for status, _, _ in results] == [0, 0], results
-    pid = local.service_state().pid
+    pid = service.service_state().pid
     for _, out, err in results:
         assert f"(process {pid})" in out and not err
     waited = [out for _, out, _ in results if "Another start of the local cloud" in out]

@@ -14,6 +14,7 @@ from mqtt_peers import connect
 
 from kit import config_h, devices, errors
 from kit.cloud import local
+from kit.cloud import service as cloud_service
 
 
 def kit(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,7 +43,7 @@ def service():
     done = kit("cloud", "up", "--port", str(port), "--ws-port", str(ws_port))
     assert done.returncode == 0, done.stderr
     assert f"localhost:{port}" in done.stdout
-    yield local.service_state()
+    yield cloud_service.service_state()
     kit("cloud", "down")
 
 
@@ -54,7 +55,7 @@ def test_up_status_down(service) -> None:
     assert again.returncode == 0 and f"process {service.pid}" in again.stdout  # not a second one
     assert kit("cloud", "down").stdout.strip() == "Stopped the local cloud."
     assert "not running" in kit("cloud", "status").stdout
-    assert local.service_state() is None
+    assert cloud_service.service_state() is None
 
 
 def test_a_stale_pid_file_is_cleaned_up(kit_home: Path) -> None:
@@ -73,7 +74,7 @@ def test_a_stale_pid_file_is_cleaned_up(kit_home: Path) -> None:
             }
         )
     )
-    assert local.service_state() is None
+    assert cloud_service.service_state() is None
     assert "not running" in kit("cloud", "status").stdout
     port, ws_port = free_port(), free_port()
     done = kit("cloud", "up", "--port", str(port), "--ws-port", str(ws_port))

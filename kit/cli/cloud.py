@@ -89,7 +89,8 @@ def register(command: Command) -> None:
 
 def cmd_watch(args: argparse.Namespace) -> None:
     """Print each message for a thing (or all) until Ctrl+C."""
-    from kit.cloud.local import LocalCloud, require_service
+    from kit.cloud.local import LocalCloud
+    from kit.cloud.service import require_service
 
     require_service()
     thing = None if args.thing == "all" else (args.thing or devices.current_name())
@@ -121,7 +122,8 @@ def cmd_watch(args: argparse.Namespace) -> None:
 
 def cmd_led(args: argparse.Namespace) -> None:
     """Send one LED command and wait for the device's answer on led/state."""
-    from kit.cloud.local import LocalCloud, require_service
+    from kit.cloud.local import LocalCloud
+    from kit.cloud.service import require_service
 
     require_service()
     telemetry.check_brightness(args.value)
@@ -190,13 +192,13 @@ def cmd_unregister(args: argparse.Namespace) -> int:
 
 def cmd_cloud(args: argparse.Namespace) -> None:
     """Run, start, stop or describe the local cloud."""
-    from kit.cloud import local
+    from kit.cloud import local, service
 
     host = "0.0.0.0" if args.listen else args.host
     if args.action == "run":
-        local.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
+        service.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
     elif args.action == "up":
-        state = local.start_service(
+        state = service.start_service(
             host,
             args.port,
             args.ws_port,
@@ -209,11 +211,11 @@ def cmd_cloud(args: argparse.Namespace) -> None:
     elif args.action == "down":
         print(
             "Stopped the local cloud."
-            if local.stop_service()
+            if service.stop_service()
             else "The local cloud was not running."
         )
     else:
-        state = local.service_state()
+        state = service.service_state()
         if state is None:
             print("The local cloud is not running. Start it with `kit cloud up`.")
         else:

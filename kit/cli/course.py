@@ -78,11 +78,11 @@ def cmd_use(args: argparse.Namespace) -> None:
 def cmd_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on notebooks/ and wait until it is stopped."""
     from kit import settings
-    from kit.cloud import local
+    from kit.cloud import service
 
     notebooks = checkout() / "notebooks"
     if settings.load().cloud == "local":
-        state = local.start_service(**local.ports_from_environment())
+        state = service.start_service(**service.ports_from_environment())
         print(f"The local cloud runs on {state.broker_host}:{state.port}.")
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
     if args.port:

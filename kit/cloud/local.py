@@ -2,7 +2,8 @@
 
 It is the default cloud, so the course runs without an AWS account. `with LocalCloud() as
 cloud:` runs the broker in this process (tests, scripts); `kit cloud up` runs it as a background
-service that outlives notebook kernels, with its pid, ports and log in KIT_HOME/cloud/.
+service that outlives notebook kernels (kit.cloud.service), with its pid, ports and log in
+KIT_HOME/cloud/.
 """
 
 from __future__ import annotations
@@ -10,20 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
-import logging
-import os
-import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kit import background
 from kit.certs import Csr, load_certificate, validate_device_name
 from kit.cloud import Cloud, ObserverIdentity, Registration
 from kit.cloud.broker import BrokerSettings, serve
@@ -32,14 +25,12 @@ from kit.cloud.policy import CONNECT_TIMEOUT, OBSERVER_ID_PREFIX, SESSION_EXPIRY
 from kit.cloud.recorder import QUEUE_SIZE
 from kit.cloud.store import DEVICE, OBSERVER, Message, Principal, Store
 from kit.errors import (
-    BrokerNotRunningError,
     CloudError,
-    DamagedFileError,
     PortInUseError,
     ThingTakenError,
 )
-from kit.places import kit_home, private_dir, read_json, write_private
-from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT, read_port
+from kit.places import kit_home
+from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
 
 DEFAULT_PORT = MQTT_TLS_PORT
 DEFAULT_WS_PORT = WEBSOCKET_TLS_PORT
@@ -57,17 +48,6 @@ def host_names() -> list[str]:
     with contextlib.suppress(OSError):
         names.add(socket.getfqdn())
     return sorted(n for n in names if n)
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """A running broker service, as other processes find it."""
-
-    pid: int
-    host: str
-    port: int
-    ws_port: int
-    broker_host: str
 
 
 class LocalCloud(Cloud):
@@ -109,7 +89,9 @@ class LocalCloud(Cloud):
         """The DNS name devices use (the board's TLS checks names, not addresses)."""
         if self._broker_host:
             return self._broker_host
-        running = service_state()
+        from kit.cloud.service import service_state  # the service sits above: asked only
+
+        running = service_state()  # when no broker runs in this process
         if self._settings is None and running is not None:
             return running.broker_host
         return (
@@ -120,14 +102,18 @@ class LocalCloud(Cloud):
     def broker_port(self) -> int:
         if self._settings is not None and "default" in self._settings.ports:
             return self._settings.ports["default"]
-        running = service_state()
+        from kit.cloud.service import service_state  # the service sits above: asked only
+
+        running = service_state()  # when no broker runs in this process
         return running.port if running is not None else self.port
 
     @property
     def ws_broker_port(self) -> int:
         if self._settings is not None and "ws" in self._settings.ports:
             return self._settings.ports["ws"]
-        running = service_state()
+        from kit.cloud.service import service_state  # the service sits above: asked only
+
+        running = service_state()  # when no broker runs in this process
         return running.ws_port if running is not None else self.ws_port
 
     # Registration
@@ -296,197 +282,3 @@ def check_ports_free(host: str, ports: list[int]) -> None:
                         "another port with --port (and --ws-port)."
                     ) from None
                 raise
-
-
-# The background service (kit cloud up | down | status)
-
-
-def service_state() -> ServiceState | None:
-    """The running service, or None (a stale state file from a crashed run is ignored)."""
-    try:
-        values = read_json(cloud_dir() / "service.json", "") or {}
-        state = ServiceState(**values)
-    except (DamagedFileError, TypeError):
-        return None  # a state file from a crash, or damaged: no service to talk to
-    if not _plausible(state):
-        return None
-    # The service holds its lock while it lives: a killed one (kill -9) leaves a state file and
-    # maybe a zombie process, but never a held lock. The pid must be the lock holder's own.
-    lock = cloud_dir() / "service.lock"
-    held = background.lock_held(lock)
-    if held is None:  # pragma: no cover - no locks (Windows): the pid alone
-        return state if background.alive(state.pid) else None
-    return state if held and background.read_pid(lock) == state.pid else None
-
-
-def _plausible(state: ServiceState) -> bool:
-    """Whether a state file's values can be a running service's (never pid 0, 1 or ours)."""
-    numbers = (state.pid, state.port, state.ws_port)
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
-        return False
-    texts = (state.host, state.broker_host)
-    if not all(isinstance(t, str) and t.isprintable() and len(t) < 254 for t in texts):
-        return False
-    return state.pid > 1 and state.pid != os.getpid() and 0 <= state.port <= 65535
-
-
-def run_service(
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    ws_port: int = DEFAULT_WS_PORT,
-    broker_host: str | None = None,
-    keep_days: float = 30,
-) -> None:
-    """Run the broker in the foreground until SIGTERM or Ctrl+C (what `kit cloud up` starts)."""
-    private_dir(cloud_dir())
-    lock = background.hold_lock(cloud_dir() / "service.lock", wait=2.0)
-    if lock is None:
-        pid = background.read_pid(cloud_dir() / "service.lock")
-        raise CloudError(
-            f"The local cloud is already running{f' (process {pid})' if pid else ''}. "
-            "`kit cloud status` shows where; `kit cloud down` stops it."
-        )
-    background.write_pid(lock)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("kit.broker").setLevel(logging.INFO)
-    cloud = LocalCloud(
-        host=host, port=port, ws_port=ws_port, broker_host=broker_host, keep_days=keep_days
-    )
-    with cloud:
-        state = ServiceState(
-            os.getpid(), host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
-        )
-        write_private(cloud_dir() / "service.json", json.dumps(asdict(state)) + "\n")
-        print(
-            f"Local cloud: MQTT over TLS on {cloud.broker_host}:{state.port}, "
-            f"WebSocket over TLS on port {state.ws_port}",
-            flush=True,
-        )
-        try:
-            while not stopped.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            (cloud_dir() / "service.json").unlink(missing_ok=True)
-
-
-def start_service(
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    ws_port: int = DEFAULT_WS_PORT,
-    broker_host: str | None = None,
-    keep_days: float = 30,
-    timeout: float = 30.0,
-    progress: Callable[[str], None] = lambda _: None,
-) -> ServiceState:
-    """Start the broker as a background process that outlives this one (or find it running).
-
-    Two starts at once (two notebooks, two terminals) take turns: the second waits for the
-    first, saying so through `progress`, and then finds the service it started.
-    """
-    running = service_state()
-    if running is not None:
-        return running
-    private_dir(cloud_dir())
-    starting = cloud_dir() / "starting.lock"
-    lock = background.hold_lock(starting)
-    if lock is None:
-        other = background.read_pid(starting)
-        progress(
-            f"Another start of the local cloud is under way (process {other or 'unknown'}); "
-            "waiting for it."
-        )
-        lock = background.hold_lock(starting, wait=timeout + 5)
-        if lock is None:
-            raise CloudError(
-                f"Another start of the local cloud (process {other or 'unknown'}) has not "
-                f"finished in {timeout:.0f} s. Try again in a minute, or see "
-                f"{cloud_dir() / 'broker.log'}."
-            )
-    with lock:
-        background.write_pid(lock)
-        running = service_state()
-        if running is not None:
-            return running  # the other start got there first
-        return _spawn_service(host, port, ws_port, broker_host, keep_days, timeout)
-
-
-def _spawn_service(
-    host: str, port: int, ws_port: int, broker_host: str | None, keep_days: float, timeout: float
-) -> ServiceState:
-    """Run `python -m kit.cloud.service` in the background and wait until it serves."""
-    check_ports_free(host, [p for p in (port, ws_port) if p])
-    (cloud_dir() / "service.json").unlink(missing_ok=True)  # a stale one from a crash
-    # The service's own entry point: a background process never runs through the CLI.
-    command = [
-        sys.executable,
-        "-m",
-        "kit.cloud.service",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--ws-port",
-        str(ws_port),
-        "--keep-days",
-        str(keep_days),
-    ]
-    if broker_host:
-        command += ["--broker-host", broker_host]
-    process = background.spawn(command, cloud_dir() / "broker.log")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = service_state()
-        if state is not None and state.pid == process.pid:
-            return state
-        if process.poll() is not None:
-            raise CloudError(
-                "The local cloud stopped while starting: "
-                + background.last_line(cloud_dir() / "broker.log")
-            )
-        time.sleep(0.1)
-    process.kill()
-    raise CloudError(
-        f"The local cloud did not start within {timeout:.0f} s; see {cloud_dir() / 'broker.log'}."
-    )
-
-
-def stop_service(timeout: float = 30.0) -> bool:
-    """Stop the background broker; return whether one was running."""
-    state = service_state()
-    if state is None:
-        (cloud_dir() / "service.json").unlink(missing_ok=True)
-        return False
-    background.stop(state.pid, timeout)
-    (cloud_dir() / "service.json").unlink(missing_ok=True)
-    return True
-
-
-def ports_from_environment() -> dict[str, int]:
-    """Ports from KIT_BROKER_PORT / KIT_BROKER_WS_PORT (so `kit demo` and tests never collide
-    with a student's own cloud); the defaults otherwise."""
-    ports = {}
-    for name, variable, default in (
-        ("port", "KIT_BROKER_PORT", DEFAULT_PORT),
-        ("ws_port", "KIT_BROKER_WS_PORT", DEFAULT_WS_PORT),
-    ):
-        text = os.environ.get(variable, "")
-        port = read_port(text) if text else default
-        if port is None:
-            raise CloudError(
-                f"{variable} must be a port number from 1 to 65535 (it is {text!r}). Fix or "
-                f"unset it (`unset {variable}`) and try again."
-            )
-        ports[name] = port
-    return ports
-
-
-def require_service() -> ServiceState:
-    state = service_state()
-    if state is None:
-        raise BrokerNotRunningError("The local cloud is not running. Start it with `kit cloud up`.")
-    return state
