@@ -158,6 +158,10 @@ CASES: dict[str, Hostile] = {
     "stdin ends before the password": Hostile(
         (*CONFIG_H, "--cert", "/dev/null"), "--password-stdin: stdin ended before the password"
     ),
+    "unregister without --yes, from a script": Hostile(
+        ("unregister", "dev_9"),
+        "Add --yes to confirm removing: dev_9",  # a name, not a secret
+    ),
     # Numbers and ports.
     "port 70000": Hostile(("cloud", "up", "--port", "70000"), "--port: give a port number"),
     "port in Arabic-Indic digits": Hostile(

@@ -25,14 +25,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parser.parse_args(argv)
-        if not hasattr(args, "run"):
-            parser.print_help()
-            print("Command problem: give a command, such as `kit doctor`.", file=sys.stderr)
-            return 1
-        return args.run(args) or 0
-    except UsageError as error:
+    except UsageError as error:  # the parser's own: it may not know which words are values
         print(f"{error.title}: {_hide_values(str(error), argv, parser)}", file=sys.stderr)
         return 1
+    if not hasattr(args, "run"):
+        parser.print_help()
+        print("Command problem: give a command, such as `kit doctor`.", file=sys.stderr)
+        return 1
+    try:
+        return args.run(args) or 0
     except KitError as error:
         print(f"{error.title}: {error}", file=sys.stderr)
         return 1
