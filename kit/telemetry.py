@@ -203,11 +203,15 @@ class Telemetry:
         return states[-1] if states else None
 
     def led(self, thing: str, value: int) -> None:
-        """Ask a device to set its LED to `value` percent (0-100)."""
+        """Ask a device to set its LED to `value` percent (0-100), without waiting.
+
+        The command goes out at QoS 1 on paho's thread (again after a reconnect); the slider's
+        callback runs on the kernel's event loop, which must never block on the network. The
+        device's answer arrives as a led/state event.
+        """
         validate_device_name(thing)
         check_brightness(value)
-        info = self.client.publish(f"things/{thing}/led", str(value), qos=1)
-        info.wait_for_publish(5)
+        self.client.publish(f"things/{thing}/led", str(value), qos=1)
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if not reason.is_failure:

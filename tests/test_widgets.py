@@ -159,3 +159,15 @@ def test_headless_show_leaves_a_static_image(monkeypatch, idle_watch) -> None:
     dashboard.show()
     assert shown[0] is dashboard.widget
     assert shown[1].data.startswith(b"\x89PNG") and dashboard.plot.points == 5
+
+
+def test_moving_the_slider_never_waits_for_the_network() -> None:
+    # The slider's callback runs on the kernel's event loop: with the broker out of reach, a
+    # command is queued for paho's thread, not waited for (it used to block up to 5 s).
+    watch = telemetry.Telemetry(LocalCloud(port=1).observer(), "dev_1")  # never connected
+    control = widgets.LedControl(lambda value: watch.led("dev_1", value))
+    started = time.monotonic()
+    for value in (10, 20, 30):
+        control.ask(value)
+    assert time.monotonic() - started < 1.0
+    assert control.asked == 30 and control.reported is None
