@@ -20,7 +20,8 @@ import logging
 import ssl
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,6 @@ class BrokerSettings:
     connect_timeout: float = CONNECT_TIMEOUT
     session_expiry: float = SESSION_EXPIRY
     recorder_queue: int = QUEUE_SIZE
-    ports: dict[str, int] = field(default_factory=dict)  # filled in once listening
 
 
 class Broker:
@@ -101,8 +101,11 @@ class Broker:
             max_size=MAX_PACKET,
         )
         self._servers = [tcp, ws]
-        self.settings.ports["default"] = tcp.sockets[0].getsockname()[1]
-        self.settings.ports["ws"] = next(iter(ws.sockets)).getsockname()[1]
+        # The ports it listens on (settings may ask for 0: any free port).
+        self.ports = {
+            "default": tcp.sockets[0].getsockname()[1],
+            "ws": next(iter(ws.sockets)).getsockname()[1],
+        }
         self._housekeeping = asyncio.create_task(self._keep_house())
 
     async def shutdown(self) -> None:
@@ -321,13 +324,15 @@ def server_context(settings: BrokerSettings) -> ssl.SSLContext:
 
 
 async def serve(
-    settings: BrokerSettings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+    settings: BrokerSettings,
+    on_listening: Callable[[dict[str, int]], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the broker until `stop` is set."""
+    """Run the broker until `stop` is set; `on_listening(ports)` once it listens."""
     broker = Broker(settings)
     await broker.start()
-    if ready is not None:
-        ready.set()
+    if on_listening is not None:
+        on_listening(dict(broker.ports))
     try:
         await (stop or asyncio.Event()).wait()
     finally:

@@ -81,6 +81,7 @@ class LocalCloud(Cloud):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._settings: BrokerSettings | None = None
+        self._ports: dict[str, int] = {}  # where the broker of this process listens
 
     # Where devices connect
 
@@ -100,8 +101,8 @@ class LocalCloud(Cloud):
 
     @property
     def broker_port(self) -> int:
-        if self._settings is not None and "default" in self._settings.ports:
-            return self._settings.ports["default"]
+        if "default" in self._ports:  # a broker of this process listens there
+            return self._ports["default"]
         from kit.cloud.service import service_state  # the service sits above: asked only
 
         running = service_state()  # when no broker runs in this process
@@ -109,8 +110,8 @@ class LocalCloud(Cloud):
 
     @property
     def ws_broker_port(self) -> int:
-        if self._settings is not None and "ws" in self._settings.ports:
-            return self._settings.ports["ws"]
+        if "ws" in self._ports:
+            return self._ports["ws"]
         from kit.cloud.service import service_state  # the service sits above: asked only
 
         running = service_state()  # when no broker runs in this process
@@ -219,19 +220,13 @@ class LocalCloud(Cloud):
             asyncio.set_event_loop(loop)
             self._loop = loop
             self._stop = asyncio.Event()
-            started = asyncio.Event()
 
-            async def main() -> None:
-                task = asyncio.ensure_future(serve(self._settings, started, self._stop))
-                await asyncio.wait(
-                    [task, asyncio.ensure_future(started.wait())],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+            def listening(ports: dict[str, int]) -> None:
+                self._ports = ports
                 ready.set()
-                await task
 
             try:
-                loop.run_until_complete(main())
+                loop.run_until_complete(serve(self._settings, listening, self._stop))
             except BaseException as error:
                 failure.append(error)
                 ready.set()
@@ -249,7 +244,7 @@ class LocalCloud(Cloud):
         ready.wait(timeout)
         if failure:
             raise CloudError(f"The local broker could not start: {failure[0]}")
-        if "default" not in self._settings.ports:
+        if "default" not in self._ports:
             raise CloudError("The local broker did not start in time; see the log.")
         return self
 
