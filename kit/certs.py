@@ -18,8 +18,8 @@ from typing import ClassVar, Literal
 from asn1crypto import csr as asn1_csr
 from asn1crypto import x509 as asn1_x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from kit.errors import (
@@ -31,6 +31,7 @@ from kit.errors import (
 from kit.names import PRINTABLE_STRING, DeviceName, validate_device_name
 from kit.pem import Kind, PemBlock, clean_pem, der_kind, read_block
 from kit.printable import printable
+from kit.signatures import algorithm_name, canonical_key, verify_certificate, verify_signature
 
 __all__ = [
     "Certificate",
@@ -58,8 +59,6 @@ _SHORT_NAMES = {
     "domain_component": "DC",
     "street_address": "street",
 }
-_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384}
-_HASHES["sha512"] = hashes.SHA512
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ class Certificate(_Signed):
     def signed_by(self, issuer: Certificate) -> bool:
         """Whether `issuer`'s key made this certificate's signature."""
         try:
-            _verify(issuer.public_key, self._signature, self._tbs, self.der)
+            verify_certificate(issuer.public_key, self._signature, self._tbs, self.der)
         except (InvalidSignature, CertificateError):
             return False
         return True
@@ -266,9 +265,9 @@ def load_csr(text: str | bytes, *, verify: bool = True) -> Csr:
         tbs = info.dump()
     except (ValueError, TypeError, KeyError) as error:
         raise CertificateError(_malformed("csr", error)) from None
-    csr = Csr(subject, spki, _algorithm_name(algorithm), der)
+    csr = Csr(subject, spki, algorithm_name(algorithm), der)
     try:
-        _verify_algorithm(csr.public_key, signature, tbs, algorithm)
+        verify_signature(csr.public_key, signature, tbs, algorithm)
     except InvalidSignature:
         if verify:
             raise SignatureError(
@@ -290,7 +289,7 @@ def load_certificate(text: str | bytes) -> Certificate:
         return Certificate(
             subject=_name(tbs["subject"]),
             public_key_der=tbs["subject_public_key_info"].dump(),
-            signature_algorithm=_algorithm_name(cert["signature_algorithm"]),
+            signature_algorithm=algorithm_name(cert["signature_algorithm"]),
             der=der,
             issuer=_name(tbs["issuer"]),
             not_before=validity["not_before"].native,
@@ -320,7 +319,7 @@ def load_any(text: str) -> Csr | Certificate:
 
 def matches(csr: Csr, certificate: Certificate) -> bool:
     """Whether the certificate carries the CSR's public key (so the chip's key goes with it)."""
-    return _canonical_key(csr.public_key_der) == _canonical_key(certificate.public_key_der)
+    return canonical_key(csr.public_key_der) == canonical_key(certificate.public_key_der)
 
 
 def name_text(attributes: tuple[NameAttribute, ...]) -> str:
@@ -376,48 +375,6 @@ def _string_type(value: object) -> str:
     names = {"PrintableString": "PrintableString", "UTF8String": "UTF8String"}
     name = type(value).__name__
     return names.get(name, name)
-
-
-def _algorithm_name(algorithm: asn1_x509.SignedDigestAlgorithm) -> str:
-    """A signature algorithm in words, e.g. "ECDSA with SHA-256"."""
-    try:
-        signature, digest = algorithm.signature_algo, algorithm.hash_algo
-    except ValueError:
-        return str(algorithm["algorithm"].native)
-    pretty = {"ecdsa": "ECDSA", "rsassa_pkcs1v15": "RSA", "rsassa_pss": "RSA-PSS", "dsa": "DSA"}
-    return f"{pretty.get(signature, signature)} with {digest.upper().replace('SHA', 'SHA-')}"
-
-
-def _verify_algorithm(
-    key: PublicKeyTypes, signature: bytes, data: bytes, algorithm: asn1_x509.SignedDigestAlgorithm
-) -> None:
-    """Verify a signature or raise InvalidSignature; CertificateError for what we cannot check."""
-    try:
-        digest = _HASHES[algorithm.hash_algo]()
-        kind = algorithm.signature_algo
-    except (KeyError, ValueError):
-        raise CertificateError(
-            f"The signature uses {algorithm['algorithm'].native}, which the kit cannot check."
-        ) from None
-    if kind == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
-        key.verify(signature, data, ec.ECDSA(digest))
-    elif kind == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPublicKey):
-        key.verify(signature, data, padding.PKCS1v15(), digest)
-    else:
-        raise CertificateError(f"The signature uses {kind}, which the kit cannot check.")
-
-
-def _verify(key: PublicKeyTypes, signature: bytes, tbs: bytes, der: bytes) -> None:
-    """Verify a certificate's signature with `key`."""
-    algorithm = asn1_x509.Certificate.load(der)["signature_algorithm"]
-    _verify_algorithm(key, signature, tbs, algorithm)
-
-
-def _canonical_key(spki: bytes) -> bytes:
-    key = serialization.load_der_public_key(spki)
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _malformed(kind: Literal["csr", "certificate"], error: Exception) -> str:
