@@ -19,6 +19,8 @@ ABOVE = {
     "kit.errors": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.places": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.pem": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
+    "kit.signatures": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
+    "kit.config_values": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.certs": ["kit.board", "kit.cloud", "kit.config_h", "kit.sim", "kit.telemetry"],
     "kit.board_ports": ["kit.sim", "kit.cloud", "kit.certs", "kit.telemetry", "kit.cli"],
     "kit.board": ["kit.sim", "kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
