@@ -21,7 +21,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: pids only
     fcntl = None  # type: ignore[assignment]
 
-from kit.places import open_private
+from kit.places import kit_home, open_private
 
 # What a background process needs from the environment: where things are, how to decode text,
 # and the Python it runs in. Everything else (passwords, AWS keys, tokens) stays behind.
@@ -72,7 +72,8 @@ def environment() -> dict[str, str]:
         for name, value in os.environ.items()
         if name in PASSED_ON or name.startswith("LC_")
     }
-    return {**passed, "PYTHONUNBUFFERED": "1"}
+    # The data folder this process uses, whether KIT_HOME or chosen in code (kit demo's).
+    return {**passed, "KIT_HOME": str(kit_home(create=False)), "PYTHONUNBUFFERED": "1"}
 
 
 def hold_lock(path: Path, wait: float = 0.0) -> TextIO | None:

@@ -18,7 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from kit.places import checkout
+from kit.places import checkout, using_home
 
 COURSE = (
     "00_setup",
@@ -53,38 +53,36 @@ def run(
         shutil.rmtree(home)
     for folder in ("notebooks", "html"):
         (build / folder).mkdir(parents=True, exist_ok=True)
-    saved = dict(os.environ)
-    os.environ.update(
-        {
-            "KIT_HOME": str(home),
-            "KIT_HEADLESS": "1",  # plot cells also leave a static image
-            "KIT_PUBLISH_INTERVAL": os.environ.get("KIT_PUBLISH_INTERVAL", "1"),
-            "KIT_CONFIG_H": str(build / "config.h"),
-            "KIT_BROKER_PORT": str(_free_port()),
-            "KIT_BROKER_WS_PORT": str(_free_port()),
-        }
-    )
+    # The kernels get the demo's settings in their environment; this process keeps its own.
+    kernel_env = {
+        **os.environ,
+        "KIT_HOME": str(home),
+        "KIT_HEADLESS": "1",  # plot cells also leave a static image
+        "KIT_PUBLISH_INTERVAL": os.environ.get("KIT_PUBLISH_INTERVAL", "1"),
+        "KIT_CONFIG_H": str(build / "config.h"),
+        "KIT_BROKER_PORT": str(_free_port()),
+        "KIT_BROKER_WS_PORT": str(_free_port()),
+    }
     failed = None
     started = time.monotonic()
-    try:
-        for name in notebooks:
-            step = time.monotonic()
-            progress(f"{name} ...")
-            ok = _execute(name, build)
-            progress(f"{name} {'ok' if ok else 'FAILED'} ({time.monotonic() - step:.0f} s)")
-            if not ok:
-                failed = name
-                break
-        progress(summary(build, failed, time.monotonic() - started))
-    finally:
-        if stop:
-            _stop_everything()
-        os.environ.clear()
-        os.environ.update(saved)
+    with using_home(home):
+        try:
+            for name in notebooks:
+                step = time.monotonic()
+                progress(f"{name} ...")
+                ok = _execute(name, build, kernel_env)
+                progress(f"{name} {'ok' if ok else 'FAILED'} ({time.monotonic() - step:.0f} s)")
+                if not ok:
+                    failed = name
+                    break
+            progress(summary(build, failed, time.monotonic() - started))
+        finally:
+            if stop:
+                _stop_everything()
     return 0 if failed is None else 1
 
 
-def _execute(name: str, build: Path) -> bool:
+def _execute(name: str, build: Path, env: dict[str, str]) -> bool:
     source = checkout() / "notebooks" / f"{name}.ipynb"
     notebook = nbformat.read(source, as_version=4)
     client = NotebookClient(
@@ -96,7 +94,7 @@ def _execute(name: str, build: Path) -> bool:
     )  # widget state could hold a password
     ok = True
     try:
-        client.execute()
+        client.execute(env=env)
     except CellExecutionError as error:
         ok = False
         (build / f"{name}.error.txt").write_text(str(error)[-4000:], encoding="utf-8")

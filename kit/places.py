@@ -12,11 +12,13 @@ wrong, and `kit doctor --repair` moves it aside (name.damaged-<time>) before sta
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import stat
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,8 +33,28 @@ STATE_LIMIT = 1024 * 1024  # far above any state file the kit writes (they are a
 REPAIR = "Run `kit doctor --repair` to set it aside (it is kept, renamed *.damaged-<time>)"
 
 
+# A data folder chosen in code (kit demo's own), taking precedence over KIT_HOME for this
+# thread of work only: the process's environment is never edited.
+_chosen_home: contextvars.ContextVar[Path | None] = contextvars.ContextVar("kit_home", default=None)
+
+
+@contextlib.contextmanager
+def using_home(home: Path) -> Iterator[Path]:
+    """Use `home` as the data folder inside the `with` block (background processes too)."""
+    token = _chosen_home.set(Path(home))
+    try:
+        yield Path(home)
+    finally:
+        _chosen_home.reset(token)
+
+
 def kit_home(create: bool = True) -> Path:
     """The data directory, created and stamped with the format version on first use."""
+    chosen = _chosen_home.get()
+    if chosen is not None:
+        if create:
+            _open(chosen)
+        return chosen
     configured = os.environ.get("KIT_HOME")
     try:
         home = (
