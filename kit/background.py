@@ -59,7 +59,7 @@ def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=environment(),
-            **({"umask": 0o077} if os.name == "posix" else {}),
+            umask=0o077 if os.name == "posix" else -1,  # -1: leave it (POSIX only)
         )
     _children[process.pid] = process
     return process

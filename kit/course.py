@@ -68,7 +68,8 @@ def start() -> Notice:
     chosen = settings.load()
     said = []
     if chosen.cloud == "local":
-        state = service.start_service(**service.ports_from_environment())
+        ports = service.ports_from_environment()
+        state = service.start_service(port=ports.port, ws_port=ports.ws_port)
         said.append(f"The local cloud runs: MQTT over TLS on {state.broker_host}:{state.port}.")
     if chosen.virtual:
         info = vboard.start(VIRTUAL_BOARD)

@@ -167,7 +167,8 @@ def read_json(path: Path, after: str, target: Path | None = None) -> dict | None
         problem = "it is empty" if not text.strip() else "it is not valid JSON (cut short?)"
         raise damaged(path, problem, after, target) from None
     if not isinstance(value, dict):
-        kind = {list: "a list", str: "a string"}.get(type(value), "a single value")
+        kind = "a list" if isinstance(value, list) else "a single value"
+        kind = "a string" if isinstance(value, str) else kind
         raise damaged(path, f"it holds {kind} where the kit keeps named fields", after, target)
     return value
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kit import devices, settings
@@ -36,7 +37,7 @@ def damage() -> list[DamagedFileError]:
             return found  # nothing else can be read until the marker is whole again
     checks: list[Callable[[], object]] = [settings.load, settings.current_device]
     for folder in _device_folders(home):
-        checks.append(lambda name=folder.name: _read_record(name))
+        checks.append(partial(_read_record, folder.name))
     if (home / "cloud" / "ca").is_dir():
         checks.append(lambda: LocalCA(home / "cloud" / "ca"))
     if (home / "cloud" / "cloud.db").exists() or (home / "cloud" / "cloud.db").is_symlink():

@@ -6,6 +6,8 @@ anything else is named, not guessed at.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -13,8 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from kit.errors import CertificateError
 
-_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384}
-_HASHES["sha512"] = hashes.SHA512
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 
 def algorithm_name(algorithm: asn1_x509.SignedDigestAlgorithm) -> str:

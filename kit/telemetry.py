@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import paho.mqtt.client as mqtt
 
@@ -101,7 +102,7 @@ class Telemetry:
         keep: int = 5000,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.time,
-        transport: str | None = None,
+        transport: Literal["tcp", "websockets"] | None = None,
         record_to: Path | None = None,
     ) -> None:
         """Watch `thing` (None: every thing), over the observer's transport unless `transport`

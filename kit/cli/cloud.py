@@ -198,7 +198,7 @@ def cmd_cloud(args: argparse.Namespace) -> None:
     if args.action == "run":
         service.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
     elif args.action == "up":
-        state = service.start_service(
+        started = service.start_service(
             host,
             args.port,
             args.ws_port,
@@ -206,7 +206,7 @@ def cmd_cloud(args: argparse.Namespace) -> None:
             args.keep_days,
             progress=lambda line: print(line, flush=True),
         )
-        print(_running(state))
+        print(_running(started))
         print(f"Log: {local.cloud_dir() / 'broker.log'}")
     elif args.action == "down":
         print(

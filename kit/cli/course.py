@@ -82,7 +82,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     notebooks = checkout() / "notebooks"
     if settings.load().cloud == "local":
-        state = service.start_service(**service.ports_from_environment())
+        ports = service.ports_from_environment()
+        state = service.start_service(port=ports.port, ws_port=ports.ws_port)
         print(f"The local cloud runs on {state.broker_host}:{state.port}.")
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
     if args.port:

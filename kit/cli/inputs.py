@@ -43,8 +43,9 @@ def read_text(name: str) -> str:
             f"{where} is over {READ_LIMIT // 2**20} MB: not a CSR, certificate or CA file. Give "
             "the .pem file (a few KB), or paste only the block."
         )
-    if data[:1] == b"\x30" and der_kind(data):
-        return PemBlock(der_kind(data), data).pem  # binary DER, as some tools save it
+    kind = der_kind(data) if data[:1] == b"\x30" else None
+    if kind is not None:
+        return PemBlock(kind, data).pem  # binary DER, as some tools save it
     # Stray bytes around a PEM block (an e-mail's encoding) do not matter to the paste cleaner.
     return data.decode("utf-8", errors="replace")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kit.certs import Csr, load_certificate, matches
 from kit.cloud.store import Message
@@ -54,7 +54,8 @@ class ObserverIdentity:
     key_file: Path | None
     client_id_prefix: str
     ws_path: str = "/mqtt"  # on AWS: the SigV4-signed path
-    transport: str = "tcp"  # "websockets" where only MQTT over WebSocket is open to observers
+    # "websockets" where only MQTT over WebSocket is open to observers
+    transport: Literal["tcp", "websockets"] = "tcp"
     # Where the observer keeps what it sees, when the cloud records nothing for it (AWS):
     # the history the next session backfills from.
     record_to: Path | None = None

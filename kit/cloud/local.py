@@ -69,18 +69,13 @@ class LocalCloud(Cloud):
     ) -> None:
         self.host, self.port, self.ws_port = host, port, ws_port
         self._broker_host = broker_host
-        self._limits = {
-            "keep_days": keep_days,
-            "connect_timeout": connect_timeout,
-            "session_expiry": session_expiry,
-            "recorder_queue": recorder_queue,
-        }
+        self.keep_days, self.connect_timeout = keep_days, connect_timeout
+        self.session_expiry, self.recorder_queue = session_expiry, recorder_queue
         self.ca = LocalCA(cloud_dir() / "ca")
         self.store = Store(cloud_dir() / "cloud.db")
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._settings: BrokerSettings | None = None
         self._ports: dict[str, int] = {}  # where the broker of this process listens
 
     # Where devices connect
@@ -93,7 +88,7 @@ class LocalCloud(Cloud):
         from kit.cloud.service import service_state  # the service sits above: asked only
 
         running = service_state()  # when no broker runs in this process
-        if self._settings is None and running is not None:
+        if not self._ports and running is not None:
             return running.broker_host
         return (
             "localhost" if self.host in LOOPBACK else f"{socket.gethostname().split('.')[0]}.local"
@@ -201,7 +196,7 @@ class LocalCloud(Cloud):
         """Start the broker in a background thread of this process."""
         cert_file, key_file = self.ca.server_identity(host_names())
         self._observer_files()
-        self._settings = BrokerSettings(
+        settings = BrokerSettings(
             self.host,
             self.port,
             self.ws_port,
@@ -209,7 +204,10 @@ class LocalCloud(Cloud):
             cert_file,
             key_file,
             cloud_dir() / "cloud.db",
-            **self._limits,
+            keep_days=self.keep_days,
+            connect_timeout=self.connect_timeout,
+            session_expiry=self.session_expiry,
+            recorder_queue=self.recorder_queue,
         )
         check_ports_free(self.host, [p for p in (self.port, self.ws_port) if p])
         ready = threading.Event()
@@ -226,7 +224,7 @@ class LocalCloud(Cloud):
                 ready.set()
 
             try:
-                loop.run_until_complete(serve(self._settings, listening, self._stop))
+                loop.run_until_complete(serve(settings, listening, self._stop))
             except BaseException as error:
                 failure.append(error)
                 ready.set()

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from kit import arguments, background
 from kit.cloud.local import DEFAULT_PORT, DEFAULT_WS_PORT, LocalCloud, check_ports_free, cloud_dir
@@ -200,13 +201,20 @@ def stop_service(timeout: float = 30.0) -> bool:
     return True
 
 
-def ports_from_environment() -> dict[str, int]:
+class Ports(NamedTuple):
+    """The broker's MQTT/TLS and WebSocket/TLS ports."""
+
+    port: int
+    ws_port: int
+
+
+def ports_from_environment() -> Ports:
     """Ports from KIT_BROKER_PORT / KIT_BROKER_WS_PORT (so `kit demo` and tests never collide
     with a student's own cloud); the defaults otherwise."""
-    ports = {}
-    for name, variable, default in (
-        ("port", "KIT_BROKER_PORT", DEFAULT_PORT),
-        ("ws_port", "KIT_BROKER_WS_PORT", DEFAULT_WS_PORT),
+    ports = []
+    for variable, default in (
+        ("KIT_BROKER_PORT", DEFAULT_PORT),
+        ("KIT_BROKER_WS_PORT", DEFAULT_WS_PORT),
     ):
         text = os.environ.get(variable, "")
         port = read_port(text) if text else default
@@ -215,8 +223,8 @@ def ports_from_environment() -> dict[str, int]:
                 f"{variable} must be a port number from 1 to 65535 (it is {text!r}). Fix or "
                 f"unset it (`unset {variable}`) and try again."
             )
-        ports[name] = port
-    return ports
+        ports.append(port)
+    return Ports(*ports)
 
 
 def require_service() -> ServiceState:

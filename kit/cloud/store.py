@@ -212,7 +212,8 @@ class Store:
         topic_suffix: str | None = None,
     ) -> list[Message]:
         """Recorded messages, oldest first: one thing or all, a time range, or the latest N."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if thing is not None:
             where.append("thing = ?")
             args.append(thing)

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         settings,
         timing,
         args.socket_port,
-        echo=lambda data: sys.stdout.buffer.write(data) and sys.stdout.flush(),
+        echo=_echo,
         aws_config=aws_config,
         firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
         # As on the real board: the CA config.h gives, else the one its TLS has built in.
@@ -110,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
             pass
     print("Virtual board stopped.")
     return 0
+
+
+def _echo(data: bytes) -> None:
+    """What the firmware prints, as it prints it."""
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
 
 
 def _read_config(path: Path) -> str:
