@@ -281,11 +281,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="kit-bench-cloud-"))
     os.environ["KIT_HOME"] = str(work / "home")
-    from kit.cloud import local
+    from kit.cloud import local, local_broker, service
+    from kit.cloud.options import LocalOptions
 
     cloud = local.LocalCloud()
     devices, registrations_per_second = make_devices(cloud, 300, work)
-    state = local.start_service(port=_free(), ws_port=_free())
+    state = service.start_service(LocalOptions(port=_free(), ws_port=_free()))
     database = local.cloud_dir() / "cloud.db"
     ca = str(cloud.ca.folder / "ca.pem")
     results = {}
@@ -294,9 +295,9 @@ def main() -> None:
             "local cloud", devices, state.port, ca, args.seconds, work, state.pid, database
         )
     finally:
-        local.stop_service()
+        service.stop_service()
     if not args.skip_mosquitto and shutil.which("mosquitto"):
-        cert_file, key_file = cloud.ca.server_identity(local.host_names())
+        cert_file, key_file = cloud.ca.server_identity(local_broker.host_names())
         observer_cert, observer_key = cloud.ca.observer_identity()
         port = _free()
         broker = start_mosquitto(work, ca, str(cert_file), str(key_file), port)

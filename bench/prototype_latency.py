@@ -172,7 +172,8 @@ def main() -> None:
         return
     work = Path(tempfile.mkdtemp(prefix="kit-bench-proto-"))
     os.environ["KIT_HOME"] = str(work / "home")
-    from kit.cloud import local
+    from kit.cloud import local, service
+    from kit.cloud.options import LocalOptions
 
     cloud = local.LocalCloud()
     import socket
@@ -182,14 +183,14 @@ def main() -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             ports.append(probe.getsockname()[1])
-    local.start_service(port=ports[0], ws_port=ports[1])
+    service.start_service(LocalOptions(port=ports[0], ws_port=ports[1]))
     devices = make_devices(cloud, 300, work)  # their config.h names the running broker's port
     rows = []
     try:
         for count in (1, 30, 300):
             rows.append(measure(local.LocalCloud(), devices[:count], args.seconds, work))
     finally:
-        local.stop_service()
+        service.stop_service()
     print(
         f"Device publish -> plot model, {args.seconds:.0f} s a cell, 1 reading/s per device, "
         "plot redrawn 10 times a second"

@@ -9,23 +9,18 @@ kept in KIT_HOME, so a restarted kernel or the next notebook carries on.
 from __future__ import annotations
 
 import html
-import json
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import ipywidgets as widgets
 
-from kit import board, certs, config_h, devices, settings, steps, telemetry
-from kit.cloud import Registration, open_cloud
+from kit import board, certs, config_h, devices, environment, settings, steps, telemetry
+from kit.cloud import Registration
 from kit.errors import KitError
-from kit.places import kit_home, write_private
 from kit.printable import printable
-from kit.sim import board as vboard
 from kit.widgets import Dashboard
 
-VIRTUAL_BOARD = "default"
 # The virtual board's WiFi joins any network; a real password is never needed for it.
 VIRTUAL_WIFI_PASSWORD = "virtual-wifi-password"
 
@@ -63,21 +58,7 @@ def use(
 
 def start() -> Notice:
     """Start what the settings need: the local cloud, and the virtual board with the CSR sketch."""
-    from kit.cloud import service
-
-    chosen = settings.load()
-    said = []
-    if chosen.cloud == "local":
-        ports = service.ports_from_environment()
-        state = service.start_service(port=ports.port, ws_port=ports.ws_port)
-        said.append(f"The local cloud runs: MQTT over TLS on {state.broker_host}:{state.port}.")
-    if chosen.virtual:
-        info = vboard.start(VIRTUAL_BOARD)
-        said.append(
-            f"The virtual board runs, chip {info.chip_serial}, with the CSR sketch "
-            f"(its serial port: {info.pty or info.url})."
-        )
-    return Notice(" ".join(said) or "Nothing to start: a real board and AWS are chosen.")
+    return Notice(" ".join(steps.start(settings.load(), environment.read())))
 
 
 def name_field(value: str = "") -> widgets.VBox:
@@ -110,78 +91,28 @@ def name_field(value: str = "") -> widgets.VBox:
     return box
 
 
-@dataclass(frozen=True)
-class Captured:
-    """What the CSR step leaves for the registration step."""
-
-    csr: certs.Csr
-    slot: int
-    board: str
-    chip_serial: str
-
-    def _repr_html_(self) -> str:
-        return self.csr._repr_html_()
-
-
-def capture_csr(name: str | None = None, slot: int = 0, lock_consent: bool = False) -> Captured:
+def capture_csr(
+    name: str | None = None, slot: int = 0, lock_consent: bool = False
+) -> steps.Captured:
     """Run the CSR sketch's dialog, printing the serial transcript live; keep the CSR."""
-    chosen = settings.load()
-    if name:
-        certs.validate_device_name(name)
-    if chosen.virtual:
-        info = vboard.start(
-            VIRTUAL_BOARD
-        )  # re-flashes the CSR sketch if the board ran other firmware
-        port = info.url
-        if not vboard.chip(VIRTUAL_BOARD).locked:
-            print(
-                "A real chip would need your consent here: locking is permanent. This chip is "
-                "virtual (`kit sim --reset` makes it new again), so the notebook locks it.\n"
-            )
-        lock = True
-    else:
-        port, lock = chosen.board, lock_consent
-    capture = board.capture_csr(
-        port,
+    return steps.capture(
+        settings.load(),
         name=name,
         slot=slot,
-        lock=lock,
+        lock_consent=lock_consent,
         on_output=lambda text: print(text, end="", flush=True),
     )
-    captured = Captured(capture.csr, capture.slot, port, capture.chip_serial)
-    folder = kit_home() / "course"
-    write_private(folder / "csr.pem", capture.csr.pem)
-    write_private(
-        folder / "capture.json",
-        json.dumps({"slot": capture.slot, "board": port, "chip_serial": capture.chip_serial})
-        + "\n",
-    )
-    return captured
 
 
-def last_capture() -> Captured:
+def last_capture() -> steps.Captured:
     """The CSR the last capture kept (after a kernel restart too)."""
-    folder = kit_home() / "course"
-    try:
-        facts = json.loads((folder / "capture.json").read_text(encoding="utf-8"))
-        csr = certs.load_csr((folder / "csr.pem").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KitError("No CSR captured yet: run notebook 01_generate_csr first.") from None
-    return Captured(csr, facts["slot"], facts["board"], facts["chip_serial"])
+    return steps.last_capture()
 
 
 def register() -> Registration:
     """Register the captured CSR in the chosen cloud (writes the device record)."""
-    chosen = settings.load()
-    captured = last_capture()
-    cloud = open_cloud(chosen.cloud, profile=chosen.profile or None, region=chosen.region or None)
-    return steps.register(
-        cloud,
-        captured.csr,
-        slot=captured.slot,
-        board=captured.board,
-        chip_serial=captured.chip_serial,
-    ).registration
+    cloud = steps.open_chosen_cloud(settings.load(), environment.read())
+    return steps.register_captured(cloud).registration
 
 
 def wifi_form(ssid: str = "") -> widgets.VBox:
@@ -189,7 +120,7 @@ def wifi_form(ssid: str = "") -> widgets.VBox:
     name = widgets.Text(value=ssid, description="WiFi name", placeholder="2.4 GHz network")
     # KIT_WIFI_PASSWORD fills it for scripted runs; configure() clears it after reading.
     password = widgets.Password(
-        value=os.environ.get("KIT_WIFI_PASSWORD", ""),
+        value=environment.read().wifi_password or "",
         description="Password",
         placeholder="not needed for the virtual board",
     )
@@ -201,26 +132,22 @@ def wifi_form(ssid: str = "") -> widgets.VBox:
 def configure(form: widgets.VBox) -> config_h.RenderedConfig:
     """Render config.h from the form and the current device, write it, and flash the board."""
     chosen = settings.load()
-    record = devices.load()
     password = form.password.value  # type: ignore[attr-defined]
     form.password.value = ""  # type: ignore[attr-defined]  # never left in widget state
     ssid = form.ssid.value or ("Classroom" if chosen.virtual else "")  # type: ignore[attr-defined]
     if chosen.virtual and not password:
         password = VIRTUAL_WIFI_PASSWORD
-    rendered = config_h.render(
-        ssid,
-        password,
-        record.broker_host,
-        record.certificate_pem,
-        port=record.broker_port,
-        slot=record.slot,
-        local_ca=config_h.trust_anchor(record.ca_pem),
-    )
-    path = Path(os.environ.get("KIT_CONFIG_H") or config_h.default_path())
+    rendered = steps.configure(ssid, password)
+    path = _config_path()
     rendered.write(path)
     if chosen.virtual:
-        vboard.start(VIRTUAL_BOARD, config=path, interval=chosen.interval)
+        steps.flash_virtual(path, chosen.interval)
     return rendered
+
+
+def _config_path() -> Path:
+    """Where the course keeps config.h (KIT_CONFIG_H, or the AWS sketch's folder)."""
+    return environment.read().config_h or config_h.default_path()
 
 
 def flash() -> Notice:
@@ -244,23 +171,15 @@ def serial_log(lines: int = 15, timeout: float = 15) -> None:
             "at 115200 baud (close it again before capturing a CSR)."
         )
         return
-    path = vboard.board_dir(VIRTUAL_BOARD) / "serial.log"
-    deadline = time.monotonic() + timeout
-    while True:
-        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-        booted = text[text.rfind("WiFi: joining") :] if "WiFi: joining" in text else text
-        if "MQTT: connected" in booted or "MQTT: failed" in booted or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    text = booted
-    print("\n".join(text.replace("\r", "").strip().splitlines()[-lines:]))
+    print(steps.serial_log(lines, timeout))
 
 
 def dashboard(window: int = 600) -> Dashboard:
     """Watch the current device: history from the recorder first, then live."""
     chosen = settings.load()
     record = devices.load()
-    cloud = open_cloud(record.cloud, profile=chosen.profile or None, region=chosen.region or None)
+    # The cloud the device was registered in, even if the settings have changed since.
+    cloud = steps.open_chosen_cloud(replace(chosen, cloud=record.cloud), environment.read())
     watch = telemetry.Telemetry(cloud.observer(), record.thing).start()
     watch.backfill(cloud.history(record.thing))
     return Dashboard(watch, record.thing, window).start()
@@ -286,25 +205,11 @@ def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> str:
 
 
 def misbehave(mode: str, seconds: float = 4.0) -> None:
-    """Run the virtual board with a misbehaviour for a few seconds; return what it logged."""
-    path = Path(os.environ.get("KIT_CONFIG_H") or config_h.default_path())
-    log = vboard.board_dir(VIRTUAL_BOARD) / "serial.log"
-    start = log.stat().st_size if log.exists() else 0
-    vboard.start(VIRTUAL_BOARD, config=path, interval=1.0, misbehave=mode)
-    time.sleep(seconds)
-    with log.open("rb") as handle:
-        handle.seek(start)
-        text = handle.read().decode("utf-8", errors="replace").replace("\r", "")
-    vboard.start(VIRTUAL_BOARD, config=path, interval=settings.load().interval)  # behave again
-    text = text[text.find("WiFi: joining") :]  # from the misbehaving board's boot on
+    """Run the virtual board with a misbehaviour for a few seconds; print what it and the
+    broker logged."""
+    text = steps.misbehave(_config_path(), mode, settings.load().interval, seconds)
     lines = [line for line in text.splitlines() if line.startswith(("MQTT", "Published"))]
     print("The board's serial log:")
     print("\n".join("  " + line for line in lines[:8]))
-    from kit.cloud.local import cloud_dir
-
-    broker_log = cloud_dir() / "broker.log"
-    if broker_log.exists():
-        said = broker_log.read_text(errors="replace").splitlines()
-        decisions = [line for line in said if "kit.broker" in line][-4:]
-        print("The broker's log:")
-        print("\n".join("  " + line.split("kit.broker: ", 1)[-1] for line in decisions))
+    print("The broker's log:")
+    print("\n".join("  " + line for line in steps.broker_decisions(4)))

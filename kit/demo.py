@@ -18,6 +18,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from kit import environment
 from kit.places import checkout, using_home
 
 COURSE = (
@@ -58,7 +59,7 @@ def run(
         **os.environ,
         "KIT_HOME": str(home),
         "KIT_HEADLESS": "1",  # plot cells also leave a static image
-        "KIT_PUBLISH_INTERVAL": os.environ.get("KIT_PUBLISH_INTERVAL", "1"),
+        "KIT_PUBLISH_INTERVAL": environment.settings_overrides().get("interval", "1"),
         "KIT_CONFIG_H": str(build / "config.h"),
         "KIT_BROKER_PORT": str(_free_port()),
         "KIT_BROKER_WS_PORT": str(_free_port()),

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import platformdirs
 
-from kit import __version__
+from kit import __version__, environment
 from kit.errors import DamagedFileError, DataDirError, KitError
 
 FORMAT = 1
@@ -55,7 +55,7 @@ def kit_home(create: bool = True) -> Path:
         if create:
             _open(chosen)
         return chosen
-    configured = os.environ.get("KIT_HOME")
+    configured = environment.home()
     try:
         home = (
             Path(configured).expanduser() if configured else Path(platformdirs.user_data_dir("kit"))

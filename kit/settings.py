@@ -8,10 +8,10 @@ The same file remembers the current device; this module is the only one that rea
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from kit import environment
 from kit.errors import SettingsError
 from kit.places import damaged, kit_home, read_json, write_private
 
@@ -31,15 +31,6 @@ class Settings:
     @property
     def virtual(self) -> bool:
         return self.board == VIRTUAL
-
-
-_ENV = {
-    "board": "KIT_BOARD",
-    "cloud": "KIT_CLOUD",
-    "profile": "KIT_AWS_PROFILE",
-    "region": "KIT_AWS_REGION",
-    "interval": "KIT_PUBLISH_INTERVAL",
-}
 
 
 # What a student loses when a damaged settings.json is set aside.
@@ -70,12 +61,11 @@ def load() -> Settings:
             raise damaged(path(), f"its '{name}' is not a usable value", _AFTER_REPAIR)
     if _interval(values["interval"]) is None:
         raise damaged(path(), "its 'interval' is not a number of seconds", _AFTER_REPAIR)
-    for name, variable in _ENV.items():
-        text = os.environ.get(variable)
-        if text and _problem(name, text):
+    for name, text in environment.settings_overrides().items():
+        if _problem(name, text):
+            variable = environment.SETTINGS_VARIABLES[name]
             raise SettingsError(f"{variable} {_problem(name, text)}. Fix or unset it.")
-        if text:
-            values[name] = text
+        values[name] = text
     values["interval"] = _interval(values["interval"])
     return Settings(**values)
 

@@ -1,19 +1,33 @@
 """The course's steps with their effects on this computer, shared by notebooks and `kit`.
 
-A cloud registers and removes devices and nothing else; a step also keeps the device record in
-the data folder and says when the current device changes. A class server registering a room of
-students calls the cloud, not these steps, so nothing lands in the instructor's data folder.
+Each step takes what it needs as parameters (the settings, the environment's values as
+kit.environment read them) and returns a value; notebook cells (kit.course) and CLI commands
+(kit.cli) call these and only display. A cloud registers and removes devices and nothing else;
+a step also keeps the device record in the data folder and says when the current device
+changes. A class server registering a room of students calls the cloud, not these steps, so
+nothing lands in the instructor's data folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from kit import devices, settings
-from kit.certs import Csr
-from kit.cloud import Cloud, Registration
-from kit.errors import DamagedFileError, DeviceNotFoundError
+from kit import board, config_h, devices, settings
+from kit.certs import Csr, load_csr, validate_device_name
+from kit.cloud import Cloud, Registration, open_cloud
+from kit.cloud.options import LocalOptions
+from kit.environment import Environment
+from kit.errors import DamagedFileError, DeviceNotFoundError, KitError
+from kit.places import kit_home, write_private
+from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
+from kit.sim import board as vboard
+
+VIRTUAL_BOARD = "default"
 
 
 @dataclass(frozen=True)
@@ -73,3 +87,198 @@ def unregister(cloud: Cloud, thing: str) -> None:
     cloud.unregister(thing)
     with contextlib.suppress(OSError, DeviceNotFoundError):
         devices.forget(thing)
+
+
+def teardown(cloud: Cloud, progress: Callable[[str], None] = lambda _: None) -> list[str]:
+    """Remove every thing the kit registered in `cloud`, and their records here."""
+    removed = cloud.teardown(progress)
+    for thing in removed:
+        with contextlib.suppress(OSError, DeviceNotFoundError):
+            devices.forget(thing)
+    return removed
+
+
+# Choosing and starting
+
+
+def open_chosen_cloud(chosen: settings.Settings, env: Environment | None = None) -> Cloud:
+    """The cloud the settings choose; the local cloud on the ports `env` names, if any."""
+    env = env or Environment()
+    local = LocalOptions(
+        port=env.broker_port or MQTT_TLS_PORT, ws_port=env.broker_ws_port or WEBSOCKET_TLS_PORT
+    )
+    return open_cloud(
+        chosen.cloud, profile=chosen.profile or None, region=chosen.region or None, local=local
+    )
+
+
+def start(
+    chosen: settings.Settings,
+    env: Environment | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[str]:
+    """Start what the settings need (the cloud, if the kit runs it; the virtual board with the
+    CSR sketch); one sentence per part."""
+    status = open_chosen_cloud(chosen, env).ensure_running(progress)
+    said = [str(status)]
+    if chosen.virtual:
+        info = vboard.start(VIRTUAL_BOARD)
+        said.append(
+            f"The virtual board runs, chip {info.chip_serial}, with the CSR sketch "
+            f"(its serial port: {info.pty or info.url})."
+        )
+    return said
+
+
+# The CSR
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What the CSR step leaves for the registration step."""
+
+    csr: Csr
+    slot: int
+    board: str
+    chip_serial: str
+
+    def _repr_html_(self) -> str:
+        return self.csr._repr_html_()
+
+
+def capture(
+    chosen: settings.Settings,
+    *,
+    name: str | None = None,
+    slot: int = 0,
+    lock_consent: bool = False,
+    on_output: Callable[[str], None] = lambda _: None,
+) -> Captured:
+    """Run the CSR sketch's dialog on the chosen board and keep the CSR for registering.
+
+    The virtual chip is locked without asking: it is virtual, and `kit sim --reset` makes it
+    new again. A real chip is locked only with `lock_consent`.
+    """
+    if name:
+        validate_device_name(name)
+    if chosen.virtual:
+        port = vboard.start(VIRTUAL_BOARD).url  # re-flashes the CSR sketch if it ran another
+        if not vboard.chip(VIRTUAL_BOARD).locked:
+            on_output(
+                "A real chip would need your consent here: locking is permanent. This chip is "
+                "virtual (`kit sim --reset` makes it new again), so the notebook locks it.\n\n"
+            )
+        lock = True
+    else:
+        port, lock = chosen.board, lock_consent
+    made = board.capture_csr(port, name=name, slot=slot, lock=lock, on_output=on_output)
+    captured = Captured(made.csr, made.slot, port, made.chip_serial)
+    folder = kit_home() / "course"
+    write_private(folder / "csr.pem", made.csr.pem)
+    facts = {"slot": made.slot, "board": port, "chip_serial": made.chip_serial}
+    write_private(folder / "capture.json", json.dumps(facts) + "\n")
+    return captured
+
+
+def last_capture() -> Captured:
+    """The CSR the last capture kept (after a kernel restart too)."""
+    folder = kit_home() / "course"
+    try:
+        facts = json.loads((folder / "capture.json").read_text(encoding="utf-8"))
+        csr = load_csr((folder / "csr.pem").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KitError("No CSR captured yet: run notebook 01_generate_csr first.") from None
+    return Captured(csr, facts["slot"], facts["board"], facts["chip_serial"])
+
+
+def register_captured(cloud: Cloud) -> Registered:
+    """Register the CSR the last capture kept, with what the capture knew about the board."""
+    captured = last_capture()
+    return register(
+        cloud,
+        captured.csr,
+        slot=captured.slot,
+        board=captured.board,
+        chip_serial=captured.chip_serial,
+    )
+
+
+# config.h and the board
+
+
+def configure(
+    ssid: str,
+    password: str,
+    *,
+    record: devices.DeviceRecord | None = None,
+    certificate: str | None = None,
+    broker: str | None = None,
+    port: int | None = None,
+    slot: int | None = None,
+    led_pin: int = config_h.DEFAULT_LED_PIN,
+    local_ca: str = "",
+) -> config_h.RenderedConfig:
+    """Render config.h for the device `record` describes, each value given here instead.
+
+    Without `certificate` or `broker` the current device's record supplies them; a broker
+    given without a port gets the default port, not the record's.
+    """
+    if certificate is None or broker is None:
+        record = record or devices.load()
+        certificate = record.certificate_pem if certificate is None else certificate
+        port = record.broker_port if port is None and broker is None else port
+        broker = broker or record.broker_host
+        slot = record.slot if slot is None else slot
+        local_ca = local_ca or config_h.trust_anchor(record.ca_pem)
+    return config_h.render(
+        ssid,
+        password,
+        broker,
+        certificate,
+        port=port,
+        slot=slot or 0,
+        led_pin=led_pin,
+        local_ca=local_ca,
+    )
+
+
+def flash_virtual(config: Path, interval: float, misbehave: str | None = None) -> None:
+    """Put the AWS firmware with `config` on the virtual board (it reboots)."""
+    vboard.start(VIRTUAL_BOARD, config=config, interval=interval, misbehave=misbehave)
+
+
+def serial_log(lines: int = 15, timeout: float = 15) -> str:
+    """The last lines the virtual board printed after its latest boot, once it has reached the
+    broker or given up (waiting up to `timeout` seconds)."""
+    path = vboard.board_dir(VIRTUAL_BOARD) / "serial.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        booted = text[text.rfind("WiFi: joining") :] if "WiFi: joining" in text else text
+        if "MQTT: connected" in booted or "MQTT: failed" in booted or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return "\n".join(booted.replace("\r", "").strip().splitlines()[-lines:])
+
+
+def misbehave(config: Path, mode: str, interval: float, seconds: float = 4.0) -> str:
+    """What the virtual board logged while misbehaving for a few seconds (then it behaves)."""
+    log = vboard.board_dir(VIRTUAL_BOARD) / "serial.log"
+    begin = log.stat().st_size if log.exists() else 0
+    flash_virtual(config, 1.0, misbehave=mode)
+    time.sleep(seconds)
+    with log.open("rb") as handle:
+        handle.seek(begin)
+        text = handle.read().decode("utf-8", errors="replace").replace("\r", "")
+    flash_virtual(config, interval)  # behave again
+    return text[text.find("WiFi: joining") :]  # from the misbehaving board's boot on
+
+
+def broker_decisions(count: int) -> list[str]:
+    """The local broker's last `count` decisions (accepted, refused, closed) from its log."""
+    from kit.cloud.local import cloud_dir
+
+    log = cloud_dir() / "broker.log"
+    said = log.read_text(errors="replace").splitlines() if log.exists() else []
+    decisions = [line for line in said if "kit.broker" in line][-count:]
+    return [line.split("kit.broker: ", 1)[-1] for line in decisions]

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 
 from kit.certs import validate_device_name
 from kit.cloud import ObserverIdentity
+from kit.cloud.policy import PRESENCE_PREFIX
 from kit.cloud.store import Store
 from kit.errors import TelemetryError
 
@@ -122,6 +123,8 @@ class Telemetry:
         self.received = 0
         self.rejected = 0
         self.last_message: float | None = None
+        # client id -> (connected, when): the lifecycle events seen since start()
+        self.presence: dict[str, tuple[bool, float]] = {}
         self.connected = threading.Event()
         self._listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
         self._clock = clock
@@ -151,6 +154,11 @@ class Telemetry:
     @property
     def topic_filter(self) -> str:
         return f"things/{self.thing}/#" if self.thing else "things/#"
+
+    @property
+    def presence_filter(self) -> str:
+        """The broker's lifecycle events for the watched device (or every client)."""
+        return f"{PRESENCE_PREFIX}+/{self.thing or '+'}"
 
     def start(self, timeout: float = 10.0) -> Telemetry:
         """Connect and subscribe; raise with the reason if the broker cannot be reached."""
@@ -216,7 +224,7 @@ class Telemetry:
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if not reason.is_failure:
-            client.subscribe(self.topic_filter, qos=1)
+            client.subscribe([(self.topic_filter, 1), (self.presence_filter, 1)])
             self.connected.set()
 
     def _on_message(self, client, userdata, message) -> None:
@@ -225,6 +233,12 @@ class Telemetry:
             if self._recorder is None:
                 self._recorder = Store(self._record_to)
             self._recorder.record(message.topic, bytes(message.payload), now)
+        if message.topic.startswith(PRESENCE_PREFIX):
+            # A lifecycle event: who connected or left, not a message of the device's own.
+            event, _, client_id = message.topic[len(PRESENCE_PREFIX) :].partition("/")
+            with self._lock:
+                self.presence[client_id] = (event == "connected", now)
+            return
         event = decode(message.topic, message.payload, now)
         with self._lock:
             self.raw.append((now, message.topic, bytes(message.payload)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import html
 import io
-import os
 import threading
 import time
 from collections import deque
@@ -22,7 +21,7 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
-from kit import telemetry
+from kit import environment, telemetry
 from kit.printable import printable
 
 # Okabe-Ito: told apart by every kind of colour vision, and on a washed-out projector.
@@ -294,7 +293,7 @@ class Dashboard:
 
         self.refresh()
         display(self.widget)
-        if os.environ.get("KIT_HEADLESS"):
+        if environment.headless():
             display(Image(self.plot.snapshot_png()))
 
     def start(self) -> Dashboard:

@@ -360,7 +360,7 @@ def test_mosquitto_without_a_certificate_is_refused(cloud, tmp_path) -> None:
 def test_broker_certificate_names_this_computer(cloud) -> None:
     from cryptography import x509
 
-    from kit.cloud.local import host_names
+    from kit.cloud.local_broker import host_names
 
     cert_file, _ = cloud.ca.server_identity(host_names())
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())

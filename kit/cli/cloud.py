@@ -6,24 +6,30 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kit import arguments, certs, devices, steps, telemetry
+from kit import arguments, certs, devices, environment, settings, steps, telemetry
 from kit.cli.inputs import SLOT, output_folder, read_text
 from kit.cli.parser import Command
-from kit.cloud import open_cloud
-from kit.errors import UsageError
-from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
+from kit.cloud import Cloud, open_cloud
+from kit.cloud import options as local_options
+from kit.errors import BrokerNotRunningError, UsageError
 from kit.printable import printable
+
+if TYPE_CHECKING:
+    from kit.cloud.service import ServiceState
 
 
 def register(command: Command) -> None:
     """Add the cloud commands."""
-    watch = command("watch", cmd_watch, "Print a thing's messages as they arrive (local cloud).")
+    watch = command(
+        "watch", cmd_watch, "Print a thing's messages as they arrive (the course's cloud)."
+    )
     watch.add_argument(
         "thing", nargs="?", help="the thing (default: the current device; 'all' for every thing)"
     )
 
-    led = command("led", cmd_led, "Set a thing's LED brightness, 0-100 (local cloud).")
+    led = command("led", cmd_led, "Set a thing's LED brightness, 0-100 (the course's cloud).")
     led.add_argument("thing", help="the thing")
     led.add_argument(
         "value", type=arguments.whole_number(0, 100), help="brightness in percent, 0-100"
@@ -56,43 +62,12 @@ def register(command: Command) -> None:
 
     cloud = command("cloud", cmd_cloud, "Run the local cloud: kit cloud up|down|status.")
     cloud.add_argument("action", choices=("up", "down", "status", "run"))
-    cloud.add_argument(
-        "--port",
-        type=arguments.port_or_any,
-        default=MQTT_TLS_PORT,
-        help=f"MQTT/TLS port (default {MQTT_TLS_PORT})",
-    )
-    cloud.add_argument(
-        "--ws-port",
-        type=arguments.port_or_any,
-        default=WEBSOCKET_TLS_PORT,
-        help=f"WebSocket/TLS port (default {WEBSOCKET_TLS_PORT})",
-    )
-    cloud.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
-    cloud.add_argument(
-        "--keep-days",
-        type=arguments.positive_number("days", "30", 100_000),
-        default=30,
-        help="how many days the recorder keeps messages (default 30)",
-    )
-    cloud.add_argument(
-        "--listen",
-        action="store_true",
-        help="serve boards on the LAN too (listen on every address)",
-    )
-    cloud.add_argument(
-        "--broker-host",
-        type=arguments.host_name,
-        help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
-    )
+    local_options.add_arguments(cloud, listen_flag=True)
 
 
 def cmd_watch(args: argparse.Namespace) -> None:
     """Print each message for a thing (or all) until Ctrl+C."""
-    from kit.cloud.local import LocalCloud
-    from kit.cloud.service import require_service
-
-    require_service()
+    cloud = _watching_cloud()
     thing = None if args.thing == "all" else (args.thing or devices.current_name())
 
     def show(event: telemetry.Event) -> None:
@@ -111,7 +86,7 @@ def cmd_watch(args: argparse.Namespace) -> None:
                 flush=True,
             )
 
-    with telemetry.Telemetry(LocalCloud().observer(), thing, on_event=show):
+    with telemetry.Telemetry(cloud.observer(), thing, on_event=show):
         print(f"Watching {thing or 'every thing'}; stop with Ctrl+C.", flush=True)
         try:
             while True:
@@ -122,12 +97,9 @@ def cmd_watch(args: argparse.Namespace) -> None:
 
 def cmd_led(args: argparse.Namespace) -> None:
     """Send one LED command and wait for the device's answer on led/state."""
-    from kit.cloud.local import LocalCloud
-    from kit.cloud.service import require_service
-
-    require_service()
+    cloud = _watching_cloud()
     telemetry.check_brightness(args.value)
-    with telemetry.Telemetry(LocalCloud().observer(), args.thing) as watch:
+    with telemetry.Telemetry(cloud.observer(), args.thing) as watch:
         watch.led(args.thing, args.value)
         deadline = time.monotonic() + 5
         while watch.led_state(args.thing) != args.value and time.monotonic() < deadline:
@@ -137,6 +109,15 @@ def cmd_led(args: argparse.Namespace) -> None:
         print(f"{args.thing}: LED at {state} %.")
     else:
         print(f"Sent {args.value} % to {args.thing}; the device has not answered (is it online?).")
+
+
+def _watching_cloud() -> Cloud:
+    """The course's cloud, if it can be reached (else BrokerNotRunningError saying how)."""
+    cloud = steps.open_chosen_cloud(settings.load(), environment.read())
+    status = cloud.status()
+    if not status.reachable:
+        raise BrokerNotRunningError(str(status))
+    return cloud
 
 
 def cmd_register(args: argparse.Namespace) -> None:
@@ -171,7 +152,7 @@ def cmd_things(args: argparse.Namespace) -> None:
 def cmd_unregister(args: argparse.Namespace) -> int:
     """Remove one thing (or all) with its certificates."""
     cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
-    targets = cloud.things() if args.all else [args.thing or devices.current_name()]
+    targets = cloud.made_by_kit() if args.all else [args.thing or devices.current_name()]
     if not targets:
         print("No things registered.")
         return 0
@@ -182,11 +163,12 @@ def cmd_unregister(args: argparse.Namespace) -> int:
         if not answer.lower().startswith("y"):
             print("Nothing removed.")
             return 1
+    if args.all:
+        steps.teardown(cloud, progress=print)
+        return 0
     for thing in targets:
         steps.unregister(cloud, thing)
         print(f"Removed {thing}.")
-    if args.all:
-        cloud.tidy_up()
     return 0
 
 
@@ -194,18 +176,11 @@ def cmd_cloud(args: argparse.Namespace) -> None:
     """Run, start, stop or describe the local cloud."""
     from kit.cloud import local, service
 
-    host = "0.0.0.0" if args.listen else args.host
+    options = local_options.from_arguments(args)
     if args.action == "run":
-        service.run_service(host, args.port, args.ws_port, args.broker_host, args.keep_days)
+        service.run_service(options)
     elif args.action == "up":
-        started = service.start_service(
-            host,
-            args.port,
-            args.ws_port,
-            args.broker_host,
-            args.keep_days,
-            progress=lambda line: print(line, flush=True),
-        )
+        started = service.start_service(options, progress=lambda line: print(line, flush=True))
         print(_running(started))
         print(f"Log: {local.cloud_dir() / 'broker.log'}")
     elif args.action == "down":
@@ -222,7 +197,7 @@ def cmd_cloud(args: argparse.Namespace) -> None:
             print(_running(state))
 
 
-def _running(state) -> str:
+def _running(state: ServiceState) -> str:
     """The line that says where the local cloud runs."""
     return (
         f"The local cloud runs (process {state.pid}): MQTT/TLS on "

@@ -77,14 +77,11 @@ def cmd_use(args: argparse.Namespace) -> None:
 
 def cmd_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on notebooks/ and wait until it is stopped."""
-    from kit import settings
-    from kit.cloud import service
+    from kit import environment, settings, steps
 
     notebooks = checkout() / "notebooks"
-    if settings.load().cloud == "local":
-        ports = service.ports_from_environment()
-        state = service.start_service(port=ports.port, ws_port=ports.ws_port)
-        print(f"The local cloud runs on {state.broker_host}:{state.port}.")
+    cloud = steps.open_chosen_cloud(settings.load(), environment.read())
+    print(cloud.ensure_running(progress=lambda line: print(line, flush=True)))
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
     if args.port:
         command.append(f"--ServerApp.port={args.port}")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kit import arguments, board, certs, config_h, devices
+from kit import arguments, board, certs, config_h, devices, steps
 from kit.cli.inputs import (
     PASSWORD_VARIABLE,
     SLOT,
@@ -102,25 +102,17 @@ def cmd_config_h(args: argparse.Namespace) -> None:
             "certificate in a file and give its name to --cert (or --local-ca)."
         )
     out = output_file(args.out, "config.h")
-    broker, port, slot = args.broker, args.port, args.slot
     local_ca = read_text(args.local_ca) if args.local_ca else ""
-    if args.cert is None or args.broker is None:
-        record = devices.load(args.device)
-        certificate = record.certificate_pem if args.cert is None else read_text(args.cert)
-        broker = broker or record.broker_host
-        port = record.broker_port if port is None and args.broker is None else port
-        slot = record.slot if slot is None else slot
-        local_ca = local_ca or config_h.trust_anchor(record.ca_pem)
-    else:
-        certificate = read_text(args.cert)
-    password = wifi_password(args.password_stdin)
-    rendered = config_h.render(
+    certificate = read_text(args.cert) if args.cert is not None else None
+    record = devices.load(args.device) if certificate is None or args.broker is None else None
+    rendered = steps.configure(
         args.ssid,
-        password,
-        broker,
-        certificate,
-        port=port,
-        slot=slot or 0,
+        wifi_password(args.password_stdin),
+        record=record,
+        certificate=certificate,
+        broker=args.broker,
+        port=args.port,
+        slot=args.slot,
         led_pin=args.led_pin,
         local_ca=local_ca,
     )

@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from kit import arguments
+from kit import arguments, environment
 from kit.errors import FileError, UsageError
 from kit.pem import PemBlock, der_kind
 
-PASSWORD_VARIABLE = "KIT_WIFI_PASSWORD"
+PASSWORD_VARIABLE = environment.PASSWORD_VARIABLE
 # Far above any CSR, certificate or CA file: a bigger input is the wrong file (or /dev/zero).
 READ_LIMIT = 1024 * 1024
 SLOT = arguments.whole_number(0, 4)
@@ -117,8 +117,9 @@ def wifi_password(from_stdin: bool) -> str:
                 "followed by Enter (an empty line for an open network)."
             )
         return line.rstrip("\r\n")
-    if PASSWORD_VARIABLE in os.environ:
-        return os.environ[PASSWORD_VARIABLE]
+    from_environment = environment.wifi_password()
+    if from_environment is not None:
+        return from_environment
     if not sys.stdin.isatty():
         raise UsageError(
             f"No WiFi password given. Use --password-stdin, set {PASSWORD_VARIABLE}, or run "

@@ -1,24 +1,37 @@
 """Clouds that register devices: the embedded local cloud (default) and AWS IoT Core.
 
-Both implement `Cloud` and return the same `Registration`; registering also writes the device
-record (kit.devices) that the later steps read. A remote classroom service can implement the
-same interface later.
+Both implement `Cloud` and return the same `Registration`. A cloud changes nothing on this
+computer: the device record and the current device are the steps layer's (kit.steps). Callers
+never ask which cloud they have: status, presence, history and teardown are part of the
+interface, so a third backend (a class server) drops in.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kit.certs import Csr, load_certificate, matches
-from kit.cloud.store import Message
+from kit.cloud.store import Message, Presence
 from kit.errors import KeyMismatchError
 from kit.places import write_private
 from kit.trust import amazon_root_ca
 
-__all__ = ["Cloud", "ObserverIdentity", "Registration", "amazon_root_ca", "open_cloud"]
+if TYPE_CHECKING:  # a name for type checking only: the options belong to the local cloud
+    from kit.cloud.options import LocalOptions
+
+__all__ = [
+    "Cloud",
+    "CloudStatus",
+    "ObserverIdentity",
+    "Presence",
+    "Registration",
+    "amazon_root_ca",
+    "open_cloud",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,18 @@ class ObserverIdentity:
     record_to: Path | None = None
 
 
+@dataclass(frozen=True)
+class CloudStatus:
+    """Whether the cloud can be reached now, in a sentence, and what to do when it cannot."""
+
+    reachable: bool
+    summary: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.summary} {self.fix}".strip()
+
+
 class Cloud(ABC):
     """A place that registers devices and runs the broker they talk to."""
 
@@ -87,9 +112,35 @@ class Cloud(ABC):
         """What the cloud (or the kit's observer, where the cloud keeps nothing) recorded of
         `thing`; `query` as for Store.messages (since, until, latest, topic_suffix)."""
 
-    def tidy_up(self) -> None:
-        """Remove what the kit made for devices in general once no device uses it (on AWS, the
-        device policy); nothing to do where there is no such thing."""
+    @abstractmethod
+    def presence(self, thing: str) -> Presence:
+        """Whether `thing` is connected now and when it was last seen, from the lifecycle
+        events the broker publishes (on AWS: as the kit's observer recorded them)."""
+
+    @abstractmethod
+    def status(self) -> CloudStatus:
+        """Whether the cloud can be reached, and if not, how to start or reach it."""
+
+    def ensure_running(self, progress: Callable[[str], None] = lambda _: None) -> CloudStatus:
+        """Start what the kit runs for this cloud, if anything; then its status."""
+        return self.status()
+
+    def made_by_kit(self) -> list[str]:
+        """The things the kit registered here (what `teardown` removes)."""
+        return self.things()
+
+    def teardown(self, progress: Callable[[str], None] = lambda _: None) -> list[str]:
+        """Remove every thing the kit registered and what they shared; return their names."""
+        removed = []
+        for thing in self.made_by_kit():
+            self.unregister(thing)
+            progress(f"Removed {thing}.")
+            removed.append(thing)
+        self._tidy_up()
+        return removed
+
+    def _tidy_up(self) -> None:
+        """Remove what the kit made for devices in general (on AWS, the device policy)."""
         return None  # the local cloud keeps nothing shared between devices
 
     def register(self, csr: Csr) -> Registration:
@@ -112,13 +163,18 @@ class Cloud(ABC):
 
 
 def open_cloud(
-    name: str = "local", *, profile: str | None = None, region: str | None = None
+    name: str = "local",
+    *,
+    profile: str | None = None,
+    region: str | None = None,
+    local: LocalOptions | None = None,
 ) -> Cloud:
-    """The cloud called `name` ("local" or "aws")."""
+    """The cloud called `name` ("local" or "aws"); the local one with the broker `local`
+    describes, when the kit starts it."""
     if name == "local":
         from kit.cloud.local import LocalCloud
 
-        return LocalCloud()
+        return LocalCloud(options=local)
     if name == "aws":
         from kit.cloud.aws import AwsCloud
 

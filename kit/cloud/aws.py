@@ -31,11 +31,11 @@ from botocore.exceptions import (
 
 from kit.aws_websocket import signed_path
 from kit.certs import Csr, load_certificate, matches, validate_device_name
-from kit.cloud import Cloud, ObserverIdentity, Registration, amazon_root_ca
+from kit.cloud import Cloud, CloudStatus, ObserverIdentity, Registration, amazon_root_ca
 from kit.cloud.aws_errors import THROTTLED, explain
 from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
-from kit.cloud.store import Message, Store
-from kit.errors import AwsError, KeyMismatchError, NotFoundError, ThingTakenError
+from kit.cloud.store import Message, Presence, Store
+from kit.errors import AwsError, KeyMismatchError, KitError, NotFoundError, ThingTakenError
 from kit.places import kit_home
 from kit.ports import MQTT_TLS_PORT
 from kit.trust import amazon_root_ca_file
@@ -279,8 +279,39 @@ class AwsCloud(Cloud):
         self._policy_ready = False
         return True
 
-    def tidy_up(self) -> None:
+    def _tidy_up(self) -> None:
         self.remove_policy_if_unused()
+
+    def made_by_kit(self) -> list[str]:
+        """The things whose certificates carry the kit's device policy (never the account's
+        other things)."""
+        try:
+            targets = self.call("list_targets_for_policy", policyName=POLICY_NAME)["targets"]
+        except NotFoundError:
+            return []
+        names: set[str] = set()
+        for arn in targets:
+            names.update(self.call("list_principal_things", principal=arn)["things"])
+        return sorted(names)
+
+    def status(self) -> CloudStatus:
+        """Reachable when the account answers with its endpoint (credentials work)."""
+        try:
+            endpoint = self.endpoint
+        except KitError as error:
+            summary = f"AWS IoT Core in {self.region} cannot be reached."
+            return CloudStatus(False, summary, str(error))
+        return CloudStatus(True, f"AWS IoT Core answers in {self.region}: {endpoint}:{MQTT_PORT}.")
+
+    def presence(self, thing: str) -> Presence:
+        """What the kit's observer recorded of `thing`'s lifecycle events."""
+        if not self.recording().exists():
+            return Presence(thing, None, None, None)
+        store = Store(self.recording())
+        try:
+            return store.presence(thing)
+        finally:
+            store.close()
 
     def record_extras(self) -> dict[str, str]:
         return {"region": self.region, "profile": self.profile}

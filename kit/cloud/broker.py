@@ -34,7 +34,7 @@ from kit.cloud.mqtt_links import TlsLink, serve_websocket_client
 from kit.cloud.policy import CONNECT_TIMEOUT, PRESENCE_PREFIX, SESSION_EXPIRY, may
 from kit.cloud.recorder import QUEUE_SIZE, Recorder
 from kit.cloud.session import Session
-from kit.cloud.store import Principal, Store
+from kit.cloud.store import DEVICE, Principal, Store
 
 log = logging.getLogger("kit.broker")
 
@@ -247,6 +247,10 @@ class Broker:
             "versionNumber": 0,
         }
         self._announce(event, session.client_id, body)
+        if session.principal.role == DEVICE:
+            # Presence is best effort: when the recorder's queue is full it waits for the next.
+            topic = f"{PRESENCE_PREFIX}{event}/{session.client_id}"
+            self.recorder.offer(topic, json.dumps(body).encode(), time.time())
 
     def connect_failed(self, connection: Connection, client_id: str) -> None:
         """AWS's lifecycle event for a CONNECT refused by the policy."""

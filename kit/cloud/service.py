@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
 
 from kit import arguments, background
-from kit.cloud.local import DEFAULT_PORT, DEFAULT_WS_PORT, LocalCloud, check_ports_free, cloud_dir
+from kit.cloud import options as local_options
+from kit.cloud.local import LocalCloud, cloud_dir
+from kit.cloud.local_broker import check_ports_free
+from kit.cloud.options import LocalOptions
 from kit.errors import BrokerNotRunningError, CloudError, DamagedFileError, KitError
 from kit.places import private_dir, read_json, write_private
-from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT, read_port
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,7 @@ def _plausible(state: ServiceState) -> bool:
     return state.pid > 1 and state.pid != os.getpid() and 0 <= state.port <= 65535
 
 
-def run_service(
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    ws_port: int = DEFAULT_WS_PORT,
-    broker_host: str | None = None,
-    keep_days: float = 30,
-) -> None:
+def run_service(options: LocalOptions) -> None:
     """Run the broker in the foreground until SIGTERM or Ctrl+C (what `kit cloud up` starts)."""
     private_dir(cloud_dir())
     lock = background.hold_lock(cloud_dir() / "service.lock", wait=2.0)
@@ -87,12 +82,9 @@ def run_service(
     # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kit.broker").setLevel(logging.INFO)
-    cloud = LocalCloud(
-        host=host, port=port, ws_port=ws_port, broker_host=broker_host, keep_days=keep_days
-    )
-    with cloud:
+    with LocalCloud(options=options) as cloud:
         state = ServiceState(
-            os.getpid(), host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
+            os.getpid(), options.host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
         )
         write_private(cloud_dir() / "service.json", json.dumps(asdict(state)) + "\n")
         print(
@@ -110,11 +102,7 @@ def run_service(
 
 
 def start_service(
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    ws_port: int = DEFAULT_WS_PORT,
-    broker_host: str | None = None,
-    keep_days: float = 30,
+    options: LocalOptions | None = None,
     timeout: float = 30.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> ServiceState:
@@ -147,31 +135,15 @@ def start_service(
         running = service_state()
         if running is not None:
             return running  # the other start got there first
-        return _spawn_service(host, port, ws_port, broker_host, keep_days, timeout)
+        return _spawn_service(options or LocalOptions(), timeout)
 
 
-def _spawn_service(
-    host: str, port: int, ws_port: int, broker_host: str | None, keep_days: float, timeout: float
-) -> ServiceState:
+def _spawn_service(options: LocalOptions, timeout: float) -> ServiceState:
     """Run `python -m kit.cloud.service` in the background and wait until it serves."""
-    check_ports_free(host, [p for p in (port, ws_port) if p])
+    check_ports_free(options.host, options.listening_ports)
     (cloud_dir() / "service.json").unlink(missing_ok=True)  # a stale one from a crash
     # The service's own entry point: a background process never runs through the CLI.
-    command = [
-        sys.executable,
-        "-m",
-        "kit.cloud.service",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--ws-port",
-        str(ws_port),
-        "--keep-days",
-        str(keep_days),
-    ]
-    if broker_host:
-        command += ["--broker-host", broker_host]
+    command = [sys.executable, "-m", "kit.cloud.service", *options.command_line()]
     process = background.spawn(command, cloud_dir() / "broker.log")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -201,32 +173,6 @@ def stop_service(timeout: float = 30.0) -> bool:
     return True
 
 
-class Ports(NamedTuple):
-    """The broker's MQTT/TLS and WebSocket/TLS ports."""
-
-    port: int
-    ws_port: int
-
-
-def ports_from_environment() -> Ports:
-    """Ports from KIT_BROKER_PORT / KIT_BROKER_WS_PORT (so `kit demo` and tests never collide
-    with a student's own cloud); the defaults otherwise."""
-    ports = []
-    for variable, default in (
-        ("KIT_BROKER_PORT", DEFAULT_PORT),
-        ("KIT_BROKER_WS_PORT", DEFAULT_WS_PORT),
-    ):
-        text = os.environ.get(variable, "")
-        port = read_port(text) if text else default
-        if port is None:
-            raise CloudError(
-                f"{variable} must be a port number from 1 to 65535 (it is {text!r}). Fix or "
-                f"unset it (`unset {variable}`) and try again."
-            )
-        ports.append(port)
-    return Ports(*ports)
-
-
 def require_service() -> ServiceState:
     state = service_state()
     if state is None:
@@ -237,16 +183,10 @@ def require_service() -> ServiceState:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the local cloud in the foreground; a KitError is one line on stderr."""
     parser = arguments.Parser(prog="python -m kit.cloud.service", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
-    parser.add_argument("--port", type=arguments.port_or_any, default=MQTT_TLS_PORT)
-    parser.add_argument("--ws-port", type=arguments.port_or_any, default=WEBSOCKET_TLS_PORT)
-    parser.add_argument("--broker-host", type=arguments.host_name, help="the name boards use")
-    parser.add_argument(
-        "--keep-days", type=arguments.positive_number("days", "30", 100_000), default=30.0
-    )
+    local_options.add_arguments(parser)
     try:
         args = parser.parse_args(argv)
-        run_service(args.host, args.port, args.ws_port, args.broker_host, args.keep_days)
+        run_service(local_options.from_arguments(args))
     except KitError as error:
         print(f"{error.title}: {error}", file=sys.stderr)
         return 1

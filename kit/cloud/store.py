@@ -4,8 +4,8 @@ The broker process, notebooks and the CLI open it at the same time; WAL lets rea
 writers work side by side. A principal is a certificate the cloud knows: its fingerprint (the
 certificate id), its role (device or observer), the name it acts as, its owner and its status.
 The broker decides rights from this table, never from a name in a certificate. The recorder
-keeps every message on things/+/environment and things/+/led/state: the data store dashboards
-backfill from.
+keeps every message on things/+/environment and things/+/led/state (the data store dashboards
+backfill from) and, of the lifecycle events, the latest of each client (presence).
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, thing TEXT NOT NULL, topic TEXT NOT NULL,
     payload BLOB NOT NULL, received REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_by_thing ON messages (thing, received);
+CREATE TABLE IF NOT EXISTS presence (
+    thing TEXT PRIMARY KEY, connected INTEGER NOT NULL, changed REAL NOT NULL);
 """
 # Before principals, device certificates had a table of their own; move them over once.
 MIGRATE_CERTIFICATES = """
@@ -51,8 +53,9 @@ INSERT OR IGNORE INTO principals (fingerprint, role, name, owner, status, pem, c
     SELECT id, 'device', thing, '', status, pem, created FROM certificates;
 DROP TABLE certificates;
 """
-SCHEMA_VERSION = 2  # 1: certificates; 2: principals
+SCHEMA_VERSION = 3  # 1: certificates; 2: principals; 3: presence
 RECORDED_SUFFIXES = ("/environment", "/led/state")
+PRESENCE_EVENTS = ("$aws/events/presence/connected/", "$aws/events/presence/disconnected/")
 DEVICE, OBSERVER = "device", "observer"
 
 
@@ -75,6 +78,22 @@ class Message:
     topic: str
     payload: bytes
     received: float  # Unix time
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Whether a thing is connected, from the lifecycle events the broker published."""
+
+    thing: str
+    connected: bool | None  # None: no lifecycle event of it was ever seen
+    changed: float | None  # when it last connected or disconnected (Unix time)
+    last_message: float | None  # when its last recorded message arrived
+
+    @property
+    def last_seen(self) -> float | None:
+        """The latest sign of life: a message or a lifecycle event."""
+        times = [t for t in (self.changed, self.last_message) if t is not None]
+        return max(times) if times else None
 
 
 _AFTER_REPAIR = (
@@ -143,6 +162,25 @@ class Store:
     def things(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT name FROM things ORDER BY name")]
 
+    def add_thing(self, name: str, principal: Principal, pem: str) -> None:
+        """Record a thing (if new) with a device certificate, in one transaction."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO things (name, created) VALUES (?, ?)", (name, time.time())
+            )
+            self.add_principal(principal, pem)
+
+    def remove_thing(self, name: str) -> bool:
+        """Forget a thing and its device certificates; False if there was no such thing."""
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM things WHERE name = ?", (name,)).fetchone():
+                return False
+            # The broker notices within a fraction of a second and closes its connections.
+            db.execute("DELETE FROM principals WHERE role = 'device' AND name = ?", (name,))
+            db.execute("DELETE FROM things WHERE name = ?", (name,))
+            db.execute("DELETE FROM presence WHERE thing = ?", (name,))
+        return True
+
     def certificates_of(self, thing: str) -> list[tuple[str, str, str]]:
         """(id, pem, status) of each device certificate of `thing`."""
         return list(
@@ -191,13 +229,37 @@ class Store:
         kept = [
             (topic.split("/")[1], topic, payload, received)
             for topic, payload, received in rows
-            if recorded(topic)
+            if recorded(topic) and not topic.startswith(PRESENCE_EVENTS)
+        ]
+        # Of lifecycle events only the latest state of each client matters.
+        changes = [
+            (topic.rsplit("/", 1)[1], topic.startswith(PRESENCE_EVENTS[0]), received)
+            for topic, _payload, received in rows
+            if recorded(topic) and topic.startswith(PRESENCE_EVENTS)
         ]
         with self.transaction() as db:
             db.executemany(
                 "INSERT INTO messages (thing, topic, payload, received) VALUES (?, ?, ?, ?)", kept
             )
-        return len(kept)
+            db.executemany(
+                "INSERT INTO presence (thing, connected, changed) VALUES (?, ?, ?)"
+                " ON CONFLICT (thing) DO UPDATE SET connected = excluded.connected,"
+                " changed = excluded.changed WHERE excluded.changed >= presence.changed",
+                changes,
+            )
+        return len(kept) + len(changes)
+
+    def presence(self, thing: str) -> Presence:
+        """Whether `thing` is connected, and when it was last heard from."""
+        row = self.db.execute(
+            "SELECT connected, changed FROM presence WHERE thing = ?", (thing,)
+        ).fetchone()
+        last = self.db.execute(
+            "SELECT MAX(received) FROM messages WHERE thing = ?", (thing,)
+        ).fetchone()[0]
+        if row is None:
+            return Presence(thing, None, None, last)
+        return Presence(thing, bool(row[0]), row[1], last)
 
     def forget_before(self, cutoff: float) -> int:
         """Remove recorded messages received before `cutoff` (Unix time); return how many."""
@@ -240,4 +302,6 @@ class Store:
 def recorded(topic: str) -> bool:
     """Whether the recorder keeps messages on `topic`."""
     levels = topic.split("/")
+    if topic.startswith(PRESENCE_EVENTS):
+        return len(levels) == 5 and bool(levels[4])
     return len(levels) >= 3 and levels[0] == "things" and topic.endswith(RECORDED_SUFFIXES)
