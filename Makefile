@@ -15,7 +15,9 @@ TEST_APT_PACKAGES := g++ openssl mosquitto-clients libbearssl-dev chromium
 lab: $(STAMP)
 	$(BIN)/kit lab
 
+# The type checker first (strict on kit/, settings in pyproject.toml): a minute at most.
 test: $(STAMP) system-deps
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -44,6 +46,7 @@ system-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

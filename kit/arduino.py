@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kit.errors import ArduinoError
 from kit.places import checkout
@@ -43,7 +44,7 @@ def instructions() -> str:
     )
 
 
-def run(*args: str, timeout: float = 900) -> dict | list:
+def run(*args: str, timeout: float = 900) -> dict[str, Any] | list[Any]:
     """One arduino-cli command with JSON output; ArduinoError with the reason on failure."""
     if not available():
         raise ArduinoError("arduino-cli is not installed. " + instructions())

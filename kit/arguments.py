@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import NoReturn
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, TypeVar, overload
 
 from kit.errors import UsageError
 from kit.ports import read_port
+
+_N = TypeVar("_N")
 
 _OPTION = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*")
 # argparse's messages that quote a value, rewritten without it.
@@ -32,11 +35,22 @@ _REWRITES = (
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises UsageError with a message free of argument values."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    # The overloads argparse.ArgumentParser.parse_args has, so callers keep their types.
+    @overload
+    def parse_args(
+        self, args: Iterable[str] | None = None, namespace: None = None
+    ) -> argparse.Namespace: ...
+    @overload
+    def parse_args(self, args: Iterable[str] | None, namespace: _N) -> _N: ...
+    @overload
+    def parse_args(self, *, namespace: _N) -> _N: ...
+    def parse_args(
+        self, args: Iterable[str] | None = None, namespace: _N | None = None
+    ) -> argparse.Namespace | _N:
         """Parse, naming the command (not just `kit`) when words are left over."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
@@ -88,7 +102,7 @@ def port_or_any(text: str) -> int:
     return found
 
 
-def whole_number(lowest: int, highest: int):
+def whole_number(lowest: int, highest: int) -> Callable[[str], int]:
     """An argument type: a whole number from `lowest` to `highest`, in ASCII digits."""
 
     def parse(text: str) -> int:
@@ -103,7 +117,7 @@ def whole_number(lowest: int, highest: int):
     return parse
 
 
-def positive_number(what: str, example: str, highest: float):
+def positive_number(what: str, example: str, highest: float) -> Callable[[str], float]:
     """An argument type: a number above zero and below `highest`, such as 30 or 0.5."""
 
     def parse(text: str) -> float:

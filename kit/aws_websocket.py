@@ -28,7 +28,7 @@ def signed_path(
     """The path and query (`/mqtt?X-Amz-...`) of a SigV4-signed AWS IoT WebSocket URL."""
     request = AWSRequest(method="GET", url=f"https://{endpoint}/mqtt")
     SigV4QueryAuth(Credentials(access_key, secret_key), SERVICE, region, expires).add_auth(request)
-    url = urlsplit(request.url)
+    url = urlsplit(str(request.url))  # set above (the stubs allow None)
     path = f"{url.path}?{url.query}"
     if session_token:
         path += f"&X-Amz-Security-Token={quote(session_token, safe='-_.~')}"

@@ -87,7 +87,7 @@ def hold_lock(path: Path, wait: float = 0.0) -> TextIO | None:
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     handle = open(descriptor, "r+", encoding="utf-8")  # noqa: SIM115 - the caller keeps it open
     if fcntl is None:  # pragma: no cover - Windows: callers fall back to pids
-        return handle
+        return handle  # type: ignore[unreachable]  # mypy checks as POSIX, where fcntl imports
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -105,7 +105,7 @@ def hold_lock(path: Path, wait: float = 0.0) -> TextIO | None:
 def lock_held(path: Path) -> bool | None:
     """Whether a live process holds the lock on `path` (None where locks are unknown)."""
     if fcntl is None:  # pragma: no cover
-        return None
+        return None  # type: ignore[unreachable]  # Windows only: mypy checks as POSIX
     if not path.exists():
         return False
     with open(path, encoding="utf-8") as handle:

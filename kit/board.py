@@ -152,7 +152,9 @@ def _disconnected(error: Exception) -> BoardDisconnectedError:
 class _Dialog:
     """The answers for one capture, and the state of the conversation."""
 
-    def __init__(self, name, slot, lock, new_key, fields) -> None:
+    def __init__(
+        self, name: str | None, slot: int, lock: bool, new_key: bool, fields: dict[str, str]
+    ) -> None:
         self.name, self.slot, self.lock, self.new_key, self.fields = (
             name,
             slot,
@@ -199,7 +201,12 @@ class _Dialog:
             "the CSR sketch (ECCX08CSR) uploaded to this board?"
         )
 
-    def run(self, port: serial.SerialBase, on_output, timeouts: Timeouts) -> CsrCapture:
+    def run(
+        self,
+        port: serial.SerialBase,
+        on_output: Callable[[str], None] | None,
+        timeouts: Timeouts,
+    ) -> CsrCapture:
         received = bytearray()
         answered_at = -1  # offset of the last prompt answered, so each is answered once
         start = last = time.monotonic()
@@ -215,8 +222,8 @@ class _Dialog:
             try:
                 chunk = port.read(1)  # waits up to the port timeout (0.1 s)
                 # Then take everything already there, so a caller sees whole lines at once.
-                while chunk and port.in_waiting:
-                    chunk += port.read(port.in_waiting)
+                while chunk and port.in_waiting:  # type: ignore[attr-defined]  # every port class has it
+                    chunk += port.read(port.in_waiting)  # type: ignore[attr-defined]  # SerialBase's stub lacks it
             except (serial.SerialException, OSError) as error:
                 raise _disconnected(error) from None
             if not chunk:
@@ -249,7 +256,7 @@ class _Dialog:
             if line in FAILURES:
                 raise FAILURES[line](str(self.slot))
 
-    def _silence(self, received: bytes, limit: float) -> BoardSilentError:
+    def _silence(self, received: bytes | bytearray, limit: float) -> BoardSilentError:
         if not received:
             return BoardSilentError(
                 f"The board sent nothing for {limit:.0f} s. Is the CSR sketch (ECCX08CSR) "

@@ -85,7 +85,7 @@ def recognise(port: Any) -> BoardPort:
         model, mode = SUPPORTED[pid]
         return BoardPort(device, model, "supported", mode, usb, description)
     if vid in ARDUINO_VIDS:
-        model = f"Arduino {OTHER_ARDUINOS.get(pid, 'board (unrecognised model)')}"
+        model = f"Arduino {OTHER_ARDUINOS.get(pid, 'board (unrecognised model)')}"  # type: ignore[arg-type]  # a None pid finds no entry: the default
         return BoardPort(device, model, "unsupported", "sketch", usb, description)
     return BoardPort(device, description or "unknown serial device", "unknown", "sketch", usb)
 

@@ -316,7 +316,7 @@ def _certificate(text: str, changes: list[str]) -> str:
     return cert.pem
 
 
-def _string(found: dict, name: str) -> str:
+def _string(found: dict[str, bytes | int], name: str) -> str:
     value = found.get(name)
     if not isinstance(value, bytes):
         raise ConfigError(f"{name} in config.h should be a string. Render config.h again.")

@@ -12,6 +12,7 @@ import html
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -68,7 +69,7 @@ def name_field(value: str = "") -> widgets.VBox:
     )
     message = widgets.HTML()
 
-    def check(change: dict) -> None:
+    def check(change: dict[str, Any]) -> None:
         name = change["new"].strip()
         if not name:
             message.value = "The chip's serial number will be the device name."
@@ -87,7 +88,7 @@ def name_field(value: str = "") -> widgets.VBox:
     text.observe(check, names="value")
     check({"new": value})
     box = widgets.VBox([text, message])
-    box.text, box.message = text, message  # type: ignore[attr-defined]
+    box.text, box.message = text, message
     return box
 
 
@@ -125,16 +126,16 @@ def wifi_form(ssid: str = "") -> widgets.VBox:
         placeholder="not needed for the virtual board",
     )
     form = widgets.VBox([name, password])
-    form.ssid, form.password = name, password  # type: ignore[attr-defined]
+    form.ssid, form.password = name, password
     return form
 
 
 def configure(form: widgets.VBox) -> config_h.RenderedConfig:
     """Render config.h from the form and the current device, write it, and flash the board."""
     chosen = settings.load()
-    password = form.password.value  # type: ignore[attr-defined]
-    form.password.value = ""  # type: ignore[attr-defined]  # never left in widget state
-    ssid = form.ssid.value or ("Classroom" if chosen.virtual else "")  # type: ignore[attr-defined]
+    password = form.password.value
+    form.password.value = ""  # never left in widget state
+    ssid = form.ssid.value or ("Classroom" if chosen.virtual else "")
     if chosen.virtual and not password:
         password = VIRTUAL_WIFI_PASSWORD
     rendered = steps.configure(ssid, password)

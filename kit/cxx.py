@@ -8,6 +8,7 @@ the next character, and non-ASCII text is written as its UTF-8 bytes.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from kit.errors import ConfigError
 
@@ -116,7 +117,7 @@ def declarations(source: str) -> dict[str, bytes | int]:
                 j += 1
             found[str(name)] = joined
         elif j < len(toks) and toks[j][0] == "number":
-            found[str(name)] = toks[j][1]
+            found[str(name)] = cast(int, toks[j][1])  # 'number' tokens are ints
             j += 1
         i = max(j, i + 1)
     return found

@@ -190,7 +190,7 @@ def run() -> Report:
     return Report(tuple(checks))
 
 
-def _aws_check(chosen) -> Check:
+def _aws_check(chosen: course_settings.Settings) -> Check:
     try:
         import boto3
 

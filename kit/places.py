@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import platformdirs
 
@@ -156,7 +156,7 @@ def read_state(path: Path, after: str, target: Path | None = None) -> str | None
         raise damaged(path, f"it cannot be read ({error.strerror})", after, target) from None
 
 
-def read_json(path: Path, after: str, target: Path | None = None) -> dict | None:
+def read_json(path: Path, after: str, target: Path | None = None) -> dict[str, Any] | None:
     """The JSON object stored in `path`, None if there is no file, or DamagedFileError."""
     text = read_state(path, after, target)
     if text is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from kit import environment
 from kit.errors import SettingsError
@@ -41,12 +42,12 @@ def path() -> Path:
     return kit_home() / "settings.json"
 
 
-def _stored() -> dict:
+def _stored() -> dict[str, Any]:
     """Everything settings.json holds (empty when there is none), or DamagedFileError."""
     return read_json(path(), _AFTER_REPAIR) or {}
 
 
-def _store(values: dict) -> None:
+def _store(values: dict[str, Any]) -> None:
     write_private(path(), json.dumps(values, indent=2) + "\n")
 
 

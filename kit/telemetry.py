@@ -18,14 +18,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from kit.certs import validate_device_name
 from kit.cloud import ObserverIdentity
 from kit.cloud.policy import PRESENCE_PREFIX
-from kit.cloud.store import Store
+from kit.cloud.store import Message, Store
 from kit.errors import TelemetryError
 
 
@@ -134,7 +137,7 @@ class Telemetry:
         client_id = observer.client_id_prefix + secrets.token_hex(4)
         self.transport = transport
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport
+            CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport
         )
         if transport == "websockets":
             self.client.ws_set_options(path=observer.ws_path)
@@ -186,7 +189,7 @@ class Telemetry:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def backfill(self, messages: list) -> int:
+    def backfill(self, messages: list[Message]) -> int:
         """Add recorded messages (kit.cloud.store.Message) before the live ones; return how many."""
         count = 0
         with self._lock:
@@ -222,12 +225,19 @@ class Telemetry:
         check_brightness(value)
         self.client.publish(f"things/{thing}/led", str(value), qos=1)
 
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if not reason.is_failure:
             client.subscribe([(self.topic_filter, 1), (self.presence_filter, 1)])
             self.connected.set()
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = self._clock()
         if self._record_to is not None:
             if self._recorder is None:
@@ -235,11 +245,11 @@ class Telemetry:
             self._recorder.record(message.topic, bytes(message.payload), now)
         if message.topic.startswith(PRESENCE_PREFIX):
             # A lifecycle event: who connected or left, not a message of the device's own.
-            event, _, client_id = message.topic[len(PRESENCE_PREFIX) :].partition("/")
+            kind, _, client_id = message.topic[len(PRESENCE_PREFIX) :].partition("/")
             with self._lock:
-                self.presence[client_id] = (event == "connected", now)
+                self.presence[client_id] = (kind == "connected", now)
             return
-        event = decode(message.topic, message.payload, now)
+        event = decode(message.topic, bytes(message.payload), now)
         with self._lock:
             self.raw.append((now, message.topic, bytes(message.payload)))
             self.received += 1

@@ -131,10 +131,10 @@ class LivePlot:
             points = list(self._points)
         fig, left = plt.subplots(figsize=(9, 4), dpi=100)
         times = [datetime.fromtimestamp(p.time) for p in points]
-        left.plot(times, [p.temperature for p in points], color=BLUE, linewidth=2.5)
+        left.plot(times, [p.temperature for p in points], color=BLUE, linewidth=2.5)  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs take numbers
         left.set_ylabel("temperature (°F)", color=BLUE, fontsize=13)
         right = left.twinx()
-        right.plot(times, [p.humidity for p in points], color=ORANGE, linewidth=2.5, linestyle="--")
+        right.plot(times, [p.humidity for p in points], color=ORANGE, linewidth=2.5, linestyle="--")  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs take numbers
         right.set_ylabel("humidity (%)", color=ORANGE, fontsize=13)
         left.set_xlabel("time", fontsize=13)
         left.set_title(f"Temperature and humidity ({len(points)} readings)", fontsize=15)
@@ -261,7 +261,7 @@ class Dashboard:
         self.status = StatusLine(wall_clock)
         self.console = Console()
         self._pending_states: deque[int] = deque(maxlen=100)
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         for reading in watch.readings(thing):
             self.plot.add(reading)
         watch.listen(self._on_event)  # called on paho's thread: it only fills buffers
@@ -292,9 +292,9 @@ class Dashboard:
         from IPython.display import Image, display
 
         self.refresh()
-        display(self.widget)
+        display(self.widget)  # type: ignore[no-untyped-call]  # IPython's display() is unannotated
         if environment.headless():
-            display(Image(self.plot.snapshot_png()))
+            display(Image(self.plot.snapshot_png()))  # type: ignore[no-untyped-call]  # IPython: unannotated
 
     def start(self) -> Dashboard:
         """Refresh ten times a second on the kernel's event loop until stop()."""

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import Ca, make_ca, new_key
 
 ROOT = Path(__file__).resolve().parent.parent
+# AWS IoT Core played by moto: the fixtures moto_server, endpoint and real_keys.
+pytest_plugins = ["aws_moto"]
 
 
 @pytest.fixture(autouse=True)

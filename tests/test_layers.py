@@ -1,6 +1,6 @@
 """The layers run one way, along the data flow: a module never loads one above it.
 
-errors, places, pem → certs → board, cloud, config_h → telemetry → widgets → course → cli.
+errors, places, pem → certs → board, cloud, config_h → telemetry → widgets → steps → course, cli.
 The virtual board (kit.sim) sits above what it imitates (the board, config.h) and below the
 cloud it talks to as any board does; background processes have entry points of their own.
 """
@@ -25,14 +25,26 @@ ABOVE = {
     "kit.board_ports": ["kit.sim", "kit.cloud", "kit.certs", "kit.telemetry", "kit.cli"],
     "kit.board": ["kit.sim", "kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.config_h": ["kit.board", "kit.cloud", "kit.sim", "kit.telemetry", "kit.cli"],
-    "kit.cloud.local": ["kit.sim", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
+    "kit.environment": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.steps", "kit.cli"],
+    "kit.cloud": ["kit.cloud.local", "kit.cloud.aws", "kit.cloud.service", "kit.sim", "kit.cli"],
+    # The registry asks the service whether it runs only when asked, never at import.
+    "kit.cloud.local": [
+        "kit.cloud.service",
+        "kit.sim",
+        "kit.telemetry",
+        "kit.widgets",
+        "kit.course",
+        "kit.cli",
+    ],
+    "kit.cloud.local_broker": ["kit.cloud.local", "kit.cloud.service", "kit.sim", "kit.cli"],
     "kit.cloud.aws": ["kit.sim", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.cloud.service": ["kit.sim", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.sim.board": ["kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.sim.process": ["kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.sim.provider": ["kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.telemetry": ["kit.sim", "kit.widgets", "kit.course", "kit.cli"],
-    "kit.widgets": ["kit.sim", "kit.course", "kit.cli"],
+    "kit.widgets": ["kit.sim", "kit.steps", "kit.course", "kit.cli"],
+    "kit.steps": ["kit.widgets", "kit.course", "kit.cli"],
     "kit.course": ["kit.cli"],
 }
 
@@ -83,3 +95,15 @@ def test_sim_urls_open_with_only_kit_board_imported(tmp_path: Path) -> None:
         env={"KIT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
     )
     assert done.stdout.startswith("VirtualBoardError The virtual board 'nobody' is not running")
+
+
+def test_kit_variables_are_read_in_one_place() -> None:
+    # kit.environment reads KIT_*; background passes an allow-list on to child processes and
+    # demo builds its kernels' environment: neither reads a setting for itself.
+    readers = [
+        path.relative_to(KIT).as_posix()
+        for path in KIT.rglob("*.py")
+        if path.name not in ("environment.py", "background.py", "demo.py")
+        and ("os.environ" in path.read_text(encoding="utf-8") or "getenv" in path.read_text())
+    ]
+    assert not readers, f"these read the environment themselves: {readers}"

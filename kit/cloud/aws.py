@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from botocore.config import Config
@@ -136,7 +136,7 @@ class AwsCloud(Cloud):
         for attempt in range(MAX_ATTEMPTS):
             bucket.take()
             try:
-                return getattr(client, operation)(**kwargs)
+                return cast(dict[str, Any], getattr(client, operation)(**kwargs))
             except ClientError as error:
                 if error.response["Error"]["Code"] not in THROTTLED or attempt == MAX_ATTEMPTS - 1:
                     raise explain(error, operation) from None
@@ -324,7 +324,11 @@ class AwsCloud(Cloud):
             raise explain(NoCredentialsError(), "describe_endpoint")
         frozen = credentials.get_frozen_credentials()
         path = signed_path(
-            self.endpoint, self.region, frozen.access_key, frozen.secret_key, frozen.token
+            self.endpoint,
+            self.region,
+            cast(str, frozen.access_key),  # typed Optional; found credentials have keys
+            cast(str, frozen.secret_key),
+            frozen.token,
         )
         return ObserverIdentity(
             self.endpoint,

@@ -151,8 +151,8 @@ class LocalCloud(Cloud):
         if (self.broker is not None and self.broker.running) or self._service() is not None:
             return CloudStatus(
                 True,
-                f"The local cloud runs: MQTT over TLS on {host}:{port}, "
-                f"WebSocket over TLS on port {ws_port}.",
+                f"The local cloud runs on {host}:{port} (MQTT over TLS; WebSocket over TLS "
+                f"on port {ws_port}).",
             )
         return CloudStatus(
             False,

@@ -12,10 +12,12 @@ import hashlib
 import ipaddress
 import socket
 from pathlib import Path
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kit.certs import Csr
@@ -93,7 +95,7 @@ class LocalCA:
             _builder(
                 subject,
                 self.cert.subject,
-                csr.public_key,
+                cast(CertificatePublicKeyTypes, csr.public_key),  # it signed the CSR: not DH
                 now - dt.timedelta(minutes=5),
                 DEVICE_NOT_AFTER,
             )
@@ -178,7 +180,13 @@ class LocalCA:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
 
 
-def _builder(subject, issuer, public_key, not_before, not_after) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -216,7 +224,9 @@ _CA_FIX = (
 )
 
 
-def _load_ca(key_file: Path, cert_file: Path):
+def _load_ca(
+    key_file: Path, cert_file: Path
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """The CA's key and certificate, or DamagedFileError for the CA folder."""
     folder = key_file.parent
     key_text = read_state(key_file, _CA_FIX, folder)
@@ -235,7 +245,7 @@ def _load_ca(key_file: Path, cert_file: Path):
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ):
         raise damaged(folder, "ca.key does not belong to ca.pem", _CA_FIX, folder)
-    return key, cert
+    return cast(ec.EllipticCurvePrivateKey, key), cert  # the kit makes only P-256 CA keys
 
 
 def _derived_certificate(cert_file: Path, key_file: Path) -> x509.Certificate | None:

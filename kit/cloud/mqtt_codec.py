@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 from kit.errors import MqttProtocolError
 
@@ -114,7 +115,7 @@ class _Body:
     def u16(self) -> int:
         self._need(2)
         self.at += 2
-        return struct.unpack_from("!H", self.data, self.at - 2)[0]
+        return cast(int, struct.unpack_from("!H", self.data, self.at - 2)[0])
 
     def binary(self) -> bytes:
         size = self.u16()

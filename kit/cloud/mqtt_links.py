@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -49,7 +49,7 @@ class TlsLink(asyncio.Protocol):
         self.transport.resume_reading()
 
     def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size()
+        return cast(int, self.transport.get_write_buffer_size())
 
 
 class WebSocketLink:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import cast
 
 from kit.errors import CloudError
 from kit.places import damaged, private_dir
@@ -214,7 +215,7 @@ class Store:
 
     def registry_version(self) -> int:
         """A number that changes whenever a principal is added, changed or removed."""
-        return self.db.execute("SELECT n FROM registry_version").fetchone()[0]
+        return cast(int, self.db.execute("SELECT n FROM registry_version").fetchone()[0])
 
     # The recorder
 

@@ -17,10 +17,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from kit.config_h import SketchConfig
 from kit.sim.csr_sketch import to_int
@@ -107,7 +110,7 @@ class AwsFirmware:
         self.println("WiFi: connected")
         self.println("Time: waiting for the WiFi module's clock. ok")
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
         )
         client.tls_set_context(self._tls_context())
         client.on_connect = self._on_connect
@@ -191,7 +194,14 @@ class AwsFirmware:
 
     # Callbacks (paho's network thread)
 
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason.is_failure:
             code = MQTT311.get(reason.value, reason.value)
             self.println(
@@ -204,17 +214,31 @@ class AwsFirmware:
         client.subscribe(self.led_topic, qos=1)
         self.println(f"MQTT: subscribed to {self.led_topic}")
 
-    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if self.connected.is_set():
             self.println(f"MQTT: connection lost ({reason}); reconnecting")
         self.connected.clear()
 
-    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties,
+    ) -> None:
         if mid in self._unacknowledged:
             self._unacknowledged.discard(mid)
             self.acknowledged += 1
 
-    def _on_message(self, client, userdata, message) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic != self.led_topic:
             return
         self.led = max(0, min(100, to_int(bytes(message.payload))))

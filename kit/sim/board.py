@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 from kit import background
 from kit.config_h import SketchConfig
@@ -291,7 +292,7 @@ class VirtualBoard:
         self.firmware.stop()
 
 
-def _take_lock(path: Path, name: str):
+def _take_lock(path: Path, name: str) -> TextIO:
     """Hold an exclusive lock for the board's lifetime; refuse a second start."""
     handle = background.hold_lock(path, wait=1.0)
     info = _read_info(path.parent / "board.json")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,7 +50,7 @@ class VirtualEccx08:
         self.busy_seconds = 0.0  # time spent "inside the chip", for the benchmark
         state = self.folder / "chip.json"
         if not state.exists():
-            self._state = {"serial": new_serial_number(), "locked": False}
+            self._state: dict[str, Any] = {"serial": new_serial_number(), "locked": False}
             self._save()
         else:
             self._state = json.loads(state.read_text(encoding="utf-8"))
@@ -57,7 +58,7 @@ class VirtualEccx08:
     @property
     def serial_number(self) -> str:
         """The 18-hex-digit serial number, as ECCX08.serialNumber() prints it."""
-        return self._state["serial"]
+        return cast(str, self._state["serial"])
 
     @property
     def locked(self) -> bool:

@@ -22,6 +22,10 @@ from kit.sim import board
 class Serial(protocol_socket.Serial):
     """A socket serial port whose address is looked up by board name."""
 
+    # pyserial's socket handler keeps its connection in this private attribute (its stubs do
+    # not declare it); close() below shuts it down itself.
+    _socket: socket.socket | None
+
     def from_url(self, url: str) -> tuple[str, int]:
         """sim://<name> → the board's socket on 127.0.0.1."""
         parts = urlsplit(url)
@@ -37,6 +41,7 @@ class Serial(protocol_socket.Serial):
     def close(self) -> None:
         """Close at once: pyserial's socket handler sleeps 0.3 s here for remote servers, but
         the virtual board notices a closed port within milliseconds."""
+        # pyserial's private _socket, closed here to skip the handler's 0.3 s sleep.
         if self.is_open and self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
