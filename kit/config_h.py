@@ -171,31 +171,6 @@ def render(
     `local_ca` is the CA that signs a local broker's certificate (the board then trusts it);
     leave it empty for AWS IoT, whose Amazon Root CA 1 the board trusts built in.
     """
-    config, changes = make_config(
-        ssid,
-        password,
-        broker,
-        certificate,
-        port=port,
-        slot=slot,
-        led_pin=led_pin,
-        local_ca=local_ca,
-    )
-    return RenderedConfig(to_text(config), config, changes)
-
-
-def make_config(
-    ssid: str,
-    password: str,
-    broker: str,
-    certificate: str,
-    *,
-    port: int | None = None,
-    slot: int = 0,
-    led_pin: int = DEFAULT_LED_PIN,
-    local_ca: str = "",
-) -> tuple[SketchConfig, tuple[str, ...]]:
-    """Check every value; return the normalised config and the list of changes made."""
     changes: list[str] = []
     check_ssid(ssid)
     check_password(password)
@@ -206,7 +181,7 @@ def make_config(
     check_led_pin(led_pin)
     ca = _local_ca(local_ca) if local_ca else ""
     config = SketchConfig(ssid, password, host, cert, port, slot, name, led_pin, ca)
-    return config, tuple(changes)
+    return RenderedConfig(to_text(config), config, tuple(changes))
 
 
 def to_text(
@@ -264,7 +239,7 @@ def parse(text: str) -> SketchConfig:
         if not isinstance(value, int):
             raise ConfigError(f"{name} in config.h should be a whole number.")
         numbers[name] = value
-    config, changes = make_config(
+    rendered = render(
         strings["WIFI_SSID"],
         strings["WIFI_PASS"],
         strings["BROKER_HOST"],
@@ -274,10 +249,11 @@ def parse(text: str) -> SketchConfig:
         led_pin=numbers["LED_PIN"],
         local_ca=_string(found, "LOCAL_CA") if found.get("KIT_LOCAL_CA") == 1 else "",
     )
-    if changes:
+    config = rendered.config
+    if rendered.changes:
         raise ConfigError(
             "config.h has values the board cannot use as they are: "
-            + "; ".join(changes)
+            + "; ".join(rendered.changes)
             + ". Render it again with `kit config-h`."
         )
     if strings["DEVICE_NAME"] != config.device_name:

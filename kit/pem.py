@@ -20,6 +20,7 @@ from asn1crypto import x509 as asn1_x509
 from kit.errors import (
     Base64Error,
     CertificateError,
+    KitError,
     MultiplePemError,
     NotPemError,
     PasteTooLongError,
@@ -32,7 +33,7 @@ Kind = Literal["csr", "certificate"]
 
 LABELS: dict[str, str] = {"csr": "CERTIFICATE REQUEST", "certificate": "CERTIFICATE"}
 NAMES: dict[str, str] = {"csr": "certificate signing request (CSR)", "certificate": "certificate"}
-_LABEL_KIND = {
+_LABEL_KIND: dict[str, Kind] = {
     "CERTIFICATE REQUEST": "csr",
     "NEW CERTIFICATE REQUEST": "csr",
     "CERTIFICATE": "certificate",
@@ -104,14 +105,11 @@ def read_block(text: str, kind: Kind) -> PemBlock:
         )
     begin, end = blocks[0]
     label = begin.label
-    found = _LABEL_KIND.get(label)
-    if found is None:
-        raise WrongPemKindError(
-            f"That is a '{label}' block, not a {NAMES[kind]}. Copy the block that starts with "
-            f"-----BEGIN {LABELS[kind]}-----."
-        )
-    if found != kind:
-        raise WrongPemKindError(_wrong_kind_message(found, kind))
+    unknown = WrongPemKindError(
+        f"That is a '{label}' block, not a {NAMES[kind]}. Copy the block that starts with "
+        f"-----BEGIN {LABELS[kind]}-----."
+    )
+    _expect(_LABEL_KIND.get(label), kind, unknown)
     return _checked(_decode_body(_between(lines, begin, end), kind), kind)
 
 
@@ -275,15 +273,20 @@ def _headerless_block(lines: list[str], kind: Kind) -> PemBlock:
             "the whole block, including those two lines."
         )
     der = _b64decode(data, kind)
-    found = der_kind(der)
+    unknown = NotPemError(
+        f"The text has base64 in it but it is not a {NAMES[kind]}. Copy the whole block, "
+        f"from -----BEGIN {LABELS[kind]}----- to -----END {LABELS[kind]}-----."
+    )
+    _expect(der_kind(der), kind, unknown)
+    return PemBlock(kind, der)
+
+
+def _expect(found: Kind | None, kind: Kind, unknown: KitError) -> None:
+    """Raise `unknown` if nothing was recognised, or say which kind it is if not `kind`."""
     if found is None:
-        raise NotPemError(
-            f"The text has base64 in it but it is not a {NAMES[kind]}. Copy the whole block, "
-            f"from -----BEGIN {LABELS[kind]}----- to -----END {LABELS[kind]}-----."
-        )
+        raise unknown
     if found != kind:
         raise WrongPemKindError(_wrong_kind_message(found, kind))
-    return PemBlock(kind, der)
 
 
 def der_kind(der: bytes) -> Kind | None:

@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kit.certs import validate_device_name
@@ -145,7 +144,8 @@ class Telemetry:
         if observer.cert_file is not None and observer.key_file is not None:
             context.load_cert_chain(str(observer.cert_file), str(observer.key_file))
         self.client.tls_set_context(context)
-        self.client.on_connect = self._on_connect
+        # paho passes (client, userdata, flags, reason, properties); only the reason matters.
+        self.client.on_connect = lambda c, u, f, reason, p: self._on_connect(reason)
         self.client.on_disconnect = lambda c, u, f, r, p: self.connected.clear()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 5)
@@ -225,16 +225,10 @@ class Telemetry:
         check_brightness(value)
         self.client.publish(f"things/{thing}/led", str(value), qos=1)
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _on_connect(self, reason: ReasonCode) -> None:
+        """Subscribe (again, after a reconnect) once the broker accepted the connection."""
         if not reason.is_failure:
-            client.subscribe([(self.topic_filter, 1), (self.presence_filter, 1)])
+            self.client.subscribe([(self.topic_filter, 1), (self.presence_filter, 1)])
             self.connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

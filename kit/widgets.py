@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import bqplot
 import ipywidgets as widgets
@@ -28,6 +29,27 @@ from kit.printable import printable
 BLUE, ORANGE = "#0072B2", "#E69F00"
 BIG = {"font-size": "16px"}
 MAX_REDRAWS_PER_SECOND = 10
+
+
+def _line(x: Any, y: Any, color: str, label: str, **style: Any) -> Any:
+    """One series of the plot (a bqplot.Lines), empty until readings arrive."""
+    return bqplot.Lines(
+        x=np.array([], dtype="datetime64[ms]"),
+        y=[],
+        scales={"x": x, "y": y},
+        colors=[color],
+        stroke_width=3,
+        labels=[label],
+        display_legend=True,
+        **style,
+    )
+
+
+def _value_axis(scale: Any, side: str, label: str, color: str) -> Any:
+    """A value axis in its series' colour, large enough to read on a projector."""
+    return bqplot.Axis(
+        scale=scale, side=side, label=label, tick_style=BIG, color=color, label_offset="50px"
+    )
 
 
 class LivePlot:
@@ -43,43 +65,12 @@ class LivePlot:
         self.redraws = 0
         x = bqplot.DateScale()
         y_temperature, y_humidity = bqplot.LinearScale(), bqplot.LinearScale()
-        self.temperature = bqplot.Lines(
-            x=np.array([], dtype="datetime64[ms]"),
-            y=[],
-            scales={"x": x, "y": y_temperature},
-            colors=[BLUE],
-            stroke_width=3,
-            labels=["temperature (°F)"],
-            display_legend=True,
-        )
-        self.humidity = bqplot.Lines(
-            x=np.array([], dtype="datetime64[ms]"),
-            y=[],
-            scales={"x": x, "y": y_humidity},
-            colors=[ORANGE],
-            stroke_width=3,
-            line_style="dashed",
-            labels=["humidity (%)"],
-            display_legend=True,
-        )
+        self.temperature = _line(x, y_temperature, BLUE, "temperature (°F)")
+        self.humidity = _line(x, y_humidity, ORANGE, "humidity (%)", line_style="dashed")
         axes = [
             bqplot.Axis(scale=x, label="time", tick_style=BIG, label_offset="40px"),
-            bqplot.Axis(
-                scale=y_temperature,
-                side="left",
-                label="temperature (°F)",
-                tick_style=BIG,
-                color=BLUE,
-                label_offset="50px",
-            ),
-            bqplot.Axis(
-                scale=y_humidity,
-                side="right",
-                label="humidity (%)",
-                tick_style=BIG,
-                color=ORANGE,
-                label_offset="50px",
-            ),
+            _value_axis(y_temperature, "left", "temperature (°F)", BLUE),
+            _value_axis(y_humidity, "right", "humidity (%)", ORANGE),
         ]
         self.figure = bqplot.Figure(
             marks=[self.temperature, self.humidity],

@@ -90,21 +90,8 @@ class LocalCA:
                 if a.short_name in _OIDS
             ]
         )
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (
-            _builder(
-                subject,
-                self.cert.subject,
-                cast(CertificatePublicKeyTypes, csr.public_key),  # it signed the CSR: not DH
-                now - dt.timedelta(minutes=5),
-                DEVICE_NOT_AFTER,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(self._authority_key_id(), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        public_key = cast(CertificatePublicKeyTypes, csr.public_key)  # it signed the CSR: not DH
+        cert = self._issue(subject, public_key, 5 * 60, DEVICE_NOT_AFTER, CLIENT)
         return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def server_identity(self, names: list[str]) -> tuple[Path, Path]:
@@ -131,22 +118,9 @@ class LocalCA:
         subject = x509.Name(
             [x509.NameAttribute(NameOID.COMMON_NAME, wanted[0] if wanted else "localhost")]
         )
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (
-            _builder(
-                subject,
-                self.cert.subject,
-                key.public_key(),
-                now - dt.timedelta(hours=1),
-                now + dt.timedelta(days=825),
-            )
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(self._authority_key_id(), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        not_after = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=825)
+        san = x509.SubjectAlternativeName(alt)
+        cert = self._issue(subject, key.public_key(), 3600, not_after, SERVER, san)
         write_private(key_file, _key_pem(key))
         # The chain (server, then CA) so clients that only trust the CA can build it.
         write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM).decode() + self.pem)
@@ -159,25 +133,41 @@ class LocalCA:
             return cert_file, key_file
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, OBSERVER_CN)])
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (
-            _builder(
-                subject,
-                self.cert.subject,
-                key.public_key(),
-                now - dt.timedelta(hours=1),
-                DEVICE_NOT_AFTER,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
+        cert = self._issue(subject, key.public_key(), 3600, DEVICE_NOT_AFTER, CLIENT)
         write_private(key_file, _key_pem(key))
         write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM).decode())
         return cert_file, key_file
 
+    def _issue(
+        self,
+        subject: x509.Name,
+        public_key: CertificatePublicKeyTypes,
+        backdate: float,
+        not_after: dt.datetime,
+        usage: x509.ObjectIdentifier,
+        names: x509.SubjectAlternativeName | None = None,
+    ) -> x509.Certificate:
+        """An end-entity certificate signed by this CA, valid from `backdate` seconds ago
+        (clocks differ) for the one extended key usage given."""
+        now = dt.datetime.now(dt.timezone.utc)
+        builder = _builder(
+            subject, self.cert.subject, public_key, now - dt.timedelta(seconds=backdate), not_after
+        )
+        if names is not None:
+            builder = builder.add_extension(names, critical=False)
+        return (
+            builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(ca=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(self._authority_key_id(), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+
     def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
         return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+
+
+CLIENT, SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
 
 
 def _builder(
