@@ -18,7 +18,7 @@ import ipywidgets as widgets
 
 from kit import board, certs, config_h, devices, environment, settings, steps, telemetry
 from kit.cloud import Registration
-from kit.errors import KitError
+from kit.errors import CloudError, KitError, ThingTakenError
 from kit.printable import printable
 from kit.widgets import Dashboard
 
@@ -93,14 +93,29 @@ def name_field(value: str = "") -> widgets.VBox:
 
 
 def capture_csr(
-    name: str | None = None, slot: int = 0, lock_consent: bool = False
+    name: str | None = None,
+    slot: int = 0,
+    lock_consent: bool = False,
+    new_key: bool | None = None,
 ) -> steps.Captured:
-    """Run the CSR sketch's dialog, printing the serial transcript live; keep the CSR."""
+    """Run the CSR sketch's dialog, printing the serial transcript live; keep the CSR.
+
+    Running it again keeps the key of a device already registered (so notebook 02 still
+    matches); `new_key=True` makes a new one.
+    """
+    chosen = settings.load()
+    kept = new_key is None and chosen.virtual and steps.registered_key_in("sim://default", slot)
+    if kept:
+        print(
+            "This board's key is registered already, so the chip keeps it (run "
+            "course.capture_csr(new_key=True) for a new key).\n"
+        )
     return steps.capture(
-        settings.load(),
+        chosen,
         name=name,
         slot=slot,
         lock_consent=lock_consent,
+        new_key=new_key,
         on_output=lambda text: print(text, end="", flush=True),
     )
 
@@ -110,10 +125,31 @@ def last_capture() -> steps.Captured:
     return steps.last_capture()
 
 
-def register() -> Registration:
-    """Register the captured CSR in the chosen cloud (writes the device record)."""
+def register(replace: bool = False) -> Registration:
+    """Register the captured CSR in the chosen cloud (writes the device record).
+
+    The cloud is started first if the kit runs it (notebook 00 skipped). With `replace=True` a
+    registration of the same name with another key is removed first (the board made a new key).
+    """
     cloud = steps.open_chosen_cloud(settings.load(), environment.read())
-    return steps.register_captured(cloud).registration
+    status = cloud.ensure_running()
+    if not status.reachable:
+        raise CloudError(str(status))
+    if replace:
+        thing = steps.last_capture().csr.common_name
+        if thing in cloud.things():
+            steps.unregister(cloud, thing)
+    try:
+        return steps.register_captured(cloud).registration
+    except ThingTakenError:
+        thing = steps.last_capture().csr.common_name
+        raise ThingTakenError(
+            f"The name '{thing}' is already registered with another key: the board made a new "
+            "key since, or another board uses this name. If this is your board, run "
+            "course.register(replace=True) to register its new key in place of the old one "
+            "(the old certificate stops working). Otherwise choose another device name in "
+            "notebook 01."
+        ) from None
 
 
 def wifi_form(ssid: str = "") -> widgets.VBox:
@@ -175,34 +211,59 @@ def serial_log(lines: int = 15, timeout: float = 15) -> None:
     print(steps.serial_log(lines, timeout))
 
 
-def dashboard(window: int = 600) -> Dashboard:
-    """Watch the current device: history from the recorder first, then live."""
+def dashboard(thing: str | None = None, window: int = 600) -> Dashboard:
+    """Show the dashboard of the current device (or `thing`) at once: history from the
+    recorder first, then live; a drop-down picks another device registered here."""
     chosen = settings.load()
-    record = devices.load()
+    record = devices.load(thing)
     # The cloud the device was registered in, even if the settings have changed since.
     cloud = steps.open_chosen_cloud(replace(chosen, cloud=record.cloud), environment.read())
-    watch = telemetry.Telemetry(cloud.observer(), record.thing).start()
+    status = cloud.ensure_running()  # notebook 00 skipped, or the computer restarted
+    if not status.reachable:
+        raise CloudError(str(status))
+    if chosen.virtual:
+        steps.resume_virtual_board()
+    watch = telemetry.Telemetry(cloud.observer()).start()  # every device: the picker switches
     watch.backfill(cloud.history(record.thing))
-    return Dashboard(watch, record.thing, window).start()
+    others = [r.thing for r in devices.all_records() if r.cloud == record.cloud]
+    view = Dashboard(
+        watch,
+        record.thing,
+        window,
+        things=others,
+        history=cloud.history,
+        interval=chosen.interval if chosen.virtual else 10.0,
+    ).start()
+    view.show()
+    return view
 
 
-def wait_for_readings(view: Dashboard, count: int = 3, timeout: float = 60) -> str:
-    """Wait until the plot holds `count` readings (for runs without a person watching)."""
+def wait_for_readings(view: Dashboard, count: int = 3, timeout: float = 60) -> Notice:
+    """Wait until the plot holds `count` readings; if none come in time, say why."""
     deadline = time.monotonic() + timeout
     while len(view.watch.readings(view.thing)) < count and time.monotonic() < deadline:
         time.sleep(0.2)
     view.refresh()
-    return f"{len(view.watch.readings(view.thing))} readings from {view.thing}"
+    got = len(view.watch.readings(view.thing))
+    if got >= count:
+        view.show_snapshot()
+        return Notice(f"{got} readings from {view.thing} so far; the plot keeps adding them.")
+    chosen = settings.load()
+    record = devices.load(view.thing)
+    cloud = steps.open_chosen_cloud(replace(chosen, cloud=record.cloud), environment.read())
+    return Notice(steps.diagnose(cloud, record, chosen, got, timeout))
 
 
-def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> str:
+def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> Notice:
     """Wait until the device reports the LED at `value` on led/state."""
     deadline = time.monotonic() + timeout
     while view.watch.led_state(view.thing) != value and time.monotonic() < deadline:
         time.sleep(0.2)
     view.refresh()
     state = view.watch.led_state(view.thing)
-    return f"{view.thing} reports its LED at {state} %" if state is not None else "no answer yet"
+    if state is None:
+        return Notice(f"{view.thing} has not answered the LED command yet: is it connected?")
+    return Notice(f"{view.thing} reports its LED at {state} %.")
 
 
 def misbehave(mode: str, seconds: float = 4.0) -> None:

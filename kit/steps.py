@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit import board, config_h, devices, settings
-from kit.certs import Csr, load_csr, validate_device_name
+from kit.certs import Csr, load_certificate, load_csr, validate_device_name
 from kit.cloud import Cloud, Registration, open_cloud
 from kit.cloud.options import LocalOptions
 from kit.environment import Environment
-from kit.errors import DamagedFileError, DeviceNotFoundError, KitError
-from kit.places import kit_home, write_private
+from kit.errors import DamagedFileError, DeviceNotFoundError, KitError, VirtualBoardError
+from kit.places import kit_home, read_json, write_private
 from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
 from kit.sim import board as vboard
 
@@ -117,17 +117,50 @@ def start(
     env: Environment | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[str]:
-    """Start what the settings need (the cloud, if the kit runs it; the virtual board with the
-    CSR sketch); one sentence per part."""
+    """Start what the settings need (the cloud, if the kit runs it; the virtual board as the
+    course left it); one sentence per part. Starting never undoes a later step."""
     status = open_chosen_cloud(chosen, env).ensure_running(progress)
     said = [str(status)]
     if chosen.virtual:
-        info = vboard.start(VIRTUAL_BOARD)
-        said.append(
-            f"The virtual board runs, chip {info.chip_serial}, with the CSR sketch "
-            f"(its serial port: {info.pty or info.url})."
-        )
+        said.append(resume_virtual_board())
     return said
+
+
+def resume_virtual_board() -> str:
+    """Start the virtual board with the firmware the course put on it last (the CSR sketch
+    until notebook 03 flashes the AWS firmware); say what it runs."""
+    try:
+        running: vboard.BoardInfo | None = vboard.find(VIRTUAL_BOARD)
+    except VirtualBoardError:
+        running = None
+    flashed = _flashed()
+    if running is not None and running.firmware == "aws":
+        info = running
+    elif running is None and flashed is not None:
+        info = vboard.start(VIRTUAL_BOARD, config=flashed[0], interval=flashed[1])
+    else:
+        info = running or vboard.start(VIRTUAL_BOARD)
+    if info.firmware == "aws":
+        return (
+            f"The virtual board (chip {info.chip_serial}) runs the AWS firmware flashed in "
+            "notebook 03."
+        )
+    return (
+        f"The virtual board runs, chip {info.chip_serial}, with the CSR sketch "
+        f"(its serial port: {info.pty or info.url})."
+    )
+
+
+def _flashed() -> tuple[Path, float] | None:
+    """The config.h and interval the virtual board's AWS firmware was last flashed with."""
+    try:
+        facts = read_json(kit_home() / "course" / "flashed.json", "run notebook 03 again")
+    except DamagedFileError:
+        return None
+    if not isinstance(facts, dict) or not Path(str(facts.get("config", ""))).is_file():
+        return None
+    interval = facts.get("interval")
+    return Path(facts["config"]), float(interval) if isinstance(interval, int | float) else 10.0
 
 
 # The CSR
@@ -152,12 +185,14 @@ def capture(
     name: str | None = None,
     slot: int = 0,
     lock_consent: bool = False,
+    new_key: bool | None = None,
     on_output: Callable[[str], None] = lambda _: None,
 ) -> Captured:
     """Run the CSR sketch's dialog on the chosen board and keep the CSR for registering.
 
     The virtual chip is locked without asking: it is virtual, and `kit sim --reset` makes it
-    new again. A real chip is locked only with `lock_consent`.
+    new again. A real chip is locked only with `lock_consent`. Unless `new_key` says, the key
+    of a slot whose device is registered is kept, so running the step again is harmless.
     """
     if name:
         validate_device_name(name)
@@ -171,13 +206,38 @@ def capture(
         lock = True
     else:
         port, lock = chosen.board, lock_consent
-    made = board.capture_csr(port, name=name, slot=slot, lock=lock, on_output=on_output)
+    if new_key is None:
+        new_key = not registered_key_in(port, slot)
+    made = board.capture_csr(
+        port, name=name, slot=slot, lock=lock, new_key=new_key, on_output=on_output
+    )
     captured = Captured(made.csr, made.slot, port, made.chip_serial)
     folder = kit_home() / "course"
+    (folder / "flashed.json").unlink(missing_ok=True)  # the board runs the CSR sketch now
     write_private(folder / "csr.pem", made.csr.pem)
     facts = {"slot": made.slot, "board": port, "chip_serial": made.chip_serial}
     write_private(folder / "capture.json", json.dumps(facts) + "\n")
     return captured
+
+
+def registered_key_in(port: str, slot: int) -> bool:
+    """Whether the last capture on `port` made the key in `slot` of a device registered from
+    this computer (so that key is the one the cloud knows)."""
+    try:
+        last = last_capture()
+    except KitError:
+        return False
+    if (last.board, last.slot) != (port, slot):
+        return False
+    with contextlib.suppress(DamagedFileError):
+        records = devices.all_records()
+        return any(
+            r.chip_serial == last.chip_serial
+            and r.slot == slot
+            and load_certificate(r.certificate_pem).public_key_der == last.csr.public_key_der
+            for r in records
+        )
+    return False
 
 
 def last_capture() -> Captured:
@@ -243,8 +303,12 @@ def configure(
 
 
 def flash_virtual(config: Path, interval: float, misbehave: str | None = None) -> None:
-    """Put the AWS firmware with `config` on the virtual board (it reboots)."""
+    """Put the AWS firmware with `config` on the virtual board (it reboots); remember it, so
+    starting the course again later puts back the same firmware."""
     vboard.start(VIRTUAL_BOARD, config=config, interval=interval, misbehave=misbehave)
+    if misbehave is None:
+        facts = {"config": str(config.resolve()), "interval": interval}
+        write_private(kit_home() / "course" / "flashed.json", json.dumps(facts) + "\n")
 
 
 def serial_log(lines: int = 15, timeout: float = 15) -> str:
@@ -282,3 +346,48 @@ def broker_decisions(count: int) -> list[str]:
     said = log.read_text(errors="replace").splitlines() if log.exists() else []
     decisions = [line for line in said if "kit.broker" in line][-count:]
     return [line.split("kit.broker: ", 1)[-1] for line in decisions]
+
+
+def diagnose(
+    cloud: Cloud,
+    record: devices.DeviceRecord,
+    chosen: settings.Settings,
+    got: int,
+    waited: float,
+) -> str:
+    """Why `record`'s device sent fewer readings than expected, and the one thing to do."""
+    thing = record.thing
+    said = f"Only {got} reading(s) from {thing} in {waited:.0f} s. "
+    status = cloud.status()
+    if not status.reachable:
+        return said + str(status)
+    presence = cloud.presence(thing)
+    if chosen.virtual and record.cloud == "local":
+        try:
+            firmware = vboard.find(VIRTUAL_BOARD).firmware
+        except VirtualBoardError:
+            return said + "The virtual board is not running: run course.start() in notebook 00."
+        if firmware != "aws":
+            return said + (
+                "The virtual board still runs the CSR sketch: run notebook 03 to put the AWS "
+                "firmware with your config.h on it."
+            )
+        failed = [line for line in serial_log(40, 0).splitlines() if "MQTT: failed" in line]
+        if presence.connected is not True and failed:
+            return said + (
+                f"The board cannot connect: its serial log says '{failed[-1]}'. Run notebook 03 "
+                "again so config.h names this cloud's broker and your certificate."
+            )
+    if presence.connected is True:
+        return said + (
+            f"{thing} is connected to the cloud but publishes nothing: check the board's "
+            "serial monitor (115200 baud) for its sensor."
+        )
+    seen = presence.last_seen
+    last = time.strftime("%H:%M:%S", time.localtime(seen)) if seen else "never"
+    return said + (
+        f"Checked: the device record ({record.broker_host}:{record.broker_port}), the cloud "
+        f"(reachable), {thing}'s last message or connection ({last}). The board is not "
+        "connected: open the Serial Monitor at 115200 baud to see why (WiFi name, password, "
+        "broker), then run notebook 03 again if a value is wrong."
+    )

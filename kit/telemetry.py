@@ -125,6 +125,7 @@ class Telemetry:
         self.received = 0
         self.rejected = 0
         self.last_message: float | None = None
+        self._last_of: dict[str, float] = {}  # thing -> when its last message arrived
         # client id -> (connected, when): the lifecycle events seen since start()
         self.presence: dict[str, tuple[bool, float]] = {}
         self.connected = threading.Event()
@@ -208,6 +209,14 @@ class Telemetry:
                 if isinstance(e, Reading) and (thing is None or e.thing == thing)
             ]
 
+    def last_message_of(self, thing: str) -> float | None:
+        """When the latest message of `thing` arrived, live or recorded (None: none yet)."""
+        with self._lock:
+            times = [e.time for e in self.events if e.thing == thing]
+            live = self._last_of.get(thing)
+        times += [live] if live is not None else []
+        return max(times) if times else None
+
     def led_state(self, thing: str) -> int | None:
         """The last brightness the device reported, or None."""
         with self._lock:
@@ -248,6 +257,9 @@ class Telemetry:
             self.raw.append((now, message.topic, bytes(message.payload)))
             self.received += 1
             self.last_message = now
+            levels = message.topic.split("/")
+            if len(levels) >= 3 and levels[0] == "things":
+                self._last_of[levels[1]] = now
             if event is None:
                 return
             if isinstance(event, Rejected):

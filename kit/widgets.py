@@ -23,6 +23,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from kit import environment, telemetry
+from kit.cloud.store import Message
 from kit.printable import printable
 
 # Okabe-Ito: told apart by every kind of colour vision, and on a washed-out projector.
@@ -63,6 +64,7 @@ class LivePlot:
         self._dirty = False
         self._last_draw = float("-inf")
         self.redraws = 0
+        self.thing = ""
         x = bqplot.DateScale()
         y_temperature, y_humidity = bqplot.LinearScale(), bqplot.LinearScale()
         self.temperature = _line(x, y_temperature, BLUE, "temperature (°F)")
@@ -81,6 +83,15 @@ class LivePlot:
             fig_margin={"top": 50, "bottom": 60, "left": 80, "right": 80},
             layout=widgets.Layout(width="100%", height="420px"),
         )
+
+    def show_thing(self, thing: str) -> None:
+        """Start over for `thing`: no points, its name in the title."""
+        with self._lock:
+            self._points.clear()
+            self._dirty = True
+            self._last_draw = float("-inf")
+        self.thing = thing
+        self.figure.title = f"Temperature and humidity of {thing}"
 
     def add(self, reading: telemetry.Reading) -> None:
         """Queue a reading (any thread); it appears at the next redraw."""
@@ -128,7 +139,8 @@ class LivePlot:
         right.plot(times, [p.humidity for p in points], color=ORANGE, linewidth=2.5, linestyle="--")  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs take numbers
         right.set_ylabel("humidity (%)", color=ORANGE, fontsize=13)
         left.set_xlabel("time", fontsize=13)
-        left.set_title(f"Temperature and humidity ({len(points)} readings)", fontsize=15)
+        of = f" of {self.thing}" if self.thing else ""
+        left.set_title(f"Temperature and humidity{of} ({len(points)} readings)", fontsize=15)
         fig.autofmt_xdate()
         out = io.BytesIO()
         fig.savefig(out, format="png", bbox_inches="tight")
@@ -152,10 +164,13 @@ class LedControl:
             continuous_update=False,
             layout=widgets.Layout(width="420px"),
         )
-        self.on = widgets.Button(description="On", button_style="success")
+        self.on = widgets.Button(description="On")
         self.off = widgets.Button(description="Off")
         self.state = widgets.HTML()
-        self.slider.observe(lambda change: self.ask(change["new"]), names="value")
+        self._quiet = False
+        self.slider.observe(
+            lambda change: None if self._quiet else self.ask(change["new"]), names="value"
+        )
         self.on.on_click(lambda _: self._set_slider(100))
         self.off.on_click(lambda _: self._set_slider(0))
         self.widget = widgets.VBox([widgets.HBox([self.slider, self.on, self.off]), self.state])
@@ -167,9 +182,20 @@ class LedControl:
         self.slider.value = value
 
     def ask(self, value: int) -> None:
-        """Send a brightness to the device."""
+        """Send a brightness to the device; the slider shows it (also when asked from code)."""
         self.asked = telemetry.check_brightness(value)
         self._send(value)
+        if self.slider.value != value:
+            self._quiet = True  # moving the slider to match must not send it again
+            try:
+                self.slider.value = value
+            finally:
+                self._quiet = False
+        self._show()
+
+    def forget(self) -> None:
+        """Another device is shown: nothing asked or reported yet."""
+        self.asked = self.reported = None
         self._show()
 
     def device_reported(self, value: int) -> None:
@@ -182,6 +208,10 @@ class LedControl:
         shown = "—" if self.reported is None else f"{self.reported} %"
         waiting = self.asked is not None and self.asked != self.reported
         note = " (waiting for the device)" if waiting else ""
+        # The buttons show what the device reported, never what was only asked.
+        lit = self.reported is not None and self.reported > 0
+        self.on.button_style = "success" if lit else ""
+        self.off.button_style = "" if lit or self.reported is None else "info"
         self.state.value = (
             f"<span style='font-size:16px'>asked: <b>{asked}</b> · "
             f"the device shows: <b>{shown}</b>{note}</span>"
@@ -195,12 +225,19 @@ class StatusLine:
         self._clock = clock
         self.widget = widgets.HTML()
 
-    def update(self, watch: telemetry.Telemetry) -> None:
+    def update(
+        self, watch: telemetry.Telemetry, thing: str | None = None, interval: float | None = None
+    ) -> None:
         state = "connected" if watch.connected.is_set() else "<b>not connected</b>"
-        if watch.last_message is None:
+        last = watch.last_message_of(thing) if thing else watch.last_message
+        if last is None and thing:
+            every = f"; the board sends one every {interval:g} s" if interval else ""
+            name = html.escape(printable(thing), quote=False)
+            age = f"waiting for the first reading from {name}{every}"
+        elif last is None:
             age = "no message yet"
         else:
-            age = f"last message {max(0, self._clock() - watch.last_message):.0f} s ago"
+            age = f"last message {max(0, self._clock() - last):.0f} s ago"
         self.widget.value = (
             f"<span style='font-size:16px'>{state} · {age} · "
             f"{watch.received} received · {watch.rejected} rejected</span>"
@@ -231,12 +268,16 @@ class Console:
 def device_picker(things: list[str], current: str | None = None) -> widgets.Dropdown:
     """A drop-down of registered things."""
     return widgets.Dropdown(
-        options=things, value=current if current in things else None, description="Device"
+        options=things,
+        value=current if current in things else None,
+        description="Device",
+        style={"description_width": "initial"},
     )
 
 
 class Dashboard:
-    """Plot, LED control, status and console for one thing, fed by a Telemetry connection."""
+    """Plot, LED control, status and console for one thing at a time, fed by a Telemetry
+    connection; a drop-down picks the thing when there are several."""
 
     def __init__(
         self,
@@ -245,20 +286,57 @@ class Dashboard:
         window: int = 600,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        things: list[str] | None = None,
+        history: Callable[[str], list[Message]] | None = None,
+        interval: float | None = None,
     ) -> None:
+        """`things` fills the drop-down (`thing` first); `history(thing)` gives a thing's
+        recorded readings when it is picked; `interval` is how often the board publishes."""
         self.watch, self.thing = watch, thing
+        self.interval = interval
+        self._history = history
+        self._backfilled = {thing}  # the caller gave the first thing's history
         self.plot = LivePlot(window, clock)
-        self.led = LedControl(lambda value: watch.led(thing, value))
+        self.led = LedControl(lambda value: watch.led(self.thing, value))
         self.status = StatusLine(wall_clock)
         self.console = Console()
+        choices = [thing] + [t for t in (things or []) if t != thing]
+        self.picker = device_picker(choices, thing)
+        self.picker.layout.display = None if len(choices) > 1 else "none"
+        self.picker.observe(lambda change: self.select(change["new"]), names="value")
         self._pending_states: deque[int] = deque(maxlen=100)
         self._task: asyncio.Task[None] | None = None
+        self.plot.show_thing(thing)
         for reading in watch.readings(thing):
             self.plot.add(reading)
         watch.listen(self._on_event)  # called on paho's thread: it only fills buffers
         self.widget = widgets.VBox(
-            [self.plot.figure, self.led.widget, self.status.widget, self.console.widget]
+            [
+                self.picker,
+                self.plot.figure,
+                self.led.widget,
+                self.status.widget,
+                self.console.widget,
+            ]
         )
+
+    def select(self, thing: str) -> None:
+        """Show `thing` instead: its history, then its live readings."""
+        if not thing or thing == self.thing:
+            return
+        self.thing = thing
+        self.plot.show_thing(thing)
+        self._pending_states.clear()
+        if self._history is not None and thing not in self._backfilled:
+            self._backfilled.add(thing)
+            self.watch.backfill(self._history(thing))
+        for reading in sorted(self.watch.readings(thing), key=lambda r: r.time):
+            self.plot.add(reading)
+        self.led.forget()
+        state = self.watch.led_state(thing)
+        if state is not None:
+            self.led.device_reported(state)
+        self.refresh()
 
     def _on_event(self, event: telemetry.Event) -> None:
         if event.thing != self.thing:
@@ -273,17 +351,23 @@ class Dashboard:
         self.plot.redraw()
         while self._pending_states:
             self.led.device_reported(self._pending_states.popleft())
-        self.status.update(self.watch)
-        self.console.update(list(self.watch.raw))
+        self.status.update(self.watch, self.thing, self.interval)
+        mine = f"things/{self.thing}/"
+        self.console.update([row for row in self.watch.raw if row[1].startswith(mine)])
 
     def show(self) -> None:
-        """Display the dashboard. Where no front end draws widgets (KIT_HEADLESS=1, which
-        `kit demo` and the tests set), also leave a static image of the readings, so executed
-        notebooks and their HTML export show the data offline."""
-        from IPython.display import Image, display
+        """Display the dashboard (its state says what it waits for)."""
+        from IPython.display import display
 
         self.refresh()
         display(self.widget)  # type: ignore[no-untyped-call]  # IPython's display() is unannotated
+
+    def show_snapshot(self) -> None:
+        """Where no front end draws widgets (KIT_HEADLESS=1, which `kit demo` and the tests
+        set), leave a static image of the readings, so executed notebooks and their HTML export
+        show the data offline; elsewhere nothing."""
+        from IPython.display import Image, display
+
         if environment.headless():
             display(Image(self.plot.snapshot_png()))  # type: ignore[no-untyped-call]  # IPython: unannotated
 

@@ -88,8 +88,9 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     assert "********" in configure["rendered = course.configure(wifi)"]
     run = executed(build, "04_run_prototype")
     assert "MQTT: connected" in run["course.serial_log()"]
-    assert re.search(r"'[3-9] readings from", run["course.wait_for_readings(view, 3)"])
-    assert "<PNG>" in run["view.show()"]  # the static image for headless runs and HTML
+    waited = run["course.wait_for_readings(view, 3)"]
+    assert re.search(r"[3-9] readings from", waited)
+    assert "<PNG>" in waited  # the static image for headless runs and HTML
     assert "reports its LED at 40 %" in run["view.led.ask(40)"]
     inside = executed(build, "05_look_inside")
     wrong_id = inside['course.misbehave("wrong-client-id")']

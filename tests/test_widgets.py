@@ -11,6 +11,7 @@ from helpers import registered_config
 
 from kit import telemetry, widgets
 from kit.cloud.local import LocalCloud
+from kit.cloud.store import Message
 from kit.sim import board as vboard
 from kit.sim.aws_firmware import FirmwareSettings
 
@@ -157,6 +158,7 @@ def test_headless_show_leaves_a_static_image(monkeypatch, idle_watch) -> None:
     monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
     dashboard = widgets.Dashboard(idle_watch, "d1")
     dashboard.show()
+    dashboard.show_snapshot()
     assert shown[0] is dashboard.widget
     assert shown[1].data.startswith(b"\x89PNG") and dashboard.plot.points == 5
 
@@ -171,3 +173,44 @@ def test_moving_the_slider_never_waits_for_the_network() -> None:
         control.ask(value)
     assert time.monotonic() - started < 1.0
     assert control.asked == 30 and control.reported is None
+
+
+def recorded_reading(thing: str, when: float, temperature: float) -> Message:
+
+    body = json.dumps({"temperature": temperature, "humidity": 40}).encode()
+    return Message(thing, f"things/{thing}/environment", body, when)
+
+
+def test_the_drop_down_switches_device_with_its_history(idle_watch) -> None:
+    asked: list[str] = []
+
+    def history(thing: str) -> list[Message]:
+        asked.append(thing)
+        return [recorded_reading(thing, 1000.0 + i, 60.0 + i) for i in range(4)]
+
+    idle_watch.backfill([recorded_reading("d1", 900.0, 70.0)])
+    sent: list[tuple[str, int]] = []
+    idle_watch.led = lambda thing, value: sent.append((thing, value))  # type: ignore[method-assign]
+    dashboard = widgets.Dashboard(idle_watch, "d1", things=["d2", "d1"], history=history)
+    assert dashboard.picker.options == ("d1", "d2") and dashboard.picker.layout.display is None
+    assert "of d1" in dashboard.plot.figure.title
+    dashboard.refresh()
+    assert dashboard.plot.points == 1 and "waiting for the first reading" not in (
+        dashboard.status.widget.value
+    )
+    dashboard.picker.value = "d2"
+    assert asked == ["d2"] and dashboard.thing == "d2" and dashboard.plot.points == 4
+    assert "of d2" in dashboard.plot.figure.title
+    assert "last message" in dashboard.status.widget.value  # its history counts
+    dashboard.led.ask(30)  # the LED command goes to the device shown
+    assert sent == [("d2", 30)] and dashboard.led.slider.value == 30 and len(sent) == 1
+    dashboard.picker.value = "d1"
+    dashboard.picker.value = "d2"
+    assert asked == ["d2"]  # a device's history is fetched once
+
+
+def test_one_device_shows_no_drop_down(idle_watch) -> None:
+    dashboard = widgets.Dashboard(idle_watch, "d1", interval=10)
+    assert dashboard.picker.layout.display == "none"
+    dashboard.refresh()
+    assert "the board sends one every 10 s" in dashboard.status.widget.value
