@@ -62,10 +62,28 @@ def start() -> Notice:
     return Notice(" ".join(steps.start(settings.load(), environment.read())))
 
 
+# Labels in full: ipywidgets cuts descriptions at about 80 px and inputs at 300 px otherwise.
+WHOLE_LABEL = {"description_width": "initial"}
+
+
+def lock_consent() -> widgets.Checkbox:
+    """The consent a real chip needs before it is locked, its warning readable in full."""
+    return widgets.Checkbox(
+        description="I understand locking is permanent: lock the chip",
+        indent=False,
+        style=WHOLE_LABEL,
+        layout=widgets.Layout(width="auto"),
+    )
+
+
 def name_field(value: str = "") -> widgets.VBox:
     """A device-name box that says at once whether the name works (empty: the serial number)."""
     text = widgets.Text(
-        value=value, description="Device name", placeholder="empty: the chip's serial number"
+        value=value,
+        description="Device name",
+        placeholder="empty: the chip's serial number",
+        style=WHOLE_LABEL,
+        layout=widgets.Layout(width="480px"),
     )
     message = widgets.HTML()
 
@@ -154,12 +172,20 @@ def register(replace: bool = False) -> Registration:
 
 def wifi_form(ssid: str = "") -> widgets.VBox:
     """The WiFi name and a password field (the password is never shown or saved)."""
-    name = widgets.Text(value=ssid, description="WiFi name", placeholder="2.4 GHz network")
+    name = widgets.Text(
+        value=ssid,
+        description="WiFi name",
+        placeholder="2.4 GHz network",
+        style=WHOLE_LABEL,
+        layout=widgets.Layout(width="480px"),
+    )
     # KIT_WIFI_PASSWORD fills it for scripted runs; configure() clears it after reading.
     password = widgets.Password(
         value=environment.read().wifi_password or "",
         description="Password",
         placeholder="not needed for the virtual board",
+        style=WHOLE_LABEL,
+        layout=widgets.Layout(width="480px"),
     )
     form = widgets.VBox([name, password])
     form.ssid, form.password = name, password

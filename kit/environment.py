@@ -64,6 +64,14 @@ def headless() -> bool:
     return bool(os.environ.get("KIT_HEADLESS"))
 
 
+def for_jupyterlab(bin_dir: str) -> dict[str, str]:
+    """This process's environment for JupyterLab, with the kit's own `bin` first on PATH, so
+    `kit` works in the terminals a student opens in Lab (the virtualenv is not activated)."""
+    path = os.environ.get("PATH", "")
+    rest = [part for part in path.split(os.pathsep) if part and part != bin_dir]
+    return {**os.environ, "PATH": os.pathsep.join([bin_dir, *rest])}
+
+
 def home() -> str:
     """KIT_HOME alone ("" when unset): every command needs it, whatever else is set."""
     return os.environ.get("KIT_HOME", "")

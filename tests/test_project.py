@@ -120,3 +120,44 @@ def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
     assert str(ROOT / "notebooks") in text
     assert f"The local cloud runs on localhost:{ports[0]}" in text  # kit lab starts it
     assert down.stdout.strip() == "Stopped the local cloud."
+
+
+def test_every_notebook_picture_travels_with_the_notebook() -> None:
+    # JupyterLab serves notebooks/ only, and an HTML export must stand alone: a picture is an
+    # attachment of its cell (the same bytes as images/), never a path outside notebooks/.
+    import base64
+    import re
+
+    import nbformat
+
+    pictures = 0
+    for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", cell.source):
+                assert target.startswith("attachment:"), f"{path.name}: {target}"
+                name = target.removeprefix("attachment:")
+                ((kind, data),) = cell.attachments[name].items()
+                assert kind.startswith("image/"), kind
+                assert base64.b64decode(data) == (ROOT / "images" / name).read_bytes(), name
+                pictures += 1
+    assert pictures >= 1
+
+
+def test_the_html_export_embeds_the_pictures() -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(ROOT / "notebooks" / "00_setup.ipynb", as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(notebook)
+    assert "data:image/svg+xml;base64," in body and "../images/" not in body
+
+
+def test_lab_terminals_find_kit(monkeypatch) -> None:
+    # JupyterLab's terminals inherit its PATH: the kit's bin folder comes first, once.
+    from kit import environment
+
+    bin_dir = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", f"/usr/bin:{bin_dir}:/bin")
+    path = environment.for_jupyterlab(bin_dir)["PATH"].split(":")
+    assert path == [bin_dir, "/usr/bin", "/bin"] and (Path(bin_dir) / "kit").exists()

@@ -214,3 +214,18 @@ def test_one_device_shows_no_drop_down(idle_watch) -> None:
     assert dashboard.picker.layout.display == "none"
     dashboard.refresh()
     assert "the board sends one every 10 s" in dashboard.status.widget.value
+
+
+def test_the_lock_warning_and_the_field_labels_show_in_full() -> None:
+    # ipywidgets cuts a description at ~80 px and a checkbox at 300 px unless told otherwise:
+    # the one step that cannot be undone must be readable in full.
+    from kit import course
+
+    consent = course.lock_consent()
+    assert "permanent" in consent.description and not consent.value
+    assert consent.layout.width == "auto" and consent.style.description_width == "initial"
+    assert consent.indent is False
+    name = course.name_field()
+    wifi = course.wifi_form()
+    for field in (name.text, wifi.ssid, wifi.password):
+        assert field.style.description_width == "initial", field.description

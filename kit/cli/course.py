@@ -91,7 +91,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         # Containers and CI run as root; JupyterLab refuses that unless told it is deliberate.
         command.append("--allow-root")
     print(f"Opening the course in JupyterLab ({notebooks}). Stop it with Ctrl+C.", flush=True)
+    env = environment.for_jupyterlab(str(Path(sys.executable).parent))
     if os.name == "posix":
         # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
-        os.execv(sys.executable, command)
-    return subprocess.call(command)
+        os.execve(sys.executable, command, env)
+    return subprocess.call(command, env=env)
