@@ -158,7 +158,7 @@ def register(replace: bool = False) -> Registration:
         if thing in cloud.things():
             steps.unregister(cloud, thing)
     try:
-        return steps.register_captured(cloud).registration
+        registered = steps.register_captured(cloud)
     except ThingTakenError:
         thing = steps.last_capture().csr.common_name
         raise ThingTakenError(
@@ -168,6 +168,13 @@ def register(replace: bool = False) -> Registration:
             "(the old certificate stops working). Otherwise choose another device name in "
             "notebook 01."
         ) from None
+    done = registered.registration
+    verb = "Registered" if done.created else "Already registered (the same key):"
+    where = f"{done.broker_host}:{done.broker_port}"
+    print(f"{verb} {done.thing} in the {cloud.name} cloud; broker {where}.")
+    if registered.became_current:
+        print(f"{done.thing} is now the current device: the next notebooks work with it.")
+    return done
 
 
 def wifi_form(ssid: str = "") -> widgets.VBox:

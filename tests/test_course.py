@@ -78,6 +78,8 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     assert "Here's your CSR, enjoy!" in dialog and "-----END CERTIFICATE REQUEST-----" in dialog
     assert "valid: made with the private key" in csr["captured"]
     register = executed(build, "02_register_thing")
+    said = register["registration = course.register()"]
+    assert "in the local cloud; broker localhost:" in said and "is now the current device" in said
     assert register["certs.matches(course.last_capture().csr, certificate)"].strip() == "True"
     assert "Policy:" in register['print(f"Thing:       {registration.thing}")']
     configure = executed(build, "03_configure_sketch")

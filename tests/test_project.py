@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -107,6 +108,9 @@ def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
                 assert lab.poll() is None, Path(log.name).read_text()
                 assert time.monotonic() < deadline, Path(log.name).read_text()
                 time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            # The course opens at 00 (through the token login when no token is given).
+            assert "/lab/tree/00_setup.ipynb" in urllib.parse.unquote(page.geturl())
     finally:
         lab.terminate()
         lab.wait(timeout=30)

@@ -82,7 +82,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     notebooks = checkout() / "notebooks"
     cloud = steps.open_chosen_cloud(settings.load(), environment.read())
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)))
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={notebooks}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={notebooks}",
+        "--LabApp.default_url=/lab/tree/00_setup.ipynb",  # the course starts there
+    ]
     if args.port:
         command.append(f"--ServerApp.port={args.port}")
     if args.no_browser:
@@ -91,6 +97,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
         # Containers and CI run as root; JupyterLab refuses that unless told it is deliberate.
         command.append("--allow-root")
     print(f"Opening the course in JupyterLab ({notebooks}). Stop it with Ctrl+C.", flush=True)
+    print(
+        "The local cloud and the virtual board keep running after JupyterLab stops, so a "
+        "restarted notebook finds them; `kit cloud down` stops the cloud.",
+        flush=True,
+    )
     env = environment.for_jupyterlab(str(Path(sys.executable).parent))
     if os.name == "posix":
         # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
