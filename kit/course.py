@@ -76,15 +76,20 @@ def lock_consent() -> widgets.Checkbox:
     )
 
 
-def name_field(value: str = "") -> widgets.VBox:
-    """A device-name box that says at once whether the name works (empty: the serial number)."""
-    text = widgets.Text(
+def _field(kind: Any, value: str, description: str, placeholder: str) -> Any:
+    """A text field (ipywidgets Text or Password) with its label and hint shown in full."""
+    return kind(
         value=value,
-        description="Device name",
-        placeholder="empty: the chip's serial number",
+        description=description,
+        placeholder=placeholder,
         style=WHOLE_LABEL,
         layout=widgets.Layout(width="480px"),
     )
+
+
+def name_field(value: str = "") -> widgets.VBox:
+    """A device-name box that says at once whether the name works (empty: the serial number)."""
+    text = _field(widgets.Text, value, "Device name", "empty: the chip's serial number")
     message = widgets.HTML()
 
     def check(change: dict[str, Any]) -> None:
@@ -179,20 +184,13 @@ def register(replace: bool = False) -> Registration:
 
 def wifi_form(ssid: str = "") -> widgets.VBox:
     """The WiFi name and a password field (the password is never shown or saved)."""
-    name = widgets.Text(
-        value=ssid,
-        description="WiFi name",
-        placeholder="2.4 GHz network",
-        style=WHOLE_LABEL,
-        layout=widgets.Layout(width="480px"),
-    )
+    name = _field(widgets.Text, ssid, "WiFi name", "2.4 GHz network")
     # KIT_WIFI_PASSWORD fills it for scripted runs; configure() clears it after reading.
-    password = widgets.Password(
-        value=environment.read().wifi_password or "",
-        description="Password",
-        placeholder="not needed for the virtual board",
-        style=WHOLE_LABEL,
-        layout=widgets.Layout(width="480px"),
+    password = _field(
+        widgets.Password,
+        environment.wifi_password() or "",
+        "Password",
+        "not needed for the virtual board",
     )
     form = widgets.VBox([name, password])
     form.ssid, form.password = name, password
