@@ -47,13 +47,14 @@ def use(
         interval=current.interval,
     )
     if chosen.board == "auto":
-        chosen = settings.Settings(
-            board.choose_board().device,
-            chosen.cloud,
-            chosen.profile,
-            chosen.region,
-            chosen.interval,
-        )
+        found = board.choose_board().device
+        if found.startswith("sim://"):
+            found = settings.VIRTUAL
+            print(
+                "No real board is attached, so the course uses the virtual board. Plug the board "
+                'in with a data USB cable and run course.use("auto") again to use it.'
+            )
+        chosen = replace(chosen, board=found)
     return settings.save(chosen)
 
 

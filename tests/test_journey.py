@@ -93,3 +93,10 @@ def test_a_dashboard_that_gets_nothing_says_why(classroom: Path) -> None:
         view.stop()
     assert "still runs the CSR sketch" in said and "notebook 03" in said
     assert settings.load().virtual
+
+
+@pytest.mark.slow
+def test_auto_without_a_board_says_it_chose_the_virtual_one(classroom: Path, capsys) -> None:
+    course.start()  # only the virtual board is attached
+    chosen = course.use("auto")
+    assert chosen.virtual and "No real board is attached" in capsys.readouterr().out
