@@ -203,7 +203,12 @@ def configure(form: widgets.VBox) -> config_h.RenderedConfig:
     chosen = settings.load()
     password = form.password.value
     form.password.value = ""  # never left in widget state
-    ssid = form.ssid.value or ("Classroom" if chosen.virtual else "")
+    ssid = form.ssid.value
+    if chosen.virtual and not ssid:
+        ssid = "Classroom"
+        print(
+            "No WiFi name given: the virtual board joins any network, so config.h says Classroom."
+        )
     if chosen.virtual and not password:
         password = VIRTUAL_WIFI_PASSWORD
     rendered = steps.configure(ssid, password)

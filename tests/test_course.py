@@ -88,6 +88,7 @@ def test_each_step_shows_what_it_did(course_run) -> None:
         in configure["rendered = course.configure(wifi)"]
     )
     assert "********" in configure["rendered = course.configure(wifi)"]
+    assert "No WiFi name given" in configure["rendered = course.configure(wifi)"]
     run = executed(build, "04_run_prototype")
     assert "MQTT: connected" in run["course.serial_log()"]
     waited = run["course.wait_for_readings(view, 3)"]
