@@ -34,6 +34,14 @@ class Check:
     ok: bool
     found: str
     advice: str = ""
+    optional: bool = False  # fine without it (arduino-cli): never shown as "ready"
+
+    @property
+    def status(self) -> str:
+        """The status in words, first (icons may render as empty boxes without an emoji font)."""
+        if not self.ok:
+            return "Fix this"
+        return "Optional" if self.optional else "OK"
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Report:
     def text(self) -> str:
         lines = []
         for check in self.checks:
-            mark = "ok " if check.ok else "!! "
+            mark = "!! " if not check.ok else ("-- " if check.optional else "ok ")
             # Found values come from outside (settings, board names, paths): show, never obey.
             lines.append(f"{mark} {check.name}: {printable(check.found)}")
             if check.advice:
@@ -56,7 +64,8 @@ class Report:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td>{'✅' if c.ok else '⚠️'}</td>"
+            f"<tr><td style='text-align:left'><b>{c.status}</b> "
+            f"{'✓' if c.status == 'OK' else ('·' if c.optional else '!')}</td>"
             f"<th style='text-align:left'>{html.escape(c.name)}</th>"
             f"<td style='text-align:left'>{html.escape(printable(c.found))}"
             + (f"<br><i>{html.escape(printable(c.advice))}</i>" if c.advice else "")
@@ -149,6 +158,7 @@ def run() -> Report:
             if cli
             else "Optional: upload from the Arduino IDE instead, or install "
             "arduino-cli (conda install -c conda-forge arduino-cli).",
+            optional=not cli,
         )
     )
     checks.append(_aws_check(chosen))

@@ -65,3 +65,21 @@ def test_doctor_for_aws_warns_about_port_8883(tmp_path) -> None:
     done = kit("doctor", tmp_path=tmp_path)
     assert "!!  AWS credentials: none" in done.stdout
     assert "Campus networks often block outgoing 8883" in done.stdout
+
+
+def test_statuses_are_words_first_and_honest() -> None:
+    # Without an emoji font icons are empty boxes: the word says it; "not installed" is never OK.
+    from kit.doctor import Check, Report
+
+    report = Report(
+        (
+            Check("Python", True, "3.11"),
+            Check("arduino-cli", True, "not installed", "Optional: ...", optional=True),
+            Check("Local cloud", False, "not running", "Run course.start()."),
+        )
+    )
+    cells = report._repr_html_()
+    assert "<b>OK</b> ✓" in cells and "<b>Optional</b> ·" in cells and "<b>Fix this</b> !" in cells
+    assert "✅" not in cells and "⚠" not in cells
+    text = report.text().splitlines()
+    assert text[0].startswith("ok ") and text[1].startswith("-- ") and text[3].startswith("!! ")
