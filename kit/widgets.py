@@ -30,6 +30,8 @@ from kit.printable import printable
 BLUE, ORANGE = "#0072B2", "#E69F00"
 BIG = {"font-size": "16px"}
 MAX_REDRAWS_PER_SECOND = 10
+# The smallest span a value axis shows: sensor noise of 0.1 °F must not look like a swing.
+MIN_SPAN = {"temperature": 2.0, "humidity": 5.0}
 
 
 def _line(x: Any, y: Any, color: str, label: str, **style: Any) -> Any:
@@ -44,6 +46,14 @@ def _line(x: Any, y: Any, color: str, label: str, **style: Any) -> Any:
         display_legend=True,
         **style,
     )
+
+
+def _at_least(low: float, high: float, span: float) -> tuple[float, float]:
+    """The range [low, high], widened around its middle to at least `span`."""
+    if high - low >= span:
+        return low, high
+    middle = (low + high) / 2
+    return middle - span / 2, middle + span / 2
 
 
 def _value_axis(scale: Any, side: str, label: str, color: str) -> Any:
@@ -67,10 +77,13 @@ class LivePlot:
         self.thing = ""
         x = bqplot.DateScale()
         y_temperature, y_humidity = bqplot.LinearScale(), bqplot.LinearScale()
+        self.scales = {"temperature": y_temperature, "humidity": y_humidity}
         self.temperature = _line(x, y_temperature, BLUE, "temperature (°F)")
         self.humidity = _line(x, y_humidity, ORANGE, "humidity (%)", line_style="dashed")
         axes = [
-            bqplot.Axis(scale=x, label="time", tick_style=BIG, label_offset="40px"),
+            bqplot.Axis(
+                scale=x, label="time", tick_style=BIG, label_offset="40px", tick_format="%H:%M:%S"
+            ),
             _value_axis(y_temperature, "left", "temperature (°F)", BLUE),
             _value_axis(y_humidity, "right", "humidity (%)", ORANGE),
         ]
@@ -110,10 +123,12 @@ class LivePlot:
             self._last_draw = now
         times = np.array([int(p.time * 1000) for p in points], dtype="datetime64[ms]")
         with self.figure.hold_sync():
-            self.temperature.x = times
-            self.temperature.y = np.array([p.temperature for p in points])
-            self.humidity.x = times
-            self.humidity.y = np.array([p.humidity for p in points])
+            for name, line in (("temperature", self.temperature), ("humidity", self.humidity)):
+                values = np.array([getattr(p, name) for p in points])
+                line.x, line.y = times, values
+                if len(values):
+                    low, high = _at_least(float(values.min()), float(values.max()), MIN_SPAN[name])
+                    self.scales[name].min, self.scales[name].max = low, high
         self.redraws += 1
         return True
 

@@ -229,3 +229,15 @@ def test_the_lock_warning_and_the_field_labels_show_in_full() -> None:
     wifi = course.wifi_form()
     for field in (name.text, wifi.ssid, wifi.password):
         assert field.style.description_width == "initial", field.description
+
+
+def test_noise_stays_small_on_the_plot() -> None:
+    # 0.1 °F of sensor noise must not fill the axis: at least 2 °F and 5 % are shown.
+    plot = widgets.LivePlot(clock=Clock(0.0))
+    for i in range(5):
+        plot.add(telemetry.Reading("d1", 1000.0 + i, 70.0 + (i % 2) / 10, 40 + i % 2))
+    assert plot.redraw()
+    temperature, humidity = plot.scales["temperature"], plot.scales["humidity"]
+    assert temperature.max - temperature.min == pytest.approx(2.0)
+    assert temperature.min < 70.0 and temperature.max > 70.1
+    assert humidity.max - humidity.min == pytest.approx(5.0)
