@@ -371,10 +371,16 @@ class Dashboard:
         self.console.update([row for row in self.watch.raw if row[1].startswith(mine)])
 
     def show(self) -> None:
-        """Display the dashboard (its state says what it waits for)."""
-        from IPython.display import display
+        """Display the dashboard (its state says what it waits for). Where no front end draws
+        widgets (KIT_HEADLESS=1) a sentence stands in for it: a saved notebook or its HTML
+        export would otherwise show the widget's raw repr, and show_snapshot() adds the plot."""
+        from IPython.display import HTML, display
 
         self.refresh()
+        if environment.headless():
+            note = "The live dashboard (plot, LED slider, console) shows here in JupyterLab."
+            display(HTML(f"<p><i>{note}</i></p>"))  # type: ignore[no-untyped-call]  # IPython: unannotated
+            return
         display(self.widget)  # type: ignore[no-untyped-call]  # IPython's display() is unannotated
 
     def show_snapshot(self) -> None:

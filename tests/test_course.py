@@ -63,6 +63,8 @@ def test_the_course_runs_on_the_defaults(course_run) -> None:
     assert "LED round trip: the device reported 40 %" in said
     for name in demo.COURSE:
         assert (build / "html" / f"{name}.html").exists()
+    exported = (build / "html" / "04_run_prototype.html").read_text(encoding="utf-8")
+    assert "Figure(" not in exported  # the dashboard's raw widget repr never reaches the export
 
 
 def test_each_step_shows_what_it_did(course_run) -> None:

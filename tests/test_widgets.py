@@ -159,8 +159,12 @@ def test_headless_show_leaves_a_static_image(monkeypatch, idle_watch) -> None:
     dashboard = widgets.Dashboard(idle_watch, "d1")
     dashboard.show()
     dashboard.show_snapshot()
-    assert shown[0] is dashboard.widget
+    # No widget where nothing draws it (an HTML export would show its raw repr): a sentence.
+    assert "shows here in JupyterLab" in shown[0].data and dashboard.widget not in shown
     assert shown[1].data.startswith(b"\x89PNG") and dashboard.plot.points == 5
+    monkeypatch.delenv("KIT_HEADLESS")
+    dashboard.show()
+    assert shown[2] is dashboard.widget  # in JupyterLab: the live dashboard
 
 
 def test_moving_the_slider_never_waits_for_the_network() -> None:
