@@ -127,15 +127,8 @@ def capture_csr(
     Running it again keeps the key of a device already registered (so notebook 02 still
     matches); `new_key=True` makes a new one.
     """
-    chosen = settings.load()
-    kept = new_key is None and chosen.virtual and steps.registered_key_in("sim://default", slot)
-    if kept:
-        print(
-            "This board's key is registered already, so the chip keeps it (run "
-            "course.capture_csr(new_key=True) for a new key).\n"
-        )
     return steps.capture(
-        chosen,
+        settings.load(),
         name=name,
         slot=slot,
         lock_consent=lock_consent,
@@ -159,14 +152,13 @@ def register(replace: bool = False) -> Registration:
     status = cloud.ensure_running()
     if not status.reachable:
         raise CloudError(str(status))
-    if replace:
-        thing = steps.last_capture().csr.common_name
-        if thing in cloud.things():
-            steps.unregister(cloud, thing)
+    captured = steps.last_capture()
+    thing = captured.csr.common_name
+    if replace and thing in cloud.things():
+        steps.unregister(cloud, thing)
     try:
-        registered = steps.register_captured(cloud)
+        registered = steps.register_captured(cloud, captured)
     except ThingTakenError:
-        thing = steps.last_capture().csr.common_name
         raise ThingTakenError(
             f"The name '{thing}' is already registered with another key: the board made a new "
             "key since, or another board uses this name. If this is your board, run "

@@ -85,17 +85,21 @@ def register(
 def unregister(cloud: Cloud, thing: str) -> None:
     """Remove `thing` from `cloud`, then its record on this computer."""
     cloud.unregister(thing)
-    with contextlib.suppress(OSError, DeviceNotFoundError):
-        devices.forget(thing)
+    _forget(thing)
 
 
 def teardown(cloud: Cloud, progress: Callable[[str], None] = lambda _: None) -> list[str]:
     """Remove every thing the kit registered in `cloud`, and their records here."""
     removed = cloud.teardown(progress)
     for thing in removed:
-        with contextlib.suppress(OSError, DeviceNotFoundError):
-            devices.forget(thing)
+        _forget(thing)
     return removed
+
+
+def _forget(thing: str) -> None:
+    """Remove `thing`'s record on this computer, if there is one."""
+    with contextlib.suppress(OSError, DeviceNotFoundError):
+        devices.forget(thing)
 
 
 # Choosing and starting
@@ -208,6 +212,11 @@ def capture(
         port, lock = chosen.board, lock_consent
     if new_key is None:
         new_key = not registered_key_in(port, slot)
+        if not new_key:
+            on_output(
+                "This board's key is registered already, so the chip keeps it (run "
+                "course.capture_csr(new_key=True) for a new key).\n\n"
+            )
     made = board.capture_csr(
         port, name=name, slot=slot, lock=lock, new_key=new_key, on_output=on_output
     )
@@ -251,9 +260,8 @@ def last_capture() -> Captured:
     return Captured(csr, facts["slot"], facts["board"], facts["chip_serial"])
 
 
-def register_captured(cloud: Cloud) -> Registered:
-    """Register the CSR the last capture kept, with what the capture knew about the board."""
-    captured = last_capture()
+def register_captured(cloud: Cloud, captured: Captured) -> Registered:
+    """Register a captured CSR, with what the capture knew about the board."""
     return register(
         cloud,
         captured.csr,

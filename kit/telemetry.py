@@ -125,7 +125,8 @@ class Telemetry:
         self.received = 0
         self.rejected = 0
         self.last_message: float | None = None
-        self._last_of: dict[str, float] = {}  # thing -> when its last message arrived
+        # thing -> when its latest message arrived (live or recorded): read 10 times a second
+        self._last_of: dict[str, float] = {}
         # client id -> (connected, when): the lifecycle events seen since start()
         self.presence: dict[str, tuple[bool, float]] = {}
         self.connected = threading.Event()
@@ -198,6 +199,8 @@ class Telemetry:
                 event = decode(message.topic, message.payload, message.received)
                 if event is not None and not isinstance(event, Rejected):
                     self.events.append(event)
+                    latest = self._last_of.get(event.thing, event.time)
+                    self._last_of[event.thing] = max(latest, event.time)
                     count += 1
         return count
 
@@ -212,10 +215,7 @@ class Telemetry:
     def last_message_of(self, thing: str) -> float | None:
         """When the latest message of `thing` arrived, live or recorded (None: none yet)."""
         with self._lock:
-            times = [e.time for e in self.events if e.thing == thing]
-            live = self._last_of.get(thing)
-        times += [live] if live is not None else []
-        return max(times) if times else None
+            return self._last_of.get(thing)
 
     def led_state(self, thing: str) -> int | None:
         """The last brightness the device reported, or None."""

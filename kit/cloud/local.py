@@ -69,8 +69,8 @@ class LocalCloud(Cloud):
 
     # Where devices connect: this process's broker, else the service, else the options
 
-    def _where(self) -> tuple[str, int, int]:
-        """(broker host, MQTT/TLS port, WebSocket/TLS port)."""
+    def _running(self) -> tuple[str, int, int] | None:
+        """(broker host, MQTT/TLS port, WebSocket/TLS port) of a running broker, or None."""
         if self.broker is not None and self.broker.running:
             ports = self.broker.ports
             return self.broker.broker_host, ports["default"], ports["ws"]
@@ -78,7 +78,15 @@ class LocalCloud(Cloud):
         if running is not None:
             host = self.options.broker_host or running.broker_host
             return host, running.port, running.ws_port
-        return default_broker_host(self.options), self.options.port, self.options.ws_port
+        return None
+
+    def _where(self) -> tuple[str, int, int]:
+        """Where devices connect: the running broker, else where the options would put it."""
+        return self._running() or (
+            default_broker_host(self.options),
+            self.options.port,
+            self.options.ws_port,
+        )
 
     @staticmethod
     def _service() -> ServiceState | None:
@@ -104,25 +112,29 @@ class LocalCloud(Cloud):
 
     def _register(self, csr: Csr) -> Registration:
         thing = validate_device_name(csr.common_name).name
-        known = self.store.certificates_of(thing)
-        for cert_id, pem, status in known:
-            if load_certificate(pem).public_key_der == csr.public_key_der and status == "ACTIVE":
-                return self._registration(thing, pem, cert_id, created=False)
-        if known:
-            raise ThingTakenError(
-                f"The name '{thing}' is already registered with another key (another board, "
-                "or a new key made in the same slot). Choose another device name, or remove "
-                f"the old registration first with `kit unregister {thing}`."
-            )
-        pem = self.ca.sign_csr(csr)
-        cert_id = certificate_id(load_certificate(pem).der)
-        self.store.add_thing(thing, Principal(cert_id, DEVICE, thing, "", "ACTIVE"), pem)
+        # One transaction: two registrations of a name at once must not both pass the check.
+        with self.store.transaction():
+            known = self.store.certificates_of(thing)
+            for cert_id, pem, status in known:
+                if (
+                    load_certificate(pem).public_key_der == csr.public_key_der
+                    and status == "ACTIVE"
+                ):
+                    return self._registration(thing, pem, cert_id, created=False)
+            if known:
+                raise ThingTakenError(
+                    f"The name '{thing}' is already registered with another key (another board, "
+                    "or a new key made in the same slot). Choose another device name, or remove "
+                    f"the old registration first with `kit unregister {thing}`."
+                )
+            pem = self.ca.sign_csr(csr)
+            cert_id = certificate_id(load_certificate(pem).der)
+            self.store.add_thing(thing, Principal(cert_id, DEVICE, thing, "", "ACTIVE"), pem)
         return self._registration(thing, pem, cert_id, created=True)
 
     def _registration(self, thing: str, pem: str, cert_id: str, created: bool) -> Registration:
-        return Registration(
-            thing, pem, cert_id, self.broker_host, self.broker_port, self.ca.pem, self.name, created
-        )
+        host, port, _ = self._where()
+        return Registration(thing, pem, cert_id, host, port, self.ca.pem, self.name, created)
 
     def unregister(self, thing: str) -> None:
         if not self.store.remove_thing(thing):
@@ -147,8 +159,9 @@ class LocalCloud(Cloud):
 
     def status(self) -> CloudStatus:
         """Running (in this process or as the service), or how to start it."""
-        host, port, ws_port = self._where()
-        if (self.broker is not None and self.broker.running) or self._service() is not None:
+        running = self._running()
+        if running is not None:
+            host, port, ws_port = running
             return CloudStatus(
                 True,
                 f"The local cloud runs on {host}:{port} (MQTT over TLS; WebSocket over TLS "

@@ -164,12 +164,11 @@ class Store:
         return [row[0] for row in self.db.execute("SELECT name FROM things ORDER BY name")]
 
     def add_thing(self, name: str, principal: Principal, pem: str) -> None:
-        """Record a thing (if new) with a device certificate, in one transaction."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO things (name, created) VALUES (?, ?)", (name, time.time())
-            )
-            self.add_principal(principal, pem)
+        """Record a thing (if new) with a device certificate (inside a transaction)."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO things (name, created) VALUES (?, ?)", (name, time.time())
+        )
+        self.add_principal(principal, pem)
 
     def remove_thing(self, name: str) -> bool:
         """Forget a thing and its device certificates; False if there was no such thing."""
