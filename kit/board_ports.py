@@ -157,7 +157,7 @@ def choose_board(
     raise NoBoardError(
         f"No board found{extra}. Plug the board in with a USB cable that carries data (some "
         "cables only charge), wait a few seconds and try again, or use the virtual board: "
-        "`kit sim` in another terminal."
+        'course.use("virtual") in notebook 00 (`kit use virtual` in a terminal).'
     )
 
 
@@ -196,6 +196,6 @@ def _open_error(device: str, error: serial.SerialException) -> KitError:
     if code == errno.ENOENT or "No such file" in text or "could not open port" in text.lower():
         return BoardDisconnectedError(
             f"There is no port {device}: the board may have been unplugged or got another "
-            "port name. `kit boards` lists what is attached."
+            'port name. Run course.use("auto") in notebook 00 (or `kit boards`) to find it.'
         )
     return BoardDisconnectedError(f"{device} could not be opened: {text}")

@@ -17,6 +17,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from kit import board, certs, config_h, devices, environment, settings, steps, telemetry
+from kit import repair as repair_data
 from kit.cloud import Registration
 from kit.errors import CloudError, KitError, ThingTakenError
 from kit.printable import printable
@@ -58,9 +59,52 @@ def use(
     return settings.save(chosen)
 
 
-def start() -> Notice:
-    """Start what the settings need: the local cloud, and the virtual board with the CSR sketch."""
-    return Notice(" ".join(steps.start(settings.load(), environment.read())))
+def start(new_chip: bool = False) -> Notice:
+    """Start what the settings need: the local cloud, and the virtual board as the course left
+    it. `new_chip=True` gives the virtual board a factory-new chip (unlocked, no keys)."""
+    chosen = settings.load()
+    if new_chip and not chosen.virtual:
+        raise KitError(
+            "Only the virtual board's chip can be made new: a real chip's lock is final."
+        )
+    fresh = steps.new_virtual_chip() if new_chip else None
+    said = steps.start(chosen, environment.read())
+    if fresh:
+        said[-1] = fresh  # instead of "runs the CSR sketch", which it also does
+    return Notice(" ".join(said))
+
+
+def stop() -> Notice:
+    """Stop the virtual boards and the local cloud (a later course.start() brings them back)."""
+    return Notice(" ".join(steps.stop_everything()))
+
+
+def repair() -> Notice:
+    """Set damaged files in the data folder aside (renamed, never deleted) and start afresh."""
+    done = repair_data.repair()
+    if not done:
+        return Notice("Nothing in the data folder is damaged.")
+    kept = "; ".join(f"{step.kept.name} (in {step.kept.parent})" for step in done)
+    return Notice(f"Set aside: {kept}. Run notebook 00 again, then carry on.")
+
+
+def unregister(thing: str | None = None) -> Notice:
+    """Remove a device (default: the current one) from its cloud and from this computer."""
+    record = devices.load(thing)
+    cloud = steps.open_chosen_cloud(
+        replace(settings.load(), cloud=record.cloud), environment.read()
+    )
+    steps.unregister(cloud, record.thing)
+    return Notice(f"Removed {record.thing} from the {cloud.name} cloud and from this computer.")
+
+
+def teardown() -> Notice:
+    """Remove every device the kit registered in the chosen cloud (never an account's others)."""
+    cloud = steps.open_chosen_cloud(settings.load(), environment.read())
+    removed = steps.teardown(cloud)
+    if not removed:
+        return Notice(f"The kit has no devices in the {cloud.name} cloud.")
+    return Notice(f"Removed from the {cloud.name} cloud: {', '.join(removed)}.")
 
 
 # Labels in full: ipywidgets cuts descriptions at about 80 px and inputs at 300 px otherwise.

@@ -19,7 +19,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from kit import environment
+from kit import environment, steps
 from kit.places import checkout, using_home
 
 COURSE = (
@@ -80,7 +80,7 @@ def run(
             progress(summary(build, failed, time.monotonic() - started))
         finally:
             if stop:
-                _stop_everything()
+                steps.stop_everything()
     return 0 if failed is None else 1
 
 
@@ -142,12 +142,3 @@ def summary(build: Path, failed: str | None, seconds: float) -> str:
     if failed:
         lines.append(f"What went wrong: {build / (failed + '.error.txt')}")
     return "\n".join(lines)
-
-
-def _stop_everything() -> None:
-    """Stop the demo's virtual board and local cloud (they live in the demo's data folder)."""
-    from kit.cloud import service
-    from kit.sim import board as vboard
-
-    vboard.stop(vboard.DEFAULT_BOARD)
-    service.stop_service()

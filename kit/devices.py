@@ -101,8 +101,8 @@ def load(thing: str | None = None) -> DeviceRecord:
     values = read_json(path, _fix(thing), folder)
     if values is None:
         raise DeviceNotFoundError(
-            f"No device called '{thing}' is registered on this computer. `kit things` lists "
-            "them; `kit register` registers one."
+            f"No device called '{thing}' is registered on this computer. Notebooks 01 and 02 "
+            "register one (`kit things` lists them, `kit register` registers one)."
         )
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:

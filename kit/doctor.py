@@ -169,7 +169,7 @@ def run() -> Report:
                 "Local cloud",
                 chosen.cloud != "local",
                 "not running",
-                "Start it with `kit cloud up` (the setup notebook does).",
+                "Start it: course.start() in notebook 00, or `kit cloud up` in a terminal.",
             )
         )
     else:

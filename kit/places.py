@@ -30,7 +30,10 @@ from kit.errors import DamagedFileError, DataDirError, KitError
 FORMAT = 1
 MARKER = "kit-home.json"
 STATE_LIMIT = 1024 * 1024  # far above any state file the kit writes (they are a few KB)
-REPAIR = "Run `kit doctor --repair` to set it aside (it is kept, renamed *.damaged-<time>)"
+REPAIR = (
+    "Run course.repair() in a notebook (or `kit doctor --repair`) to set it aside (it is kept, "
+    "renamed *.damaged-<time>)"
+)
 
 
 # A data folder chosen in code (kit demo's own), taking precedence over KIT_HOME for this

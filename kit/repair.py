@@ -54,7 +54,9 @@ def repair() -> list[SetAside]:
         error = found[0]
         target = error.target
         if target.name == "cloud.db" and service_state() is not None:
-            raise CloudError("Stop the local cloud first (`kit cloud down`), then repair again.")
+            raise CloudError(
+                "Stop the local cloud first (course.stop(), or `kit stop`), then repair again."
+            )
         if target.name == "cloud.db":
             for sibling in ("cloud.db-wal", "cloud.db-shm"):  # SQLite's journal goes with it
                 if (target.parent / sibling).exists():

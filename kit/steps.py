@@ -130,6 +130,29 @@ def start(
     return said
 
 
+def stop_everything() -> list[str]:
+    """Stop every virtual board and the local cloud the kit started; one sentence each."""
+    from kit.cloud import service  # the local cloud's process, which only stopping needs
+
+    said = []
+    for info in vboard.running_boards():
+        if vboard.stop(info.name):
+            said.append(f"Stopped the virtual board '{info.name}'.")
+    if service.stop_service():
+        said.append("Stopped the local cloud.")
+    return said or ["Nothing the kit starts was running."]
+
+
+def new_virtual_chip() -> str:
+    """Make the virtual board's chip factory-new (unlocked, no keys) and run the CSR sketch."""
+    info = vboard.start(VIRTUAL_BOARD, reset_chip=True)
+    (kit_home() / "course" / "flashed.json").unlink(missing_ok=True)
+    return (
+        f"The virtual board has a factory-new chip ({info.chip_serial}): unlocked, with no keys. "
+        "Run notebook 01 to make a key and a CSR."
+    )
+
+
 def resume_virtual_board() -> str:
     """Start the virtual board with the firmware the course put on it last (the CSR sketch
     until notebook 03 flashes the AWS firmware); say what it runs."""
@@ -194,7 +217,7 @@ def capture(
 ) -> Captured:
     """Run the CSR sketch's dialog on the chosen board and keep the CSR for registering.
 
-    The virtual chip is locked without asking: it is virtual, and `kit sim --reset` makes it
+    The virtual chip is locked without asking: it is virtual, and `new_virtual_chip` makes it
     new again. A real chip is locked only with `lock_consent`. Unless `new_key` says, the key
     of a slot whose device is registered is kept, so running the step again is harmless.
     """
@@ -205,7 +228,8 @@ def capture(
         if not vboard.chip(VIRTUAL_BOARD).locked:
             on_output(
                 "A real chip would need your consent here: locking is permanent. This chip is "
-                "virtual (`kit sim --reset` makes it new again), so the notebook locks it.\n\n"
+                "virtual (course.start(new_chip=True) makes it new again), so the notebook locks "
+                "it.\n\n"
             )
         lock = True
     else:

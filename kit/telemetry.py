@@ -173,7 +173,8 @@ class Telemetry:
         except OSError as error:
             raise TelemetryError(
                 f"Cannot reach the broker at {self.observer.host}:{port} ({error}). Is the "
-                "local cloud running (`kit cloud up`)? On a campus network, is the port blocked?"
+                "local cloud running (course.start() in notebook 00, or `kit cloud up`)? On a "
+                "campus network, is the port blocked?"
             ) from None
         self.client.loop_start()
         if not self.connected.wait(timeout):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import demo
+from kit import demo, steps
 from kit.places import checkout
 
 pytestmark = pytest.mark.browser
@@ -86,7 +86,7 @@ def lab(tmp_path):
     server.wait(timeout=30)
     os.environ["KIT_HOME"], saved = str(home), os.environ.get("KIT_HOME")
     try:
-        demo._stop_everything()
+        steps.stop_everything()
     finally:
         os.environ["KIT_HOME"] = saved or ""
 

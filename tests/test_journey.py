@@ -4,7 +4,11 @@ a later step, skipping setup works, and a dashboard that waits says why."""
 
 from __future__ import annotations
 
+import ast
+import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pytest
 from kit import course, devices, settings
 from kit.cloud import service
 from kit.errors import ThingTakenError
+from kit.places import checkout, kit_home
 from kit.sim import board as vboard
 
 
@@ -100,3 +105,68 @@ def test_auto_without_a_board_says_it_chose_the_virtual_one(classroom: Path, cap
     course.start()  # only the virtual board is attached
     chosen = course.use("auto")
     assert chosen.virtual and "No real board is attached" in capsys.readouterr().out
+
+
+# The terminal commands a message may offer as a fix, and the notebook call it must name too.
+TERMINAL_FIXES = re.compile(
+    r"`kit (cloud (up|down)|stop|sim|doctor --repair|unregister|use|csr|register)\b(?! --listen)"
+)
+
+
+def test_every_fix_the_kit_offers_works_in_a_notebook_too() -> None:
+    # A student in JupyterLab needs no terminal: a message that offers a `kit ...` command as
+    # the fix also names the notebook or the course call that does the same.
+    offered = 0
+    for path in sorted((checkout() / "kit").rglob("*.py")):
+        if "cli" in path.parts:
+            continue  # the terminal's own messages
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        parts = {  # an f-string's pieces: the whole f-string is read instead
+            id(part)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.JoinedStr)
+            for part in node.values
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant | ast.JoinedStr) or id(node) in docstrings | parts:
+                continue
+            text = ast.unparse(node)
+            if TERMINAL_FIXES.search(text):
+                offered += 1
+                assert "course." in text or "notebook" in text.lower(), f"{path.name}: {text}"
+    assert offered >= 10
+
+
+@pytest.mark.slow
+def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path) -> None:
+    course.start()
+    course.capture_csr()
+    course.register()
+    course.configure(course.wifi_form())
+    assert vboard.find().firmware == "aws"
+
+    said = course.start(new_chip=True)  # the notebook call beside `kit sim --reset`
+    assert "factory-new" in said and not vboard.chip().locked and vboard.find().firmware == "csr"
+    assert "AWS firmware" not in course.start()  # the new chip has no certificate to run with
+
+    assert "Removed" in course.unregister() and devices.all_records() == []
+    assert "no devices" in course.teardown()
+
+    (kit_home() / "settings.json").write_text("{ not json")
+    assert "settings.json.damaged-" in course.repair() and settings.load().virtual
+
+    stopped = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "stop"], capture_output=True, text=True, check=True
+    ).stdout
+    assert (
+        "Stopped the virtual board 'default'." in stopped and "Stopped the local cloud." in stopped
+    )
+    assert vboard.running_boards() == [] and service.service_state() is None
+    assert "Nothing" in course.stop()

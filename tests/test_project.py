@@ -69,7 +69,7 @@ def test_no_private_keys_or_configs_are_tracked() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
+def test_kit_lab_serves_the_students_copies_of_the_notebooks(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as probe:
@@ -91,7 +91,10 @@ def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
         "PATH": str(Path(sys.executable).parent),
     }
     lab = subprocess.Popen(
-        [str(Path(sys.executable).parent / "kit"), "lab", "--no-browser", "--port", str(port)],
+        [
+            *(str(Path(sys.executable).parent / "kit"), "lab", "--no-browser"),
+            *("--port", str(port), "--folder", str(tmp_path / "mine")),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
@@ -121,9 +124,11 @@ def test_kit_lab_serves_the_notebooks_folder(tmp_path: Path) -> None:
             text=True,
         )
     text = Path(log.name).read_text()
-    assert str(ROOT / "notebooks") in text
+    assert str(tmp_path / "mine") in text and "00_setup.ipynb: copied from the course." in text
+    assert (tmp_path / "mine" / "04_run_prototype.ipynb").exists()
     assert f"The local cloud runs on localhost:{ports[0]}" in text  # kit lab starts it
     assert down.stdout.strip() == "Stopped the local cloud."
+    assert "`kit stop` stops them" in text  # what keeps running after JupyterLab stops
 
 
 def test_every_notebook_picture_travels_with_the_notebook() -> None:

@@ -32,11 +32,18 @@ def register(command: Command) -> None:
     use.add_argument("--profile", help="AWS profile")
     use.add_argument("--region", help="AWS region")
 
+    command("stop", cmd_stop, "Stop the virtual boards and the local cloud the kit started.")
+
     lab = command("lab", cmd_lab, "Open the course notebooks in JupyterLab.")
     lab.add_argument(
         "--port", type=arguments.port, help="port for JupyterLab (default: its own choice)"
     )
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.add_argument(
+        "--folder",
+        type=Path,
+        help="where your copies of the notebooks live (default: my-notebooks/ in the checkout)",
+    )
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -75,11 +82,22 @@ def cmd_use(args: argparse.Namespace) -> None:
     print(f"The course uses board {chosen.board} and the {chosen.cloud} cloud.")
 
 
-def cmd_lab(args: argparse.Namespace) -> int:
-    """Start JupyterLab on notebooks/ and wait until it is stopped."""
-    from kit import environment, settings, steps
+def cmd_stop(args: argparse.Namespace) -> None:
+    """Stop everything the kit runs in the background."""
+    from kit import steps
 
-    notebooks = checkout() / "notebooks"
+    for sentence in steps.stop_everything():
+        print(sentence)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Start JupyterLab on the student's copies of the notebooks and wait until it is stopped."""
+    from kit import environment, notebook_copies, settings, steps
+
+    notebooks = args.folder or checkout() / "my-notebooks"
+    for copied in notebook_copies.prepare(checkout() / "notebooks", notebooks):
+        if copied.action != "current":
+            print(copied.note, flush=True)
     cloud = steps.open_chosen_cloud(settings.load(), environment.read())
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)))
     command = [
@@ -96,10 +114,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Containers and CI run as root; JupyterLab refuses that unless told it is deliberate.
         command.append("--allow-root")
-    print(f"Opening the course in JupyterLab ({notebooks}). Stop it with Ctrl+C.", flush=True)
+    print(
+        f"Opening the course in JupyterLab on your copies of the notebooks ({notebooks}; "
+        "git ignores them, so `git pull` keeps working). Stop it with Ctrl+C.",
+        flush=True,
+    )
     print(
         "The local cloud and the virtual board keep running after JupyterLab stops, so a "
-        "restarted notebook finds them; `kit cloud down` stops the cloud.",
+        "restarted notebook finds them; `kit stop` stops them.",
         flush=True,
     )
     env = environment.for_jupyterlab(str(Path(sys.executable).parent))

@@ -240,7 +240,8 @@ class AwsCloud(Cloud):
         raise ThingTakenError(
             f"The thing '{thing}' already exists in AWS IoT with another key (another board, or "
             "a new key in the same slot). Choose another device name, or remove the old one "
-            f"first with `kit unregister {thing} --cloud aws`."
+            "first: course.register(replace=True) in notebook 02, or "
+            f"`kit unregister {thing} --cloud aws` in a terminal."
         )
 
     def unregister(self, thing: str) -> None:

@@ -88,7 +88,8 @@ def explain(error: Exception, operation: str) -> AwsError:
         if code == "LimitExceededException":
             return AwsError(
                 f"An AWS IoT quota was reached ({message}). Remove unused things "
-                "(`kit unregister --all --cloud aws`) or ask for a higher quota."
+                "(course.teardown() in a notebook, or `kit unregister --all --cloud aws`) or ask "
+                "for a higher quota."
             )
         if code == "ResourceNotFoundException":
             return NotFoundError(f"AWS IoT has no such resource: {message}")

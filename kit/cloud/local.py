@@ -125,7 +125,8 @@ class LocalCloud(Cloud):
                 raise ThingTakenError(
                     f"The name '{thing}' is already registered with another key (another board, "
                     "or a new key made in the same slot). Choose another device name, or remove "
-                    f"the old registration first with `kit unregister {thing}`."
+                    f"the old registration first: course.register(replace=True) in notebook 02, "
+                    f"or `kit unregister {thing}` in a terminal."
                 )
             pem = self.ca.sign_csr(csr)
             cert_id = certificate_id(load_certificate(pem).der)

@@ -74,7 +74,7 @@ def run_service(options: LocalOptions) -> None:
         pid = background.read_pid(cloud_dir() / "service.lock")
         raise CloudError(
             f"The local cloud is already running{f' (process {pid})' if pid else ''}. "
-            "`kit cloud status` shows where; `kit cloud down` stops it."
+            "`kit cloud status` shows where; course.stop() in a notebook or `kit stop` stops it."
         )
     background.write_pid(lock)
     stopped = threading.Event()
@@ -176,7 +176,10 @@ def stop_service(timeout: float = 30.0) -> bool:
 def require_service() -> ServiceState:
     state = service_state()
     if state is None:
-        raise BrokerNotRunningError("The local cloud is not running. Start it with `kit cloud up`.")
+        raise BrokerNotRunningError(
+            "The local cloud is not running. Start it: course.start() in notebook 00, or "
+            "`kit cloud up` in a terminal."
+        )
     return state
 
 

@@ -125,7 +125,8 @@ class Store:
             if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
                 raise CloudError(  # busy, not damaged: the 30 s wait ran out
                     f"{path} stayed locked by another program for 30 s. Wait until the other "
-                    "kit command finishes, or stop the local cloud (`kit cloud down`) and retry."
+                    "kit command finishes, or stop the local cloud (course.stop(), or "
+                    "`kit stop`) and retry."
                 ) from None
             raise damaged(path, f"SQLite cannot read it ({error})", _AFTER_REPAIR) from None
 

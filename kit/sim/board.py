@@ -94,8 +94,8 @@ def find(name: str = DEFAULT_BOARD) -> BoardInfo:
         held = held and info is not None and background.read_pid(lock) == info.pid
     if info is None or not (background.alive(info.pid) if held is None else held):
         raise VirtualBoardError(
-            f"The virtual board '{name}' is not running. Start it with `kit sim --board {name}` "
-            "(or the setup notebook)."
+            f"The virtual board '{name}' is not running. Start it: course.start() in notebook 00 "
+            f"(or `kit sim --board {name}` in a terminal)."
         )
     return info
 

@@ -121,9 +121,11 @@ def _echo(data: bytes) -> None:
 def _read_config(path: Path) -> str:
     """The text of the config.h the firmware boots from, or a FileError that says what to do."""
     if not path.exists():
-        raise FileError(f"There is no {path}: render it first with `kit config-h`.")
+        raise FileError(f"There is no {path}: render it first (notebook 03, or `kit config-h`).")
     if not path.is_file() or path.stat().st_size > CONFIG_LIMIT:
-        raise FileError(f"{path} is not a config.h file. Render it with `kit config-h`.")
+        raise FileError(
+            f"{path} is not a config.h file. Render it again (notebook 03, or `kit config-h`)."
+        )
     return path.read_text(encoding="utf-8", errors="replace")
 
 
