@@ -322,6 +322,36 @@ def matches(csr: Csr, certificate: Certificate) -> bool:
     return canonical_key(csr.public_key_der) == canonical_key(certificate.public_key_der)
 
 
+@dataclass(frozen=True)
+class KeyMatch:
+    """Whether a certificate carries a CSR's public key, as a sentence (truthy when it does)."""
+
+    matches: bool
+    device: str  # the certificate's common name
+
+    def __bool__(self) -> bool:
+        return self.matches
+
+    def __str__(self) -> str:
+        if self.matches:
+            return (
+                f"The certificate for {self.device} carries this CSR's public key: it works "
+                "only with the private key inside this board's chip."
+            )
+        return (
+            f"The certificate for {self.device} carries another public key than this CSR: it "
+            "belongs to another CSR. Register this board's CSR again."
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(printable(str(self)), quote=False)}</p>"
+
+
+def compare(csr: Csr, certificate: Certificate) -> KeyMatch:
+    """Whether the certificate goes with the CSR's key, said in a sentence for a notebook."""
+    return KeyMatch(matches(csr, certificate), certificate.common_name or "(no name)")
+
+
 def name_text(attributes: tuple[NameAttribute, ...]) -> str:
     """A name as RFC 4514 text: last field first, special characters escaped."""
     return ",".join(f"{a.short_name}={_escape_rfc4514(a.value)}" for a in reversed(attributes))

@@ -24,6 +24,7 @@ from kit.config_values import (
 )
 from kit.errors import ConfigError, KitError
 from kit.places import checkout, write_private
+from kit.printable import printable
 from kit.trust import amazon_root_ca
 
 MASK = "********"
@@ -141,10 +142,31 @@ class RenderedConfig:
         """Write config.h atomically, mode 0600 (default: sketches/AWS/config.h in the checkout)."""
         return write_private(Path(path) if path else default_path(), self.text)
 
+    def summary(self) -> list[tuple[str, str]]:
+        """What config.h says, in a few rows short enough for a projector."""
+        config = self.config
+        return [
+            ("WiFi", f"{config.ssid}, password {'set (masked)' if config.password else 'empty'}"),
+            ("Broker", f"{config.broker}:{config.port}"),
+            ("Device", f"{config.device_name}, key slot {config.slot}"),
+            ("Board trusts", "the local cloud's CA" if config.local_ca else "Amazon Root CA 1"),
+            ("Certificate", f"{len(config.certificate.splitlines())} lines of PEM"),
+        ]
+
     def _repr_html_(self) -> str:
-        notes = "".join(f"<li>{html.escape(c)}</li>" for c in self.changes)
+        # The summary first: the whole file is ~80 lines, too long for a projector.
+        notes = "".join(f"<li>{html.escape(printable(c))}</li>" for c in self.changes)
         notes = f"<p>Changed from what was typed:</p><ul>{notes}</ul>" if notes else ""
-        return f"{notes}<pre>{html.escape(self.masked_text)}</pre>"
+        rows = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
+            f"<td style='text-align:left'>{html.escape(printable(value))}</td></tr>"
+            for label, value in self.summary()
+        )
+        whole = html.escape(self.masked_text)
+        return (
+            f"{notes}<table>{rows}</table><details><summary>The whole config.h (password "
+            f"masked)</summary><pre>{whole}</pre></details>"
+        )
 
     def __str__(self) -> str:
         return self.masked_text

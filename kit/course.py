@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import ipywidgets as widgets
 
 from kit import board, certs, config_h, devices, environment, settings, steps, telemetry
 from kit import repair as repair_data
-from kit.cloud import Registration
+from kit.cloud import Registration, policy
 from kit.errors import CloudError, KitError, ThingTakenError
 from kit.printable import printable
 from kit.widgets import Dashboard
@@ -111,14 +111,25 @@ def teardown() -> Notice:
 WHOLE_LABEL = {"description_width": "initial"}
 
 
-def lock_consent() -> widgets.Checkbox:
+class LockConsent(widgets.Checkbox):  # type: ignore[misc]  # ipywidgets is untyped
     """The consent a real chip needs before it is locked, its warning readable in full."""
-    return widgets.Checkbox(
-        description="I understand locking is permanent: lock the chip",
-        indent=False,
-        style=WHOLE_LABEL,
-        layout=widgets.Layout(width="auto"),
-    )
+
+    def __init__(self) -> None:
+        super().__init__(
+            description="I understand locking is permanent: lock the chip",
+            indent=False,
+            style=WHOLE_LABEL,
+            layout=widgets.Layout(width="auto"),
+        )
+
+    def __repr__(self) -> str:
+        # What an HTML export or a console shows instead of the widget.
+        return f"[{'x' if self.value else ' '}] {self.description}"
+
+
+def lock_consent() -> LockConsent:
+    """The lock-consent checkbox (notebook 01)."""
+    return LockConsent()
 
 
 def _field(kind: Any, value: str, description: str, placeholder: str) -> Any:
@@ -132,32 +143,44 @@ def _field(kind: Any, value: str, description: str, placeholder: str) -> Any:
     )
 
 
-def name_field(value: str = "") -> widgets.VBox:
+class NameField(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     """A device-name box that says at once whether the name works (empty: the serial number)."""
-    text = _field(widgets.Text, value, "Device name", "empty: the chip's serial number")
-    message = widgets.HTML()
 
-    def check(change: dict[str, Any]) -> None:
-        name = change["new"].strip()
-        if not name:
-            message.value = "The chip's serial number will be the device name."
-            return
-        try:
-            note = certs.validate_device_name(name).note
-        except KitError as error:
-            message.value = (
-                f"<span style='color:#D55E00'>{html.escape(str(error), quote=False)}</span>"
-            )
-            return
-        message.value = (
-            f"'{html.escape(printable(name), quote=False)}' works. {html.escape(note, quote=False)}"
+    def __init__(self, value: str = "") -> None:
+        self.text = _field(widgets.Text, value, "Device name", "empty: the chip's serial number")
+        self.message = widgets.HTML()
+        super().__init__([self.text, self.message])
+        self.text.observe(lambda change: self._check(change["new"]), names="value")
+        self._check(value)
+
+    def _check(self, value: str) -> None:
+        """Say under the field whether the name works, and why not."""
+        sentence, works = _name_verdict(value)
+        shown = html.escape(sentence, quote=False)
+        self.message.value = shown if works else f"<span style='color:#D55E00'>{shown}</span>"
+
+    def __repr__(self) -> str:
+        return (
+            f"Device name: {printable(self.text.value) or '(empty)'}. "
+            + _name_verdict(self.text.value)[0]
         )
 
-    text.observe(check, names="value")
-    check({"new": value})
-    box = widgets.VBox([text, message])
-    box.text, box.message = text, message
-    return box
+
+def _name_verdict(value: str) -> tuple[str, bool]:
+    """Whether a typed device name works, in a sentence; empty means the chip's serial."""
+    name = value.strip()
+    if not name:
+        return "The chip's serial number will be the device name.", True
+    try:
+        note = certs.validate_device_name(name).note
+    except KitError as error:
+        return str(error), False
+    return f"'{printable(name)}' works. {note}", True
+
+
+def name_field(value: str = "") -> NameField:
+    """The device-name field (notebook 01)."""
+    return NameField(value)
 
 
 def capture_csr(
@@ -219,22 +242,32 @@ def register(replace: bool = False) -> Registration:
     return done
 
 
-def wifi_form(ssid: str = "") -> widgets.VBox:
+class WifiForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     """The WiFi name and a password field (the password is never shown or saved)."""
-    name = _field(widgets.Text, ssid, "WiFi name", "2.4 GHz network")
-    # KIT_WIFI_PASSWORD fills it for scripted runs; configure() clears it after reading.
-    password = _field(
-        widgets.Password,
-        environment.wifi_password() or "",
-        "Password",
-        "not needed for the virtual board",
-    )
-    form = widgets.VBox([name, password])
-    form.ssid, form.password = name, password
-    return form
+
+    def __init__(self, ssid: str = "") -> None:
+        self.ssid = _field(widgets.Text, ssid, "WiFi name", "2.4 GHz network")
+        # KIT_WIFI_PASSWORD fills it for scripted runs; configure() clears it after reading.
+        self.password = _field(
+            widgets.Password,
+            environment.wifi_password() or "",
+            "Password",
+            "not needed for the virtual board",
+        )
+        super().__init__([self.ssid, self.password])
+
+    def __repr__(self) -> str:
+        # Never the password itself: only whether one was typed.
+        typed = "typed (hidden)" if self.password.value else "empty"
+        return f"WiFi name: {printable(self.ssid.value) or '(empty)'}; password: {typed}."
 
 
-def configure(form: widgets.VBox) -> config_h.RenderedConfig:
+def wifi_form(ssid: str = "") -> WifiForm:
+    """The WiFi form (notebook 03)."""
+    return WifiForm(ssid)
+
+
+def configure(form: WifiForm) -> config_h.RenderedConfig:
     """Render config.h from the form and the current device, write it, and flash the board."""
     chosen = settings.load()
     password = form.password.value
@@ -337,6 +370,45 @@ def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> Notice:
     if state is None:
         return Notice(f"{view.thing} has not answered the LED command yet: is it connected?")
     return Notice(f"{view.thing} reports its LED at {state} %.")
+
+
+@dataclass(frozen=True, repr=False)
+class Inside:
+    """One device's CSR, certificate and policy, all from its record (notebook 05)."""
+
+    record: devices.DeviceRecord
+    csr: certs.Csr
+    certificate: certs.Certificate
+    policy: str  # the device policy document, as AWS IoT holds it
+
+    def __str__(self) -> str:
+        record = self.record
+        day = record.registered_at[:10]
+        return (
+            f"{record.thing}: registered in the {record.cloud} cloud on {day}, key slot "
+            f"{record.slot}, chip {record.chip_serial or 'unknown'}. "
+            f"{certs.compare(self.csr, self.certificate)}"
+        )
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return Notice(self)._repr_html_()
+
+
+def look_inside(thing: str | None = None) -> Inside:
+    """The current device (or `thing`): the CSR it was registered with, its certificate, and
+    the policy; all three from one device record, whoever registered it."""
+    record = devices.load(thing)
+    region = record.region or "<region>"
+    document = policy.aws_policy_document(region, "<account>")
+    return Inside(
+        record,
+        certs.load_csr(record.csr_pem),
+        certs.load_certificate(record.certificate_pem),
+        document,
+    )
 
 
 def misbehave(mode: str, seconds: float = 4.0) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -18,6 +20,7 @@ from typing import cast
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from traitlets.config import Config
 
 from kit import environment, steps
 from kit.places import checkout, using_home
@@ -84,16 +87,29 @@ def run(
     return 0 if failed is None else 1
 
 
-def _execute(name: str, build: Path, env: dict[str, str]) -> bool:
-    source = checkout() / "notebooks" / f"{name}.ipynb"
-    notebook = nbformat.read(source, as_version=4)
-    client = NotebookClient(
+def notebook_client(notebook: nbformat.NotebookNode, folder: Path) -> NotebookClient:
+    """A client that runs `notebook` in `folder` on a fresh kernel, as JupyterLab would."""
+    config = Config()
+    if os.name == "posix":
+        # Local sockets instead of TCP on 127.0.0.1: nothing else on the machine can listen
+        # in, and the kernel no longer warns about unencrypted TCP on the console.
+        config.KernelManager.transport = "ipc"
+        # The sockets are files named after this prefix; the kernel removes them when it stops.
+        config.KernelManager.ip = os.path.join(tempfile.gettempdir(), f"kit-{uuid.uuid4().hex}")
+    return NotebookClient(
         notebook,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(source.parent)}},
-        store_widget_state=False,
-    )  # widget state could hold a password
+        resources={"metadata": {"path": str(folder)}},
+        store_widget_state=False,  # widget state could hold a password
+        config=config,
+    )
+
+
+def _execute(name: str, build: Path, env: dict[str, str]) -> bool:
+    source = checkout() / "notebooks" / f"{name}.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    client = notebook_client(notebook, source.parent)
     ok = True
     try:
         client.execute(env=env)

@@ -7,6 +7,7 @@ The same file remembers the current device; this module is the only one that rea
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from kit import environment
 from kit.errors import SettingsError
 from kit.places import damaged, kit_home, read_json, write_private
+from kit.printable import printable
 
 VIRTUAL = "virtual"
 
@@ -32,6 +34,26 @@ class Settings:
     @property
     def virtual(self) -> bool:
         return self.board == VIRTUAL
+
+    def describe(self) -> str:
+        """The choice as a sentence: "The course uses the virtual board and the local cloud"."""
+        board = "the virtual board" if self.virtual else f"the board on {self.board}"
+        if self.cloud == "aws":
+            where = ", ".join(
+                part
+                for part in (
+                    f"profile {self.profile}" if self.profile else "",
+                    f"region {self.region}" if self.region else "",
+                )
+                if part
+            )
+            cloud = f"AWS IoT Core ({where})" if where else "AWS IoT Core"
+        else:
+            cloud = "the local cloud"
+        return f"The course uses {board} and {cloud}."
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(printable(self.describe()), quote=False)}</p>"
 
 
 # What a student loses when a damaged settings.json is set aside.

@@ -43,7 +43,9 @@ def _line(x: Any, y: Any, color: str, label: str, **style: Any) -> Any:
         colors=[color],
         stroke_width=3,
         labels=[label],
-        display_legend=True,
+        # No legend: inside the plot it covers the newest points. The value axes name the lines
+        # in the lines' colours instead.
+        display_legend=False,
         **style,
     )
 
@@ -92,7 +94,6 @@ class LivePlot:
             axes=axes,
             title="Temperature and humidity",
             title_style={"font-size": "20px"},
-            legend_style={"font-size": "16px"},
             fig_margin={"top": 50, "bottom": 60, "left": 80, "right": 80},
             layout=widgets.Layout(width="100%", height="420px"),
         )

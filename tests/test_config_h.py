@@ -436,3 +436,13 @@ def test_config_h_carries_a_ca_only_when_the_board_does_not_trust_it_built_in(ca
     assert config_h.trust_anchor(amazon_root_ca().replace("\n", "\r\n")) == ""
     local = ca.cert.public_bytes(serialization.Encoding.PEM).decode()
     assert config_h.trust_anchor(local) == local  # any other cloud's CA goes into config.h
+
+
+def test_the_notebook_shows_a_summary_and_the_whole_file_on_request(certificates) -> None:
+    # Eighty lines do not fit a projector: a few rows first, the file folded under <details>.
+    rendered = config_h.render("Classroom", "hunter2!hunter2", "broker.local", certificates[0])
+    shown = rendered._repr_html_()
+    summary, whole = shown.split("<details>")
+    assert "Classroom, password set (masked)" in summary and "broker.local:8883" in summary
+    assert "Amazon Root CA 1" in summary and "#define" not in summary
+    assert "WIFI_SSID" in whole and "hunter2" not in shown

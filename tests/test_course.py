@@ -65,6 +65,12 @@ def test_the_course_runs_on_the_defaults(course_run) -> None:
         assert (build / "html" / f"{name}.html").exists()
     exported = (build / "html" / "04_run_prototype.html").read_text(encoding="utf-8")
     assert "Figure(" not in exported  # the dashboard's raw widget repr never reaches the export
+    for name in ("01_generate_csr", "03_configure_sketch"):  # the forms read as sentences
+        exported = (build / "html" / f"{name}.html").read_text(encoding="utf-8")
+        assert "VBox(" not in exported and "Checkbox(" not in exported, name
+    assert (
+        "I understand locking is permanent" in (build / "html" / "01_generate_csr.html").read_text()
+    )
 
 
 def test_each_step_shows_what_it_did(course_run) -> None:
@@ -82,7 +88,8 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     register = executed(build, "02_register_thing")
     said = register["registration = course.register()"]
     assert "in the local cloud; broker localhost:" in said and "is now the current device" in said
-    assert register["certs.matches(course.last_capture().csr, certificate)"].strip() == "True"
+    match = register["certs.compare(course.last_capture().csr, certificate)"]
+    assert "carries this CSR's public key" in match
     assert "Policy:" in register['print(f"Thing:       {registration.thing}")']
     configure = executed(build, "03_configure_sketch")
     assert (
@@ -90,6 +97,7 @@ def test_each_step_shows_what_it_did(course_run) -> None:
         in configure["rendered = course.configure(wifi)"]
     )
     assert "********" in configure["rendered = course.configure(wifi)"]
+    assert "password set (masked)" in configure["rendered = course.configure(wifi)"]
     assert "No WiFi name given" in configure["rendered = course.configure(wifi)"]
     run = executed(build, "04_run_prototype")
     assert "MQTT: connected" in run["course.serial_log()"]
@@ -98,6 +106,10 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     assert "<PNG>" in waited  # the static image for headless runs and HTML
     assert "reports its LED at 40 %" in run["view.led.ask(40)"]
     inside = executed(build, "05_look_inside")
+    device = register["registration = course.register()"].split("Registered ")[1].split()[0]
+    assert f"{device}: registered in the local cloud" in inside["inside = course.look_inside()"]
+    assert f"CN={device}" in inside["inside.csr"] and f"CN={device}" in inside["inside.certificate"]
+    assert "things/${iot:ClientId}/*" in inside["print(inside.policy)"]
     wrong_id = inside['course.misbehave("wrong-client-id")']
     assert "not authorized" in wrong_id and "refused" in wrong_id  # board's and broker's side
     forbidden = inside['course.misbehave("forbidden-topic")']
@@ -136,3 +148,11 @@ def test_the_name_box_checks_as_you_type() -> None:
     assert "'greenhouse_1' works" in box.message.value and "'_'" in box.message.value
     box.text.value = "my board"
     assert "a space; use '-' or '_'" in box.message.value
+
+
+def test_the_demo_kernels_talk_over_local_sockets_without_a_warning(capfd) -> None:
+    # The demo's console must not repeat the kernel's "TCP without encryption" warning.
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    demo.notebook_client(notebook, Path.cwd()).execute()
+    assert notebook.cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import csr_pem
 
-from kit import course, devices, settings
+from kit import certs, course, devices, settings
 from kit.cloud import service
 from kit.errors import ThingTakenError
 from kit.places import checkout, kit_home
@@ -170,3 +171,25 @@ def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path)
     )
     assert vboard.running_boards() == [] and service.service_state() is None
     assert "Nothing" in course.stop()
+
+
+@pytest.mark.slow
+def test_05_shows_one_device_after_a_terminal_registered_another(classroom: Path) -> None:
+    course.start()
+    course.capture_csr()
+    first = course.register()
+    other = classroom / "greenhouse_2.csr"
+    other.write_text(csr_pem("greenhouse_2"))
+    said = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "register", str(other)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"greenhouse_2 is now the current device (it was {first.thing})." in said
+
+    inside = course.look_inside()  # notebook 05: the current device, from its own record
+    assert inside.csr.common_name == inside.certificate.common_name == "greenhouse_2"
+    assert certs.compare(inside.csr, inside.certificate)
+    mine = course.look_inside(first.thing)
+    assert mine.csr.public_key_der == course.last_capture().csr.public_key_der

@@ -70,6 +70,9 @@ def test_plot_is_readable_on_a_projector() -> None:
     assert all(axis.tick_style["font-size"] == "16px" for axis in plot.figure.axes)
     assert (plot.temperature.colors, plot.humidity.colors) == ([widgets.BLUE], [widgets.ORANGE])
     assert plot.humidity.line_style == "dashed"  # told apart without colour too
+    # No legend over the newest points: each value axis names its line, in the line's colour.
+    assert not plot.temperature.display_legend and not plot.humidity.display_legend
+    assert [axis.color for axis in plot.figure.axes[1:]] == [widgets.BLUE, widgets.ORANGE]
 
 
 def test_static_snapshot_for_headless_runs() -> None:
@@ -245,3 +248,19 @@ def test_noise_stays_small_on_the_plot() -> None:
     assert temperature.max - temperature.min == pytest.approx(2.0)
     assert temperature.min < 70.0 and temperature.max > 70.1
     assert humidity.max - humidity.min == pytest.approx(5.0)
+
+
+def test_the_forms_read_as_sentences_where_widgets_cannot_show() -> None:
+    # An HTML export and a console show a widget's text form: a sentence, never a raw repr or
+    # the password.
+    from kit import course
+
+    consent = course.lock_consent()
+    assert repr(consent) == "[ ] I understand locking is permanent: lock the chip"
+    name = course.name_field("has space")
+    shown = name._repr_mimebundle_()["text/plain"]
+    assert shown.startswith("Device name: has space.") and "VBox" not in shown
+    wifi = course.wifi_form("Home")
+    wifi.password.value = "secret-pass-123"
+    shown = wifi._repr_mimebundle_()["text/plain"]
+    assert shown == "WiFi name: Home; password: typed (hidden)." and "secret" not in shown

@@ -79,7 +79,7 @@ def cmd_use(args: argparse.Namespace) -> None:
     from kit import course
 
     chosen = course.use(args.board, args.cloud, args.profile or "", args.region or "")
-    print(f"The course uses board {chosen.board} and the {chosen.cloud} cloud.")
+    print(chosen.describe())
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
