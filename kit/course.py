@@ -20,7 +20,7 @@ from kit import board, certs, config_h, devices, environment, settings, steps, t
 from kit import repair as repair_data
 from kit.cloud import Registration, policy
 from kit.errors import CloudError, KitError, ThingTakenError
-from kit.printable import printable
+from kit.printable import mark_commands, printable
 from kit.widgets import Dashboard
 
 # The virtual board's WiFi joins any network; a real password is never needed for it.
@@ -31,7 +31,7 @@ class Notice(str):
     """A sentence for the notebook, shown as a highlighted note."""
 
     def _repr_html_(self) -> str:
-        text = html.escape(printable(self), quote=False)
+        text = mark_commands(html.escape(printable(self), quote=False), "<code>", "</code>")
         return f"<div style='border-left:4px solid #0072B2;padding:4px 10px'>{text}</div>"
 
 

@@ -12,7 +12,7 @@ from importlib import metadata
 
 from kit import settings as course_settings
 from kit.places import kit_home
-from kit.printable import printable
+from kit.printable import mark_commands, printable
 
 PACKAGES = (
     "jupyterlab",
@@ -68,7 +68,7 @@ class Report:
             f"{'✓' if c.status == 'OK' else ('·' if c.optional else '!')}</td>"
             f"<th style='text-align:left'>{html.escape(c.name)}</th>"
             f"<td style='text-align:left'>{html.escape(printable(c.found))}"
-            + (f"<br><i>{html.escape(printable(c.advice))}</i>" if c.advice else "")
+            + (f"<br><i>{_code(c.advice)}</i>" if c.advice else "")
             + "</td></tr>"
             for c in self.checks
         )
@@ -76,6 +76,11 @@ class Report:
 
     def __str__(self) -> str:
         return self.text()
+
+
+def _code(text: str) -> str:
+    """Advice as HTML, its `commands` shown as code."""
+    return mark_commands(html.escape(printable(text)), "<code>", "</code>")
 
 
 def broker_reachable(host: str, port: int, timeout: float = 3.0) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit.printable import printable
+from kit.printable import mark_commands, printable
 
 
 class KitError(Exception):
@@ -26,7 +26,7 @@ class KitError(Exception):
     def _render_traceback_(self) -> list[str]:
         """What IPython shows instead of a traceback: the kind of problem, then the message."""
         # A student needs the sentence that says what to do, not the kit's internals.
-        return [f"\x1b[1;31m{self.title}\x1b[0m", str(self)]
+        return [f"\x1b[1;31m{self.title}\x1b[0m", mark_commands(str(self), "\x1b[1m", "\x1b[22m")]
 
 
 class UsageError(KitError):

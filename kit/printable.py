@@ -8,6 +8,8 @@ escapes (a line break becomes the two characters \\n).
 
 from __future__ import annotations
 
+import re
+
 
 def printable(text: str, keep: str = "") -> str:
     """`text` with every non-printable character (except those in `keep`) as a visible escape."""
@@ -19,3 +21,12 @@ def printable(text: str, keep: str = "") -> str:
 def _escape(char: str) -> str:
     """One character as Python writes it in a string literal: \\n, \\x1b, \\u202e."""
     return char.encode("unicode_escape").decode("ascii")
+
+
+def mark_commands(text: str, before: str, after: str) -> str:
+    """`text` with each `command` in backticks shown between `before` and `after` instead.
+
+    Messages quote commands in backticks, as a terminal reader expects; a notebook shows them
+    as code (HTML) or bold (a rendered error) rather than as literal backticks.
+    """
+    return re.sub(r"`([^`\n]+)`", lambda found: f"{before}{found.group(1)}{after}", text)

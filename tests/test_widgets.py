@@ -264,3 +264,16 @@ def test_the_forms_read_as_sentences_where_widgets_cannot_show() -> None:
     wifi.password.value = "secret-pass-123"
     shown = wifi._repr_mimebundle_()["text/plain"]
     assert shown == "WiFi name: Home; password: typed (hidden)." and "secret" not in shown
+
+
+def test_commands_in_messages_show_as_code_not_backticks() -> None:
+    # Messages quote commands in backticks for a terminal; a notebook shows them as code.
+    from kit import course, doctor
+    from kit.errors import CloudError
+
+    shown = course.Notice("Stop it with `kit stop` <now>.")._repr_html_()
+    assert "<code>kit stop</code>" in shown and "`" not in shown and "&lt;now&gt;" in shown
+    title, message = CloudError("Run `kit cloud up` or course.start().")._render_traceback_()
+    assert message == "Run \x1b[1mkit cloud up\x1b[22m or course.start()." and "Cloud" in title
+    advice = doctor.Report((doctor.Check("Cloud", False, "off", "Run `kit cloud up`."),))
+    assert "<code>kit cloud up</code>" in advice._repr_html_()
