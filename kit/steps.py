@@ -346,6 +346,15 @@ def flash_virtual(config: Path, interval: float, misbehave: str | None = None) -
 def serial_log(lines: int = 15, timeout: float = 15) -> str:
     """The last lines the virtual board printed after its latest boot, once it has reached the
     broker or given up (waiting up to `timeout` seconds)."""
+    try:
+        firmware = vboard.find(VIRTUAL_BOARD).firmware
+    except VirtualBoardError:
+        return "The virtual board is not running: run course.start() in notebook 00."
+    if firmware != "aws":
+        return (
+            "The virtual board still runs the CSR sketch, not the AWS firmware: notebook 03 puts "
+            "the firmware on it (run 01, 02 and 03 first)."
+        )
     path = vboard.board_dir(VIRTUAL_BOARD) / "serial.log"
     deadline = time.monotonic() + timeout
     while True:

@@ -201,13 +201,17 @@ class LedControl:
         """Send a brightness to the device; the slider shows it (also when asked from code)."""
         self.asked = telemetry.check_brightness(value)
         self._send(value)
+        self._move_slider(value)
+        self._show()
+
+    def _move_slider(self, value: int) -> None:
+        """Show `value` on the slider without sending it."""
         if self.slider.value != value:
-            self._quiet = True  # moving the slider to match must not send it again
+            self._quiet = True
             try:
                 self.slider.value = value
             finally:
                 self._quiet = False
-        self._show()
 
     def forget(self) -> None:
         """Another device is shown: nothing asked or reported yet."""
@@ -217,6 +221,8 @@ class LedControl:
     def device_reported(self, value: int) -> None:
         """What the device says it applied (its led/state message)."""
         self.reported = value
+        if self.asked is None:  # nothing asked here yet: the slider starts where the LED is
+            self._move_slider(value)
         self._show()
 
     def _show(self) -> None:

@@ -1,22 +1,31 @@
-"""A real browser: JupyterLab in headless Chromium (Debian's, driven by Playwright) opens
-04_run_prototype, runs all cells, and sees the live plot gain points and the LED control change
-the virtual board's LED. Run it alone with `pytest -m browser`."""
+"""A real browser walks the course as a student would, wrong turns included: `kit lab` (as
+`make lab` starts it) in headless Chromium (Debian's, driven by Playwright), on a fresh data
+folder, the virtual board and the local cloud.
+
+The walk: 04 before anything else; 00; 01 twice, then 02; 03; 00 again after 03, then 04 with a
+live plot and the LED; a kernel restart mid-course; a second device, picked in the drop-down; 05.
+Every step must end in the right sentence, no cell may show a traceback or "Error displaying
+widget", and no request may answer 404 (the test reads JupyterLab's log). A screenshot of each
+notebook at 1024x768 is written outside the checkout. Run it alone with `pytest -m browser`.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import csr_pem
 
-from kit import demo, steps
-from kit.places import checkout
+from kit import steps
+from kit.places import using_home
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -28,119 +37,330 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+VIEWPORT = {"width": 1024, "height": 768}  # a classroom projector
 
 
-def free_port() -> int:
+def free_port() -> str:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return str(probe.getsockname()[1])
+
+
+@dataclass
+class Lab:
+    """`kit lab` as a student starts it: its address with the login token, and its log."""
+
+    url: str
+    log: Path
+    home: Path
+    env: dict[str, str]
+    screenshots: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """Steps 00-03 done headless (board and cloud left running), then JupyterLab on a copy of
-    the notebooks (so nothing is saved into the checkout), with the same data folder."""
-    build = tmp_path / "build"
-    assert demo.run(build, progress=lambda line: None, notebooks=demo.COURSE[:4], stop=False) == 0
-    home = build / "kit-home"
-    served = tmp_path / "notebooks"
-    shutil.copytree(checkout() / "notebooks", served)
+def lab(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """`kit lab --no-browser` on a fresh data folder and its own copies of the notebooks."""
+    home = tmp_path / "kit-home"
     port = free_port()
     env = {
         **os.environ,
         "KIT_HOME": str(home),
         "KIT_PUBLISH_INTERVAL": "1",
-        "KIT_CONFIG_H": str(build / "config.h"),
+        "KIT_CONFIG_H": str(tmp_path / "config.h"),
+        "KIT_BROKER_PORT": free_port(),
+        "KIT_BROKER_WS_PORT": free_port(),
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jc"),
         "JUPYTER_DATA_DIR": str(tmp_path / "jd"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "jr"),
     }
-    env.pop("KIT_HEADLESS", None)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            f"--port={port}",
-            "--allow-root",
-            "--ServerApp.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            f"--ServerApp.root_dir={served}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, "JupyterLab did not start"
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", home
-    server.terminate()
-    server.wait(timeout=30)
-    os.environ["KIT_HOME"], saved = str(home), os.environ.get("KIT_HOME")
+    for name in ("KIT_HEADLESS", "KIT_WIFI_PASSWORD"):
+        env.pop(name, None)
+    log = tmp_path / "lab.log"
+    command = [str(Path(sys.executable).parent / "kit"), "lab", "--no-browser", "--port", port]
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*command, "--folder", str(tmp_path / "my-notebooks")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    screenshots = tmp_path_factory.getbasetemp() / "screenshots"
+    screenshots.mkdir(exist_ok=True)
     try:
-        steps.stop_everything()
+        deadline = time.monotonic() + 120
+        while not re.search(r"token=([0-9a-f]+)", log.read_text(errors="replace")):
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        yield Lab(f"http://127.0.0.1:{port}", log, home, env, screenshots)
     finally:
-        os.environ["KIT_HOME"] = saved or ""
+        server.terminate()
+        server.wait(timeout=30)
+        with using_home(home):
+            steps.stop_everything()
+        print(f"Screenshots: {screenshots}")
+
+
+class Student:
+    """A student's hands on JupyterLab: open a notebook, run it, read what it shows."""
+
+    def __init__(self, page, lab: Lab, token: str) -> None:
+        self.page, self.lab, self.token = page, lab, token
+        self.name = ""
+
+    def open(self, name: str) -> None:
+        """Open a notebook (a fresh page load, as clicking it in the file browser would)."""
+        self.name = name
+        # A reset workspace: only this notebook open, so Run All runs this one. The kernels of
+        # notebooks opened before keep running, as when a student switches tabs.
+        self.page.goto(f"{self.lab.url}/lab/tree/{name}.ipynb?reset&token={self.token}")
+        self.page.wait_for_url(re.compile(r"^[^?]*$"))  # JupyterLab's own redirects are done
+        # Ready when the status bar has shown the kernel idle for a moment: a click before
+        # that is lost while JupyterLab connects the kernel.
+        deadline, since = time.monotonic() + 90, None
+        while since is None or time.monotonic() - since < 1.5:
+            assert time.monotonic() < deadline, f"{name}: the kernel never became idle"
+            self._choose_kernel_if_asked()
+            status = " ".join(self.page.locator(".jp-StatusBar-Widget").all_text_contents())
+            idle = "Python 3 (ipykernel) | Idle" in status
+            since = (since or time.monotonic()) if idle else None
+            time.sleep(0.25)
+
+    def _choose_kernel_if_asked(self) -> None:
+        # On a loaded machine JupyterLab may open the notebook before it has the kernel list,
+        # and asks which kernel to use: a student would press Select.
+        chooser = self.page.locator(".jp-Dialog button:has-text('Select')")
+        if chooser.count():
+            chooser.first.click()
+
+    def menu(self, top: str, item: str) -> None:
+        self.page.click(f"div.lm-MenuBar-itemLabel:text-is('{top}')")
+        self.page.click(f"li.lm-Menu-item:has-text('{item}')")
+
+    def run_all(self, timeout: float = 150) -> str:
+        """Run All Cells, wait until the kernel is idle with no cell pending; what it shows."""
+        before = self.last_count()
+        for _ in range(3):
+            # Right after a page load JupyterLab may still be connecting the kernel and drop
+            # the request: a student would click again (running twice is harmless here).
+            self._choose_kernel_if_asked()
+            self.menu("Run", "Run All Cells")
+            if self.started(before):
+                break
+        return self.wait_until_done(lambda: self.last_count() > before, timeout)
+
+    def started(self, before: int, within: float = 15) -> bool:
+        """Whether a cell is pending or has run since the count was `before`."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if (
+                self.last_count() > before
+                or self.page.locator(".jp-InputPrompt:has-text('[*]')").count()
+            ):
+                return True
+            time.sleep(0.3)
+        return False
+
+    def restart_and_run_all(self, timeout: float = 150) -> str:
+        """Kernel > Restart Kernel and Run All Cells, confirmed as a student would."""
+        self.menu("Kernel", "Restart Kernel and Run All Cells")
+        self.page.click(".jp-Dialog button.jp-mod-accept")
+        # The counts start again at 1: done when the last cell that runs has a count again.
+        self.page.wait_for_selector(".jp-InputPrompt:has-text('[*]')", timeout=30_000)
+        return self.wait_until_done(lambda: self.last_count() > 0, timeout)
+
+    def run_cell(self, starting: str) -> str:
+        """Click the code cell whose source starts with `starting` and press Shift+Enter."""
+        before = self.last_count()
+        cell = self.page.locator(".jp-CodeCell", has_text=starting).first
+        cell.locator(".jp-InputArea-editor").click()
+        self.page.keyboard.press("Shift+Enter")
+        return self.wait_until_done(lambda: self.last_count() > before, 60)
+
+    def last_count(self) -> int:
+        """The highest execution count the open notebook shows (0 before anything ran)."""
+        prompts = self.page.locator(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt"
+        ).all_inner_texts()
+        return max((int(n) for p in prompts for n in re.findall(r"\[(\d+)\]", p)), default=0)
+
+    def wait_until_done(self, started, timeout: float) -> str:
+        """Wait until `started()` holds, no cell is pending and the kernel is idle."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            pending = self.page.locator(".jp-InputPrompt:has-text('[*]')").count()
+            idle = self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
+            if pending == 0 and idle and started():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 1.0:
+                    self.screenshot("last-run")  # what the student saw, for a failing check
+                    return self.shown()
+            else:
+                quiet_since = None
+            time.sleep(0.3)
+        self.screenshot("timeout")
+        raise AssertionError(f"{self.name} still running after {timeout:.0f} s")
+
+    def shown(self) -> str:
+        """Every output of the open notebook, as text; never a traceback or a broken widget."""
+        # textContent, not innerText: JupyterLab skips laying out cells scrolled out of view.
+        text = "\n".join(
+            self.page.locator(
+                ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output"
+            ).all_text_contents()
+        )
+        assert "Traceback" not in text and "Error displaying widget" not in text, text[-3000:]
+        return text
+
+    def screenshot(self, label: str) -> None:
+        self.page.screenshot(path=str(self.lab.screenshots / f"{self.name}-{label}.png"))
+
+    def show_cell(self, starting: str) -> None:
+        """Scroll the code cell whose source starts with `starting` to the top of the view."""
+        cell = self.page.locator(".jp-CodeCell", has_text=starting).first
+        cell.evaluate("node => node.scrollIntoView({block: 'start'})")
+        time.sleep(0.5)
 
 
 def serial_log(home: Path) -> str:
     return (home / "boards" / "default" / "serial.log").read_text(errors="replace")
 
 
-@pytest.mark.timeout(600)
+def readings(said: str) -> int:
+    """How many readings the wait cell reported ("12 readings from ..."), 0 if none."""
+    found = re.search(r"(\d+) readings from", said)
+    return int(found.group(1)) if found else 0
+
+
+def plot_points(page) -> int:
+    path = page.locator(".bqplot path.line").first.get_attribute("d") or ""
+    return path.count("L") + (1 if path.startswith("M") else 0)
+
+
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-def test_run_the_prototype_notebook_in_a_browser(lab) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+def test_a_student_walks_the_course_and_its_wrong_turns(lab: Lab, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, home = lab
+    token = re.search(r"token=([0-9a-f]+)", lab.log_text()).group(1)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/lab/tree/04_run_prototype.ipynb")
-        page.wait_for_selector(".jp-Notebook", timeout=60_000)
-        page.wait_for_selector(
-            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
-        )
-        # Run All; if a click lands before the menu is ready, try again (running twice is harmless).
-        for attempt in range(3):
-            # On a loaded machine JupyterLab may open the notebook before it has the kernel
-            # list, and asks which kernel to use: a student would press Select too.
-            chooser = page.locator(".jp-Dialog button:has-text('Select')")
-            if chooser.count():
-                chooser.first.click()
-            page.click("div.lm-MenuBar-itemLabel:text-is('Run')")
-            page.click("li.lm-Menu-item:has-text('Run All Cells')")
-            try:
-                page.wait_for_selector(".bqplot", timeout=90_000)
-                break
-            except PlaywrightTimeout:
-                page.screenshot(path=str(home.parent / f"browser-attempt{attempt}.png"))
-                assert attempt < 2, "the live plot never appeared"
+        page = browser.new_page(viewport=VIEWPORT)
+        student = Student(page, lab, token)
 
-        def points() -> int:
-            path = page.locator(".bqplot path.line").first.get_attribute("d") or ""
-            return path.count("L") + (1 if path.startswith("M") else 0)
+        # 04 on a fresh data folder, before 01: a sentence that says where to start.
+        student.open("04_run_prototype")
+        said = student.run_all()
+        assert "There is no current device yet" in said and "notebooks 01 and 02" in said
+        assert "The virtual board is not running: run course.start() in notebook 00." in said
+        student.screenshot("fresh-folder")
 
-        deadline = time.monotonic() + 60
-        while points() < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        first = points()
+        # 00: the diagram loads (an attachment: no request outside the notebook).
+        student.open("00_setup")
+        said = student.run_all()
+        assert "The course uses the virtual board and the local cloud." in said
+        assert "The local cloud runs on" in said and "CSR sketch" in said
+        # kit lab asks JupyterLab not to ask about its news: nothing covers the notebook.
+        assert not page.locator(".jp-Notification-Toast").count()
+        flow = page.locator(".jp-RenderedMarkdown img").first
+        assert flow.evaluate("img => img.complete && img.naturalWidth > 0")
+        page.locator(".jp-RenderedMarkdown img").first.scroll_into_view_if_needed()
+        student.screenshot("1024x768")
+
+        # 01, with the whole lock warning readable; then run again: the key stays.
+        student.open("01_generate_csr")
+        said = student.run_all()
+        assert "Here's your CSR, enjoy!" in said and "valid: made with the private key" in said
+        label = page.locator(".widget-checkbox .widget-label-basic").first
+        assert "permanent: lock the chip" in label.inner_text()
+        assert label.evaluate("el => el.scrollWidth <= el.clientWidth + 1"), "label cut off"
+        said = student.run_all()
+        assert "This board's key is registered already" not in said  # not registered yet
+        student.open("02_register_thing")
+        said = student.run_all()
+        assert "Registered" in said and "carries this CSR's public key" in said
+        picture = page.locator(".jp-RenderedMarkdown img[alt^='Mutual TLS']")
+        assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
+        student.open("01_generate_csr")
+        said = student.run_all()
+        assert "This board's key is registered already, so the chip keeps it" in said
+        student.show_cell("consent = course.lock_consent()")
+        student.screenshot("1024x768")
+        student.open("02_register_thing")
+        said = student.run_all()
+        assert "Already registered (the same key)" in said  # no dead end
+        student.show_cell("certificate = certs.load_certificate")
+        student.screenshot("1024x768")
+
+        # 03: a short summary, the whole file on request.
+        student.open("03_configure_sketch")
+        said = student.run_all()
+        assert "No WiFi name given" in said and "password set (masked)" in said
+        assert "The virtual board now runs the AWS firmware" in said
+        student.show_cell("rendered = course.configure(wifi)")
+        student.screenshot("1024x768")
+
+        # 00 again (the next day): starting never undoes 03.
+        student.open("00_setup")
+        said = student.run_all()
+        assert "runs the AWS firmware flashed in notebook 03" in said
+
+        # 04: the live plot fills, the LED follows the code and the On button.
+        student.open("04_run_prototype")
+        said = student.run_all()
+        assert "Published things/" in said and readings(said) >= 3, said  # the board's log
+        first = plot_points(page)
         time.sleep(4)  # the virtual board publishes every second
-        assert points() > first >= 1, "the live plot did not gain points"
-
+        assert plot_points(page) > first >= 3, "the live plot did not gain points"
         page.wait_for_selector("text=the device shows: 40 %", timeout=60_000)
-        assert "LED: 40%" in serial_log(home)
+        assert "LED: 40%" in serial_log(lab.home)
         page.click("button:has-text('On')")
         page.wait_for_selector("text=the device shows: 100 %", timeout=30_000)
-        assert "LED: 100%" in serial_log(home)
-        page.screenshot(path=str(home.parent / "browser.png"))
+        assert "LED: 100%" in serial_log(lab.home)
+
+        # A kernel restart mid-course: everything comes back.
+        said = student.restart_and_run_all()
+        assert readings(said) >= 3, said
+
+        # A second device (registered from a terminal) becomes current; the drop-down picks
+        # the board that is running.
+        other = tmp_path / "greenhouse_2.csr"
+        other.write_text(csr_pem("greenhouse_2"))
+        registered = subprocess.run(
+            [sys.executable, "-m", "kit.cli", "register", str(other)],
+            env=lab.env,
+            capture_output=True,
+            text=True,
+        )
+        assert "greenhouse_2 is now the current device" in registered.stdout, registered.stderr
+        said = student.run_cell("view = course.dashboard()")
+        assert "waiting for the first reading from greenhouse_2" in said
+        picker = page.locator(".widget-dropdown select").first
+        options = picker.locator("option").all_inner_texts()
+        assert options[0] == "greenhouse_2" and len(options) == 2
+        board = options[1]
+        picker.select_option(board)
+        page.wait_for_selector(f".bqplot text.mainheading:has-text('{board}')", timeout=10_000)
+        deadline = time.monotonic() + 20
+        while plot_points(page) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert plot_points(page) >= 3, "the picked device's readings did not show"
+        page.wait_for_selector("text=the device shows: 40 %", timeout=10_000)
+        assert page.locator(".widget-readout").first.inner_text() == "40"  # the slider agrees
+        student.show_cell("view = course.dashboard()")
+        student.screenshot("1024x768")
+
+        # 05: one device's CSR, certificate and policy (the current one: greenhouse_2).
+        student.open("05_look_inside")
+        said = student.run_all()
+        assert "greenhouse_2: registered in the local cloud" in said
+        assert "is not allowed" in said  # the broker refusing a forbidden topic
+        student.show_cell("inside = course.look_inside()")
+        student.screenshot("1024x768")
         browser.close()
+
+    not_found = [line for line in lab.log_text().splitlines() if " 404 " in line]
+    assert not not_found, "\n".join(not_found)

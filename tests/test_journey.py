@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import csr_pem
 
-from kit import certs, course, devices, settings
+from kit import certs, course, devices, settings, steps
 from kit.cloud import service
 from kit.errors import ThingTakenError
 from kit.places import checkout, kit_home
@@ -156,6 +156,7 @@ def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path)
     said = course.start(new_chip=True)  # the notebook call beside `kit sim --reset`
     assert "factory-new" in said and not vboard.chip().locked and vboard.find().firmware == "csr"
     assert "AWS firmware" not in course.start()  # the new chip has no certificate to run with
+    assert "still runs the CSR sketch" in steps.serial_log(timeout=0)  # 04's first cell
 
     assert "Removed" in course.unregister() and devices.all_records() == []
     assert "no devices" in course.teardown()
@@ -171,6 +172,7 @@ def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path)
     )
     assert vboard.running_boards() == [] and service.service_state() is None
     assert "Nothing" in course.stop()
+    assert "not running: run course.start()" in steps.serial_log(timeout=0)
 
 
 @pytest.mark.slow

@@ -134,8 +134,11 @@ def test_kit_lab_serves_the_students_copies_of_the_notebooks(tmp_path: Path) -> 
 def test_every_notebook_picture_travels_with_the_notebook() -> None:
     # JupyterLab serves notebooks/ only, and an HTML export must stand alone: a picture is an
     # attachment of its cell (the same bytes as images/), never a path outside notebooks/.
+    # JupyterLab draws only bitmap attachments (an SVG one stays a broken image), so each is
+    # a PNG drawn from its SVG by tools/render_pictures.py, at twice the SVG's size.
     import base64
     import re
+    import struct
 
     import nbformat
 
@@ -147,10 +150,14 @@ def test_every_notebook_picture_travels_with_the_notebook() -> None:
                 assert target.startswith("attachment:"), f"{path.name}: {target}"
                 name = target.removeprefix("attachment:")
                 ((kind, data),) = cell.attachments[name].items()
-                assert kind.startswith("image/"), kind
-                assert base64.b64decode(data) == (ROOT / "images" / name).read_bytes(), name
+                assert kind == "image/png", f"{path.name}: {name} is {kind}"
+                png = base64.b64decode(data)
+                assert png == (ROOT / "images" / name).read_bytes(), name
+                svg = (ROOT / "images" / name).with_suffix(".svg").read_text()
+                size = re.search(r'width="(\d+)" height="(\d+)"', svg).groups()
+                assert struct.unpack(">II", png[16:24]) == tuple(2 * int(v) for v in size), name
                 pictures += 1
-    assert pictures >= 1
+    assert pictures >= 2
 
 
 def test_the_html_export_embeds_the_pictures() -> None:
@@ -159,7 +166,7 @@ def test_the_html_export_embeds_the_pictures() -> None:
 
     notebook = nbformat.read(ROOT / "notebooks" / "00_setup.ipynb", as_version=4)
     body, _ = HTMLExporter().from_notebook_node(notebook)
-    assert "data:image/svg+xml;base64," in body and "../images/" not in body
+    assert "data:image/png;base64," in body and "../images/" not in body
 
 
 def test_lab_terminals_find_kit(monkeypatch) -> None:

@@ -98,6 +98,21 @@ def test_led_control_shows_asked_and_reported() -> None:
     assert sent == [40, 100, 0, 0] and control.slider.value == 0
 
 
+def test_the_slider_starts_where_the_device_reports_its_led() -> None:
+    # A device picked in the drop-down, its LED at 40 %: the slider shows 40, sending nothing;
+    # once something is asked, the slider keeps the asked value.
+    sent: list[int] = []
+    control = widgets.LedControl(sent.append)
+    control.device_reported(40)
+    assert control.slider.value == 40 and sent == []
+    control.ask(10)
+    control.device_reported(40)  # an older report arriving late
+    assert control.slider.value == 10 and sent == [10]
+    control.forget()  # another device
+    control.device_reported(70)
+    assert control.slider.value == 70 and sent == [10]
+
+
 @pytest.fixture
 def idle_watch():
     """A real Telemetry for the local cloud's observer, not connected (no broker running)."""

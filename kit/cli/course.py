@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kit import arguments
 from kit.cli.parser import Command
-from kit.places import checkout
+from kit.places import checkout, kit_home, private_dir
 
 
 def register(command: Command) -> None:
@@ -107,6 +107,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
         f"--ServerApp.root_dir={notebooks}",
         "--LabApp.default_url=/lab/tree/00_setup.ipynb",  # the course starts there
     ]
+    sockets = private_dir(kit_home() / "kernels") / "k"
+    if os.name == "posix" and len(str(sockets)) < 90:
+        # Kernels talk to JupyterLab over local sockets in the private data folder, not over
+        # unencrypted TCP on 127.0.0.1 (which every kernel warns about when it starts). A
+        # socket's path is limited to ~107 bytes, and each kernel adds "-<n>" to the prefix.
+        command += ["--KernelManager.transport=ipc", f"--KernelManager.ip={sockets}"]
     if args.port:
         command.append(f"--ServerApp.port={args.port}")
     if args.no_browser:
@@ -124,8 +130,34 @@ def cmd_lab(args: argparse.Namespace) -> int:
         "restarted notebook finds them; `kit stop` stops them.",
         flush=True,
     )
+    _quiet_announcements()
     env = environment.for_jupyterlab(str(Path(sys.executable).parent))
     if os.name == "posix":
         # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
         os.execve(sys.executable, command, env)
     return subprocess.call(command, env=env)
+
+
+# JupyterLab's own defaults for the kit's environment: no "official Jupyter news?" question and
+# no update check (a classroom may be offline, and a pop-up covers the notebook on a projector).
+QUIET = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+}
+
+
+def _quiet_announcements() -> None:
+    """Add the quiet settings to JupyterLab's overrides.json in the kit's environment."""
+    import json
+
+    # JupyterLab's application folder in this environment (jupyterlab.commands.get_app_dir).
+    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    try:
+        current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        return  # someone's own overrides file, which the kit leaves alone
+    if not isinstance(current, dict) or all(
+        current.get(key) == value for key, value in QUIET.items()
+    ):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**current, **QUIET}, indent=2) + "\n", encoding="utf-8")
