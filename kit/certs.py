@@ -144,7 +144,9 @@ class _Signed:
         """The same description as an HTML table, for notebooks."""
         cells = "".join(
             f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(label)}</th>"
-            f"<td style='text-align:left;font-family:monospace'>{html.escape(value)}</td></tr>"
+            # A fingerprint has no spaces: let it break anywhere so the table fits a projector.
+            f"<td style='text-align:left;font-family:monospace;overflow-wrap:anywhere'>"
+            f"{html.escape(value)}</td></tr>"
             for label, value in self._shown_rows()
         )
         return f"<b>{html.escape(self._title)}</b><table>{cells}</table>"

@@ -384,10 +384,10 @@ class Inside:
     def __str__(self) -> str:
         record = self.record
         day = record.registered_at[:10]
+        chip = f", chip {record.chip_serial}" if record.chip_serial else ""
         return (
             f"{record.thing}: registered in the {record.cloud} cloud on {day}, key slot "
-            f"{record.slot}, chip {record.chip_serial or 'unknown'}. "
-            f"{certs.compare(self.csr, self.certificate)}"
+            f"{record.slot}{chip}. {certs.compare(self.csr, self.certificate)}"
         )
 
     def __repr__(self) -> str:

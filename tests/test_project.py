@@ -177,3 +177,15 @@ def test_lab_terminals_find_kit(monkeypatch) -> None:
     monkeypatch.setenv("PATH", f"/usr/bin:{bin_dir}:/bin")
     path = environment.for_jupyterlab(bin_dir)["PATH"].split(":")
     assert path == [bin_dir, "/usr/bin", "/bin"] and (Path(bin_dir) / "kit").exists()
+
+
+def test_every_picture_the_readme_shows_is_committed() -> None:
+    import re
+
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
+    assert any("screenshot" in target for target in shown)
+    tracked = subprocess.run(
+        ["git", "ls-files", "images"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    for target in shown:
+        assert (ROOT / target).is_file() and target in tracked, target
