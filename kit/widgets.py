@@ -140,9 +140,20 @@ class LivePlot:
 
     def snapshot_png(self) -> bytes:
         """The readings as a static PNG (matplotlib), for headless runs and HTML exports."""
+        from matplotlib import pyplot as plt
+
+        fig = self.snapshot_figure()
+        out = io.BytesIO()
+        fig.savefig(out, format="png", bbox_inches="tight")
+        plt.close(fig)
+        return out.getvalue()
+
+    def snapshot_figure(self) -> Any:
+        """The readings as a matplotlib Figure (the caller closes it)."""
         import matplotlib
 
         matplotlib.use("Agg")
+        from matplotlib import dates as mdates
         from matplotlib import pyplot as plt
 
         with self._lock:
@@ -157,11 +168,11 @@ class LivePlot:
         left.set_xlabel("time", fontsize=13)
         of = f" of {self.thing}" if self.thing else ""
         left.set_title(f"Temperature and humidity{of} ({len(points)} readings)", fontsize=15)
+        # Hours, minutes and seconds, as the live plot shows them (matplotlib's own choice for
+        # a few minutes of data reads "09:08.000000").
+        left.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))  # type: ignore[no-untyped-call]  # matplotlib.dates has no annotations
         fig.autofmt_xdate()
-        out = io.BytesIO()
-        fig.savefig(out, format="png", bbox_inches="tight")
-        plt.close(fig)
-        return out.getvalue()
+        return fig
 
 
 class LedControl:

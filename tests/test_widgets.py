@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -81,6 +82,10 @@ def test_static_snapshot_for_headless_runs() -> None:
         plot.add(reading(i))
     png = plot.snapshot_png()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+    figure = plot.snapshot_figure()
+    figure.canvas.draw()
+    ticks = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    assert ticks and all(re.fullmatch(r"\d\d:\d\d:\d\d", tick) for tick in ticks), ticks
 
 
 def test_led_control_shows_asked_and_reported() -> None:

@@ -115,7 +115,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         command += ["--KernelManager.transport=ipc", f"--KernelManager.ip={sockets}"]
     if args.port:
         command.append(f"--ServerApp.port={args.port}")
-    if args.no_browser:
+    if args.no_browser or not _browser_here():
         command.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # Containers and CI run as root; JupyterLab refuses that unless told it is deliberate.
@@ -136,6 +136,22 @@ def cmd_lab(args: argparse.Namespace) -> int:
         # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
         os.execve(sys.executable, command, env)
     return subprocess.call(command, env=env)
+
+
+def _browser_here() -> bool:
+    """Whether this computer can open a browser (a server or a container cannot); say so."""
+    import webbrowser
+
+    try:
+        webbrowser.get()  # what JupyterLab uses to open one
+    except webbrowser.Error:
+        print(
+            "No web browser on this computer: open the address JupyterLab prints below (the "
+            "one with 127.0.0.1 and its token) in a browser here, or through an SSH tunnel.",
+            flush=True,
+        )
+        return False
+    return True
 
 
 # JupyterLab's own defaults for the kit's environment: no "official Jupyter news?" question and
