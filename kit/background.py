@@ -144,7 +144,20 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited but its parent has not collected it yet (Linux; else False).
+
+    A board started by a notebook's kernel is the kernel's child: stopped from a terminal
+    (`kit stop`), it stays a zombie until the kernel looks, and signal 0 still reaches it.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "Z"  # the state after "(name) "
 
 
 def stop(pid: int, timeout: float = 10.0) -> None:

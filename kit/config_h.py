@@ -233,7 +233,10 @@ def example_text() -> str:
     config = SketchConfig("", "", "", placeholder, DEFAULT_PORT, 0, "")
     return to_text(
         config,
-        origin="Template: copy it to config.h and fill it in, or let `kit config-h` write it.",
+        origin=(
+            "Template: copy it to config.h and fill it in, or let notebook 03 (or "
+            "`kit config-h`) write it."
+        ),
     )
 
 
@@ -276,13 +279,13 @@ def parse(text: str) -> SketchConfig:
         raise ConfigError(
             "config.h has values the board cannot use as they are: "
             + "; ".join(rendered.changes)
-            + ". Render it again with `kit config-h`."
+            + ". Render it again (notebook 03, or `kit config-h`)."
         )
     if strings["DEVICE_NAME"] != config.device_name:
         raise ConfigError(
             f"DEVICE_NAME in config.h is '{strings['DEVICE_NAME']}' but the certificate is for "
             f"'{config.device_name}'. The broker only accepts the certificate's name as client "
-            "id: render config.h again with `kit config-h`."
+            "id: render config.h again (notebook 03, or `kit config-h`)."
         )
     return config
 

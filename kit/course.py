@@ -18,7 +18,7 @@ import ipywidgets as widgets
 
 from kit import board, certs, config_h, devices, environment, settings, steps, telemetry
 from kit import repair as repair_data
-from kit.cloud import Registration, policy
+from kit.cloud import Registration
 from kit.errors import CloudError, KitError, ThingTakenError
 from kit.printable import mark_commands, printable
 from kit.widgets import Dashboard
@@ -62,16 +62,7 @@ def use(
 def start(new_chip: bool = False) -> Notice:
     """Start what the settings need: the local cloud, and the virtual board as the course left
     it. `new_chip=True` gives the virtual board a factory-new chip (unlocked, no keys)."""
-    chosen = settings.load()
-    if new_chip and not chosen.virtual:
-        raise KitError(
-            "Only the virtual board's chip can be made new: a real chip's lock is final."
-        )
-    fresh = steps.new_virtual_chip() if new_chip else None
-    said = steps.start(chosen, environment.read())
-    if fresh:
-        said[-1] = fresh  # instead of "runs the CSR sketch", which it also does
-    return Notice(" ".join(said))
+    return Notice(" ".join(steps.start(settings.load(), environment.read(), new_chip=new_chip)))
 
 
 def stop() -> Notice:
@@ -91,9 +82,7 @@ def repair() -> Notice:
 def unregister(thing: str | None = None) -> Notice:
     """Remove a device (default: the current one) from its cloud and from this computer."""
     record = devices.load(thing)
-    cloud = steps.open_chosen_cloud(
-        replace(settings.load(), cloud=record.cloud), environment.read()
-    )
+    cloud = steps.open_record_cloud(record, environment.read())
     steps.unregister(cloud, record.thing)
     return Notice(f"Removed {record.thing} from the {cloud.name} cloud and from this computer.")
 
@@ -322,8 +311,7 @@ def dashboard(thing: str | None = None, window: int = 600) -> Dashboard:
     recorder first, then live; a drop-down picks another device registered here."""
     chosen = settings.load()
     record = devices.load(thing)
-    # The cloud the device was registered in, even if the settings have changed since.
-    cloud = steps.open_chosen_cloud(replace(chosen, cloud=record.cloud), environment.read())
+    cloud = steps.open_record_cloud(record, environment.read())
     status = cloud.ensure_running()  # notebook 00 skipped, or the computer restarted
     if not status.reachable:
         raise CloudError(str(status))
@@ -356,7 +344,7 @@ def wait_for_readings(view: Dashboard, count: int = 3, timeout: float = 60) -> N
         return Notice(f"{got} readings from {view.thing} so far; the plot keeps adding them.")
     chosen = settings.load()
     record = devices.load(view.thing)
-    cloud = steps.open_chosen_cloud(replace(chosen, cloud=record.cloud), environment.read())
+    cloud = steps.open_record_cloud(record, environment.read())
     return Notice(steps.diagnose(cloud, record, chosen, got, timeout))
 
 
@@ -401,13 +389,11 @@ def look_inside(thing: str | None = None) -> Inside:
     """The current device (or `thing`): the CSR it was registered with, its certificate, and
     the policy; all three from one device record, whoever registered it."""
     record = devices.load(thing)
-    region = record.region or "<region>"
-    document = policy.aws_policy_document(region, "<account>")
     return Inside(
         record,
         certs.load_csr(record.csr_pem),
         certs.load_certificate(record.certificate_pem),
-        document,
+        steps.device_policy(record),
     )
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -22,8 +20,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from traitlets.config import Config
 
-from kit import environment, steps
-from kit.places import checkout, using_home
+from kit import environment, lab, steps
+from kit.places import checkout, kit_home, using_home
 
 COURSE = (
     "00_setup",
@@ -87,15 +85,15 @@ def run(
     return 0 if failed is None else 1
 
 
-def notebook_client(notebook: nbformat.NotebookNode, folder: Path) -> NotebookClient:
-    """A client that runs `notebook` in `folder` on a fresh kernel, as JupyterLab would."""
+def notebook_client(
+    notebook: nbformat.NotebookNode, folder: Path, sockets: Path | None = None
+) -> NotebookClient:
+    """A client that runs `notebook` in `folder` on a fresh kernel, as JupyterLab would; with
+    `sockets` (kit.lab.kernel_sockets) over local sockets, so no kernel warns about TCP."""
     config = Config()
-    if os.name == "posix":
-        # Local sockets instead of TCP on 127.0.0.1: nothing else on the machine can listen
-        # in, and the kernel no longer warns about unencrypted TCP on the console.
+    if sockets is not None:
         config.KernelManager.transport = "ipc"
-        # The sockets are files named after this prefix; the kernel removes them when it stops.
-        config.KernelManager.ip = os.path.join(tempfile.gettempdir(), f"kit-{uuid.uuid4().hex}")
+        config.KernelManager.ip = str(sockets)
     return NotebookClient(
         notebook,
         timeout=300,
@@ -109,7 +107,7 @@ def notebook_client(notebook: nbformat.NotebookNode, folder: Path) -> NotebookCl
 def _execute(name: str, build: Path, env: dict[str, str]) -> bool:
     source = checkout() / "notebooks" / f"{name}.ipynb"
     notebook = nbformat.read(source, as_version=4)
-    client = notebook_client(notebook, source.parent)
+    client = notebook_client(notebook, source.parent, lab.kernel_sockets(kit_home()))
     ok = True
     try:
         client.execute(env=env)

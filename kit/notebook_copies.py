@@ -20,46 +20,53 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
+from kit.errors import FileError
 from kit.places import read_json, write_private
 
 MANIFEST = ".kit-copies.json"
 LIMIT = 16 * 1024 * 1024  # a course notebook is tens of KB; a copy with plots a few MB
 
 
+Action = Literal["new", "updated", "kept", "current"]
+
+
 @dataclass(frozen=True)
 class Copied:
-    """What happened to one notebook: "new", "updated", "kept" or "current"."""
+    """What happened to one notebook, and the sentence that says so."""
 
     name: str
-    action: str
+    action: Action
     note: str
 
 
-def fingerprint(notebook: dict[str, Any]) -> str:
-    """The notebook's cells as a student sees them to edit: type, source and pictures."""
-    cells = [
-        [cell.get("cell_type"), _text(cell.get("source", "")), cell.get("attachments", {})]
-        for cell in notebook.get("cells", [])
-    ]
-    return hashlib.sha256(json.dumps(cells, sort_keys=True).encode()).hexdigest()
+def fingerprint(notebook: object) -> str | None:
+    """The notebook's cells as a student edits them (type, source, pictures), or None when it
+    is not a notebook's shape."""
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        return None
+    shown = []
+    for cell in cells:
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(line, str) for line in source):
+            source = "".join(source)  # nbformat allows a list of lines on disk
+        if not isinstance(source, str):
+            return None
+        shown.append([cell.get("cell_type"), source, cell.get("attachments", {})])
+    return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
 
 
-def _text(source: str | list[str]) -> str:
-    """A cell's source as one string (nbformat allows a list of lines on disk)."""
-    return source if isinstance(source, str) else "".join(source)
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    """A notebook file as JSON, or None when it is not one (the student may have broken it)."""
+def _fingerprint_of(path: Path) -> str | None:
+    """The fingerprint of a notebook file, or None when it is missing or not a notebook (the
+    student may have broken it: it is then kept as it is)."""
     try:
         if path.stat().st_size > LIMIT:
             return None
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        return fingerprint(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-    return loaded if isinstance(loaded, dict) else None
 
 
 def _beside(copy: Path, course: str) -> Path:
@@ -69,48 +76,56 @@ def _beside(copy: Path, course: str) -> Path:
     while True:
         suffix = " (new version)" if number == 1 else f" (new version {number})"
         beside = copy.with_name(f"{copy.stem}{suffix}.ipynb")
-        found = _read(beside) if beside.exists() else None
-        if not beside.exists() or (found is not None and fingerprint(found) == course):
+        if not beside.exists() or _fingerprint_of(beside) == course:
             return beside
         number += 1
 
 
 def prepare(source: Path, target: Path) -> list[Copied]:
     """Bring the copies in `target` up to date with the course in `source`; say what changed."""
+    if target.resolve() == source.resolve():
+        raise FileError(
+            f"{target} is the course's own folder, which must stay without outputs: choose "
+            "another folder for your copies (or leave out --folder: my-notebooks/)."
+        )
+    if target.exists() and not target.is_dir():
+        raise FileError(f"{target} is a file, not a folder: choose a folder for your notebooks.")
     manifest_path = target / MANIFEST
-    copied = read_json(manifest_path, "Delete it: the kit then keeps every copy as it is") or {}
+    copied = read_json(manifest_path, "Delete it: the kit then compares each copy afresh") or {}
     done = []
     for original in sorted(source.glob("*.ipynb")):
-        name = original.name
-        text = original.read_text(encoding="utf-8")
+        name, text = original.name, original.read_text(encoding="utf-8")
         course = fingerprint(json.loads(text))
-        copy = target / name
-        current = _read(copy) if copy.exists() else None
-        if not copy.exists():
-            write_private(copy, text)
-            done.append(Copied(name, "new", f"{name}: copied from the course."))
-        elif copied.get(name) == course:
-            done.append(Copied(name, "current", f"{name}: up to date."))
-        elif current is not None and fingerprint(current) == copied.get(name):
-            write_private(copy, text)
-            done.append(
-                Copied(
-                    name, "updated", f"{name}: updated to the course's new version (run it again)."
-                )
-            )
-        else:
-            beside = _beside(copy, course)
-            if not beside.exists():
-                write_private(beside, text)
-            done.append(
-                Copied(
-                    name,
-                    "kept",
-                    f"{name}: kept as you edited it; the course's new version is beside it as "
-                    f"'{beside.name}'.",
-                )
-            )
-            continue  # the manifest keeps the version the student's copy came from
-        copied[name] = course
+        assert course is not None, f"{original} is not a notebook"
+        done.append(_refresh(target / name, text, course, copied.get(name)))
+        if done[-1].action != "kept":
+            copied[name] = course  # what the copy now comes from
     write_private(manifest_path, json.dumps(copied, indent=2, sort_keys=True) + "\n")
     return done
+
+
+def _refresh(copy: Path, text: str, course: str, last: str | None) -> Copied:
+    """Bring one copy up to date: `last` is the version the kit copied there before."""
+    name = copy.name
+    if not copy.exists():
+        write_private(copy, text)
+        return Copied(name, "new", f"{name}: copied from the course.")
+    mine = _fingerprint_of(copy)
+    if mine == course or last == course:  # as the course is, or the student edited it since
+        return Copied(name, "current", f"{name}: up to date.")
+    if mine is not None and mine == last:  # only run since the kit copied it
+        write_private(copy, text)
+        return Copied(
+            name, "updated", f"{name}: updated to the course's new version (run it again)."
+        )
+    beside = _beside(copy, course)
+    if beside.exists():
+        return Copied(
+            name, "current", f"{name}: kept as you edited it; {beside.name} is beside it."
+        )
+    write_private(beside, text)
+    return Copied(
+        name,
+        "kept",
+        f"{name}: kept as you edited it; the course's new version is beside it as '{beside.name}'.",
+    )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kit import board, config_h, devices, settings
 from kit.certs import Csr, load_certificate, load_csr, validate_device_name
-from kit.cloud import Cloud, Registration, open_cloud
+from kit.cloud import Cloud, Registration, open_cloud, policy
 from kit.cloud.options import LocalOptions
 from kit.environment import Environment
 from kit.errors import DamagedFileError, DeviceNotFoundError, KitError, VirtualBoardError
@@ -88,6 +88,12 @@ def unregister(cloud: Cloud, thing: str) -> None:
     _forget(thing)
 
 
+def device_policy(record: devices.DeviceRecord) -> str:
+    """The policy on the device's certificate, as AWS IoT holds it; the local broker enforces
+    the same rules (kit.cloud.policy is the one source of both)."""
+    return policy.aws_policy_document(record.region or "<region>", "<account>")
+
+
 def teardown(cloud: Cloud, progress: Callable[[str], None] = lambda _: None) -> list[str]:
     """Remove every thing the kit registered in `cloud`, and their records here."""
     removed = cloud.teardown(progress)
@@ -116,17 +122,30 @@ def open_chosen_cloud(chosen: settings.Settings, env: Environment | None = None)
     )
 
 
+def open_record_cloud(record: devices.DeviceRecord, env: Environment | None = None) -> Cloud:
+    """The cloud a device was registered in (its region and profile too), whatever the
+    settings say now."""
+    chosen = settings.Settings(cloud=record.cloud, profile=record.profile, region=record.region)
+    return open_chosen_cloud(chosen, env)
+
+
 def start(
     chosen: settings.Settings,
     env: Environment | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    new_chip: bool = False,
 ) -> list[str]:
     """Start what the settings need (the cloud, if the kit runs it; the virtual board as the
-    course left it); one sentence per part. Starting never undoes a later step."""
+    course left it); one sentence per part. Starting never undoes a later step, except that
+    `new_chip` gives the virtual board a factory-new chip."""
+    if new_chip and not chosen.virtual:
+        raise KitError(
+            "Only the virtual board's chip can be made new: a real chip's lock is final."
+        )
     status = open_chosen_cloud(chosen, env).ensure_running(progress)
     said = [str(status)]
     if chosen.virtual:
-        said.append(resume_virtual_board())
+        said.append(new_virtual_chip() if new_chip else resume_virtual_board())
     return said
 
 
@@ -146,7 +165,9 @@ def stop_everything() -> list[str]:
 def new_virtual_chip() -> str:
     """Make the virtual board's chip factory-new (unlocked, no keys) and run the CSR sketch."""
     info = vboard.start(VIRTUAL_BOARD, reset_chip=True)
-    (kit_home() / "course" / "flashed.json").unlink(missing_ok=True)
+    # The old key is gone: its firmware and its CSR are of no use any more.
+    for name in ("flashed.json", "capture.json", "csr.pem"):
+        (kit_home() / "course" / name).unlink(missing_ok=True)
     return (
         f"The virtual board has a factory-new chip ({info.chip_serial}): unlocked, with no keys. "
         "Run notebook 01 to make a key and a CSR."

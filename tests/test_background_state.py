@@ -15,7 +15,7 @@ import pytest
 from helpers import csr_pem
 from test_cloud_service import free_port
 
-from kit import certs, steps
+from kit import background, certs, steps
 from kit.cloud import local, service
 from kit.sim import board as vboard
 
@@ -166,3 +166,22 @@ def test_a_damaged_service_file_never_signals_another_process(pid: str, capsys) 
     finally:
         sleeper.kill()
         holder.kill()
+
+
+def test_a_stopped_child_of_another_process_counts_as_stopped() -> None:
+    # A board started by a notebook's kernel is the kernel's child; when `kit stop` stops it
+    # from a terminal, it stays a zombie until the kernel looks. It must count as stopped, or
+    # `kit stop` waits out its whole timeout (it took 40 s).
+    child = subprocess.Popen(["sleep", "30"])  # this process plays the kernel: it does not reap
+    try:
+        assert background.alive(child.pid)
+        os.kill(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        proc_stat = Path(f"/proc/{child.pid}/stat")
+        while ") Z " not in proc_stat.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ") Z " in proc_stat.read_text()  # a zombie now, still reachable by signal 0
+        assert not background.alive(child.pid)
+    finally:
+        child.kill()
+        child.wait()

@@ -150,9 +150,20 @@ def test_the_name_box_checks_as_you_type() -> None:
     assert "a space; use '-' or '_'" in box.message.value
 
 
-def test_the_demo_kernels_talk_over_local_sockets_without_a_warning(capfd) -> None:
+def test_the_demo_kernels_talk_over_local_sockets_without_a_warning(tmp_path, capfd) -> None:
     # The demo's console must not repeat the kernel's "TCP without encryption" warning.
+    from kit import lab
+
+    sockets = lab.kernel_sockets(tmp_path)
+    assert sockets is not None and oct(sockets.parent.stat().st_mode)[-3:] == "700"
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
-    demo.notebook_client(notebook, Path.cwd()).execute()
+    demo.notebook_client(notebook, tmp_path, sockets).execute()
     assert notebook.cells[0].outputs[0]["text"] == "42\n"
     assert "without encryption" not in capfd.readouterr().err
+
+
+def test_a_socket_path_too_long_keeps_tcp(tmp_path) -> None:
+    # A socket path holds ~104 bytes: a deep data folder keeps TCP rather than fail to start.
+    from kit import lab
+
+    assert lab.kernel_sockets(tmp_path / ("x" * 100)) is None

@@ -17,7 +17,7 @@ from helpers import csr_pem
 
 from kit import certs, course, devices, settings, steps
 from kit.cloud import service
-from kit.errors import ThingTakenError
+from kit.errors import KitError, ThingTakenError
 from kit.places import checkout, kit_home
 from kit.sim import board as vboard
 
@@ -110,7 +110,8 @@ def test_auto_without_a_board_says_it_chose_the_virtual_one(classroom: Path, cap
 
 # The terminal commands a message may offer as a fix, and the notebook call it must name too.
 TERMINAL_FIXES = re.compile(
-    r"`kit (cloud (up|down)|stop|sim|doctor --repair|unregister|use|csr|register)\b(?! --listen)"
+    r"`kit (cloud (up|down)|stop|sim|doctor --repair|unregister|use|csr|register|things|boards"
+    r"|config-h)\b(?! --listen)"
 )
 
 
@@ -141,7 +142,8 @@ def test_every_fix_the_kit_offers_works_in_a_notebook_too() -> None:
             text = ast.unparse(node)
             if TERMINAL_FIXES.search(text):
                 offered += 1
-                assert "course." in text or "notebook" in text.lower(), f"{path.name}: {text}"
+                # A notebook call, or a notebook by number ("notebook 03", "notebooks 01 and 02").
+                assert re.search(r"course\.|notebooks? 0\d", text, re.I), f"{path.name}: {text}"
     assert offered >= 10
 
 
@@ -156,6 +158,8 @@ def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path)
     said = course.start(new_chip=True)  # the notebook call beside `kit sim --reset`
     assert "factory-new" in said and not vboard.chip().locked and vboard.find().firmware == "csr"
     assert "AWS firmware" not in course.start()  # the new chip has no certificate to run with
+    with pytest.raises(KitError, match="run notebook 01"):
+        course.last_capture()  # the old key's CSR is gone with it: 02 cannot register it again
     assert "still runs the CSR sketch" in steps.serial_log(timeout=0)  # 04's first cell
 
     assert "Removed" in course.unregister() and devices.all_records() == []
@@ -195,3 +199,14 @@ def test_05_shows_one_device_after_a_terminal_registered_another(classroom: Path
     assert certs.compare(inside.csr, inside.certificate)
     mine = course.look_inside(first.thing)
     assert mine.csr.public_key_der == course.last_capture().csr.public_key_der
+
+
+def test_a_device_is_reached_in_the_cloud_and_region_it_was_registered_in(
+    classroom: Path,
+) -> None:
+    # 04, 05's clean-up and course.unregister() follow the device record, not today's settings.
+    settings.save(settings.Settings(cloud="aws", region="us-east-1"))
+    record = devices.DeviceRecord("d1", "aws", "host", 8883, "id", region="eu-west-1")
+    assert steps.open_record_cloud(record).region == "eu-west-1"
+    local = devices.DeviceRecord("d2", "local", "localhost", 8883, "id")
+    assert steps.open_record_cloud(local).name == "local"

@@ -8,8 +8,10 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from kit import notebook_copies
+from kit.errors import FileError
 from kit.places import checkout
 
 
@@ -93,3 +95,52 @@ def test_git_ignores_the_copies_so_git_status_stays_clean() -> None:
     for name in ("my-notebooks/00_setup.ipynb", "my-notebooks/.kit-copies.json"):
         ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=checkout())
         assert ignored.returncode == 0, name
+
+
+def test_copies_as_the_course_has_them_are_current_whatever_the_manifest_says(
+    tmp_path: Path,
+) -> None:
+    source, mine = course_copy(tmp_path), tmp_path / "mine"
+    notebook_copies.prepare(source, mine)
+    (mine / notebook_copies.MANIFEST).unlink()  # deleted, as its damaged-file message says
+    again = notebook_copies.prepare(source, mine)
+    assert {c.action for c in again} == {"current"}
+    assert not list(mine.glob("*new version*"))
+
+
+def test_adopting_the_new_version_ends_the_notes(tmp_path: Path) -> None:
+    source, mine = course_copy(tmp_path), tmp_path / "mine"
+    notebook_copies.prepare(source, mine)
+    edit(mine / "02_register_thing.ipynb", lambda nb: nb.cells.pop())  # edited
+    edit(source / "02_register_thing.ipynb", lambda nb: nb.cells.pop(0))  # the course changes
+    first = actions(notebook_copies.prepare(source, mine))
+    assert first["02_register_thing.ipynb"] == "kept"
+    assert actions(notebook_copies.prepare(source, mine))["02_register_thing.ipynb"] == "current"
+    # The student takes the new version in place of theirs: from then on it is simply current.
+    (mine / "02_register_thing (new version).ipynb").replace(mine / "02_register_thing.ipynb")
+    assert actions(notebook_copies.prepare(source, mine))["02_register_thing.ipynb"] == "current"
+    assert not (mine / "02_register_thing (new version).ipynb").exists()
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ['{"cells": [1]}', '{"cells": [{"source": 5}]}', "[" * 100_000, "[]", "\xff\xfe", ""],
+    ids=["cell-not-object", "source-not-text", "deep-nesting", "a-list", "not-utf8", "empty"],
+)
+def test_a_copy_of_any_shape_is_kept_never_a_crash(tmp_path: Path, broken: str) -> None:
+    source, mine = course_copy(tmp_path), tmp_path / "mine"
+    notebook_copies.prepare(source, mine)
+    (mine / "00_setup.ipynb").write_text(broken, encoding="latin-1")
+    edit(source / "00_setup.ipynb", lambda nb: nb.cells.append(nbformat.v4.new_code_cell("1")))
+    assert actions(notebook_copies.prepare(source, mine))["00_setup.ipynb"] == "kept"
+    assert (mine / "00_setup.ipynb").read_text(encoding="latin-1") == broken
+
+
+def test_the_copies_never_go_into_the_course_folder_or_a_file(tmp_path: Path) -> None:
+    source = course_copy(tmp_path)
+    with pytest.raises(FileError, match="course's own folder"):
+        notebook_copies.prepare(source, source)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(FileError, match="is a file, not a folder"):
+        notebook_copies.prepare(source, tmp_path / "a-file")
+    assert not (source / notebook_copies.MANIFEST).exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kit import arguments
 from kit.cli.parser import Command
-from kit.places import checkout, kit_home, private_dir
+from kit.places import checkout, kit_home
 
 
 def register(command: Command) -> None:
@@ -92,7 +92,7 @@ def cmd_stop(args: argparse.Namespace) -> None:
 
 def cmd_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on the student's copies of the notebooks and wait until it is stopped."""
-    from kit import environment, notebook_copies, settings, steps
+    from kit import environment, lab, notebook_copies, settings, steps
 
     notebooks = args.folder or checkout() / "my-notebooks"
     for copied in notebook_copies.prepare(checkout() / "notebooks", notebooks):
@@ -100,26 +100,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
             print(copied.note, flush=True)
     cloud = steps.open_chosen_cloud(settings.load(), environment.read())
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)))
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        f"--ServerApp.root_dir={notebooks}",
-        "--LabApp.default_url=/lab/tree/00_setup.ipynb",  # the course starts there
-    ]
-    sockets = private_dir(kit_home() / "kernels") / "k"
-    if os.name == "posix" and len(str(sockets)) < 90:
-        # Kernels talk to JupyterLab over local sockets in the private data folder, not over
-        # unencrypted TCP on 127.0.0.1 (which every kernel warns about when it starts). A
-        # socket's path is limited to ~107 bytes, and each kernel adds "-<n>" to the prefix.
-        command += ["--KernelManager.transport=ipc", f"--KernelManager.ip={sockets}"]
-    if args.port:
-        command.append(f"--ServerApp.port={args.port}")
-    if args.no_browser or not _browser_here():
-        command.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Containers and CI run as root; JupyterLab refuses that unless told it is deliberate.
-        command.append("--allow-root")
+    open_browser = not args.no_browser and lab.browser_here()
+    if not args.no_browser and not open_browser:
+        print(
+            "No web browser on this computer: open the address JupyterLab prints below (the "
+            "one with 127.0.0.1 and its token) in a browser here, or through an SSH tunnel.",
+            flush=True,
+        )
+    command = lab.command(notebooks, kit_home(), args.port, open_browser)
     print(
         f"Opening the course in JupyterLab on your copies of the notebooks ({notebooks}; "
         "git ignores them, so `git pull` keeps working). Stop it with Ctrl+C.",
@@ -130,50 +118,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
         "restarted notebook finds them; `kit stop` stops them.",
         flush=True,
     )
-    _quiet_announcements()
+    lab.quiet_jupyterlab()
     env = environment.for_jupyterlab(str(Path(sys.executable).parent))
     if os.name == "posix":
         # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
         os.execve(sys.executable, command, env)
     return subprocess.call(command, env=env)
-
-
-def _browser_here() -> bool:
-    """Whether this computer can open a browser (a server or a container cannot); say so."""
-    import webbrowser
-
-    try:
-        webbrowser.get()  # what JupyterLab uses to open one
-    except webbrowser.Error:
-        print(
-            "No web browser on this computer: open the address JupyterLab prints below (the "
-            "one with 127.0.0.1 and its token) in a browser here, or through an SSH tunnel.",
-            flush=True,
-        )
-        return False
-    return True
-
-
-# JupyterLab's own defaults for the kit's environment: no "official Jupyter news?" question and
-# no update check (a classroom may be offline, and a pop-up covers the notebook on a projector).
-QUIET = {
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
-}
-
-
-def _quiet_announcements() -> None:
-    """Add the quiet settings to JupyterLab's overrides.json in the kit's environment."""
-    import json
-
-    # JupyterLab's application folder in this environment (jupyterlab.commands.get_app_dir).
-    path = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
-    try:
-        current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        return  # someone's own overrides file, which the kit leaves alone
-    if not isinstance(current, dict) or all(
-        current.get(key) == value for key, value in QUIET.items()
-    ):
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**current, **QUIET}, indent=2) + "\n", encoding="utf-8")

@@ -140,7 +140,8 @@ class LocalCloud(Cloud):
     def unregister(self, thing: str) -> None:
         if not self.store.remove_thing(thing):
             raise CloudError(
-                f"There is no thing called '{thing}' in the local cloud. `kit things` lists them."
+                f"There is no thing called '{thing}' in the local cloud. Notebook 05's "
+                "course.look_inside() shows the current one; `kit things` lists them."
             )
 
     def things(self) -> list[str]:
