@@ -138,6 +138,11 @@ class Student:
         if chooser.count():
             chooser.first.click()
 
+    def run_notebook(self, name: str) -> str:
+        """Open a notebook and Run All Cells; what it shows."""
+        self.open(name)
+        return self.run_all()
+
     def menu(self, top: str, item: str) -> None:
         self.page.click(f"div.lm-MenuBar-itemLabel:text-is('{top}')")
         self.page.click(f"li.lm-Menu-item:has-text('{item}')")
@@ -255,15 +260,13 @@ def test_a_student_walks_the_course_and_its_wrong_turns(lab: Lab, tmp_path: Path
         student = Student(page, lab, token)
 
         # 04 on a fresh data folder, before 01: a sentence that says where to start.
-        student.open("04_run_prototype")
-        said = student.run_all()
+        said = student.run_notebook("04_run_prototype")
         assert "There is no current device yet" in said and "notebooks 01 and 02" in said
         assert "The virtual board is not running: run course.start() in notebook 00." in said
         student.screenshot("fresh-folder")
 
         # 00: the diagram loads (an attachment: no request outside the notebook).
-        student.open("00_setup")
-        said = student.run_all()
+        said = student.run_notebook("00_setup")
         assert "The course uses the virtual board and the local cloud." in said
         assert "The local cloud runs on" in said and "CSR sketch" in said
         flow = page.locator(".jp-RenderedMarkdown img").first
@@ -272,46 +275,39 @@ def test_a_student_walks_the_course_and_its_wrong_turns(lab: Lab, tmp_path: Path
         student.screenshot("1024x768")
 
         # 01, with the whole lock warning readable; then run again: the key stays.
-        student.open("01_generate_csr")
-        said = student.run_all()
+        said = student.run_notebook("01_generate_csr")
         assert "Here's your CSR, enjoy!" in said and "valid: made with the private key" in said
         label = page.locator(".widget-checkbox .widget-label-basic").first
         assert "permanent: lock the chip" in label.inner_text()
         assert label.evaluate("el => el.scrollWidth <= el.clientWidth + 1"), "label cut off"
         said = student.run_all()
         assert "This board's key is registered already" not in said  # not registered yet
-        student.open("02_register_thing")
-        said = student.run_all()
+        said = student.run_notebook("02_register_thing")
         assert "Registered" in said and "carries this CSR's public key" in said
         picture = page.locator(".jp-RenderedMarkdown img[alt^='Mutual TLS']")
         assert picture.evaluate("img => img.complete && img.naturalWidth > 0")
-        student.open("01_generate_csr")
-        said = student.run_all()
+        said = student.run_notebook("01_generate_csr")
         assert "This board's key is registered already, so the chip keeps it" in said
         student.show_cell("consent = course.lock_consent()")
         student.screenshot("1024x768")
-        student.open("02_register_thing")
-        said = student.run_all()
+        said = student.run_notebook("02_register_thing")
         assert "Already registered (the same key)" in said  # no dead end
         student.show_cell("certificate = certs.load_certificate")
         student.screenshot("1024x768")
 
         # 03: a short summary, the whole file on request.
-        student.open("03_configure_sketch")
-        said = student.run_all()
+        said = student.run_notebook("03_configure_sketch")
         assert "No WiFi name given" in said and "password set (masked)" in said
         assert "The virtual board now runs the AWS firmware" in said
         student.show_cell("rendered = course.configure(wifi)")
         student.screenshot("1024x768")
 
         # 00 again (the next day): starting never undoes 03.
-        student.open("00_setup")
-        said = student.run_all()
+        said = student.run_notebook("00_setup")
         assert "runs the AWS firmware flashed in notebook 03" in said
 
         # 04: the live plot fills, the LED follows the code and the On button.
-        student.open("04_run_prototype")
-        said = student.run_all()
+        said = student.run_notebook("04_run_prototype")
         assert "Published things/" in said and readings(said) >= 3, said  # the board's log
         first = plot_points(page)
         time.sleep(4)  # the virtual board publishes every second
@@ -355,8 +351,7 @@ def test_a_student_walks_the_course_and_its_wrong_turns(lab: Lab, tmp_path: Path
         student.screenshot("1024x768")
 
         # 05: one device's CSR, certificate and policy (the current one: greenhouse_2).
-        student.open("05_look_inside")
-        said = student.run_all()
+        said = student.run_notebook("05_look_inside")
         assert "greenhouse_2: registered in the local cloud" in said
         assert "is not allowed" in said  # the broker refusing a forbidden topic
         student.show_cell("inside = course.look_inside()")
