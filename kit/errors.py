@@ -268,3 +268,18 @@ class ChipError(KitError):
 
 class NotFoundError(AwsError):
     """The thing, certificate or policy does not exist."""
+
+
+# The class server (kit.classroom)
+
+
+class ClassError(KitError):
+    """The class (its accounts, roster or store) cannot do what was asked."""
+
+    title = "Class problem"
+
+
+class RosterError(ClassError):
+    """A roster file that cannot be read; the message names the line."""
+
+    title = "Roster problem"

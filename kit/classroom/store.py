@@ -1,0 +1,254 @@
+"""The class server's own state: accounts, sessions, and which student owns which thing.
+
+One SQLite database (WAL) in the class folder, written only through this module. The cloud stays
+the source of truth for things and certificates; this store only says whose they are. A session
+is kept as the SHA-256 of its random id, so a copy of the database does not give anyone a
+session; passwords are kept only as argon2 hashes (kit.classroom.passwords).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from kit.errors import ClassError
+from kit.places import private_dir
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY, name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('student', 'instructor')),
+    password_hash TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
+    csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (username);
+CREATE TABLE IF NOT EXISTS things (
+    thing TEXT PRIMARY KEY,
+    owner TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
+    registered REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS things_by_owner ON things (owner);
+-- Failed logins per account and client address: the backoff (kit.classroom.passwords).
+CREATE TABLE IF NOT EXISTS failures (
+    username TEXT NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (username, client));
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+Role = Literal["student", "instructor"]
+SESSION_SECONDS = 12 * 3600  # a school day; a new login after that
+
+
+@dataclass(frozen=True)
+class Account:
+    """A person in the class (the password hash stays in the store)."""
+
+    username: str
+    name: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class Session:
+    """A logged-in browser: who, its CSRF token, and until when."""
+
+    account: Account
+    csrf: str
+    expires: float
+
+
+def session_key(session_id: str) -> str:
+    """How a session id is kept: its SHA-256, never the id itself."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+class ClassStore:
+    """The class database; safe to share between the server's threads."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        private_dir(path.parent)
+        self.path = path
+        self._clock = clock
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ClassStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write at a time, all or nothing."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # Facts about the class (its name, address, web certificate fingerprint)
+
+    def fact(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM facts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_fact(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO facts VALUES (?, ?)", (key, value))
+
+    # Accounts
+
+    def add_account(self, account: Account, password_hash: str) -> None:
+        """Add a person; ClassError if the username is taken."""
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
+                    (account.username, account.name, account.role, password_hash, self._clock()),
+                )
+        except sqlite3.IntegrityError:
+            raise ClassError(f"There is already an account called '{account.username}'.") from None
+
+    def account(self, username: str) -> Account | None:
+        row = self.db.execute(
+            "SELECT username, name, role FROM accounts WHERE username = ?", (username,)
+        ).fetchone()
+        return None if row is None else Account(*row)
+
+    def accounts(self) -> list[Account]:
+        rows = self.db.execute("SELECT username, name, role FROM accounts ORDER BY role, username")
+        return [Account(*row) for row in rows]
+
+    def password_hash(self, username: str) -> str | None:
+        row = self.db.execute(
+            "SELECT password_hash FROM accounts WHERE username = ?", (username,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_password_hash(self, username: str, password_hash: str) -> None:
+        """A new password; every session of that person ends."""
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE accounts SET password_hash = ? WHERE username = ?",
+                (password_hash, username),
+            ).rowcount
+            if not changed:
+                raise ClassError(f"There is no account called '{username}'.")
+            db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+
+    def remove_account(self, username: str) -> list[str]:
+        """Remove a person and their sessions; return the things they owned (for the cloud)."""
+        with self.transaction() as db:
+            things = [
+                str(r[0])
+                for r in db.execute("SELECT thing FROM things WHERE owner = ?", (username,))
+            ]
+            if not db.execute("DELETE FROM accounts WHERE username = ?", (username,)).rowcount:
+                raise ClassError(f"There is no account called '{username}'.")
+        return things
+
+    # Sessions
+
+    def start_session(self, username: str, session_id: str, csrf: str) -> Session:
+        """Record a new session (its id is kept hashed)."""
+        now = self._clock()
+        with self.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                (session_key(session_id), username, csrf, now, now + SESSION_SECONDS),
+            )
+        account = self.account(username)
+        assert account is not None
+        return Session(account, csrf, now + SESSION_SECONDS)
+
+    def session(self, session_id: str) -> Session | None:
+        """The live session with this id, or None (unknown, ended or expired)."""
+        row = self.db.execute(
+            "SELECT a.username, a.name, a.role, s.csrf, s.expires FROM sessions s "
+            "JOIN accounts a ON a.username = s.username WHERE s.id_hash = ? AND s.expires > ?",
+            (session_key(session_id), self._clock()),
+        ).fetchone()
+        return None if row is None else Session(Account(*row[:3]), row[3], row[4])
+
+    def end_session(self, session_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE id_hash = ?", (session_key(session_id),))
+
+    def sessions_of(self, username: str) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM sessions WHERE username = ? AND expires > ?",
+            (username, self._clock()),
+        ).fetchone()
+        return int(row[0])
+
+    # Failed logins
+
+    def failures(self, username: str, client: str) -> tuple[int, float]:
+        """How many logins failed in a row for this account from this client, and the last."""
+        row = self.db.execute(
+            "SELECT count, last FROM failures WHERE username = ? AND client = ?", (username, client)
+        ).fetchone()
+        return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
+
+    def failed(self, username: str, client: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO failures VALUES (?, ?, 1, ?) ON CONFLICT (username, client) "
+                "DO UPDATE SET count = count + 1, last = excluded.last",
+                (username, client, self._clock()),
+            )
+
+    def succeeded(self, username: str, client: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM failures WHERE username = ? AND client = ?", (username, client))
+
+    # Things and their owners
+
+    def claim(self, thing: str, owner: str) -> bool:
+        """Make `owner` the owner of `thing`; False if someone else owns it already."""
+        with self.transaction() as db:
+            row = db.execute("SELECT owner FROM things WHERE thing = ?", (thing,)).fetchone()
+            if row is not None:
+                return bool(row[0] == owner)
+            db.execute("INSERT INTO things VALUES (?, ?, ?)", (thing, owner, self._clock()))
+            return True
+
+    def owner(self, thing: str) -> str | None:
+        row = self.db.execute("SELECT owner FROM things WHERE thing = ?", (thing,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def things_of(self, owner: str) -> list[str]:
+        rows = self.db.execute("SELECT thing FROM things WHERE owner = ? ORDER BY thing", (owner,))
+        return [str(r[0]) for r in rows]
+
+    def all_things(self) -> dict[str, str]:
+        """Every thing of the class and its owner."""
+        return {str(t): str(o) for t, o in self.db.execute("SELECT thing, owner FROM things")}
+
+    def release(self, thing: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM things WHERE thing = ?", (thing,))
+
+
+def open_store(folder: Path) -> ClassStore:
+    """The class store in `folder`, or ClassError saying to run `kit class init`."""
+    path = folder / "class.db"
+    if not path.exists():
+        raise ClassError(f"There is no class in {folder} yet. Create it with `kit class init`.")
+    return ClassStore(path)
