@@ -9,14 +9,16 @@ session; passwords are kept only as argon2 hashes (kit.classroom.passwords).
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from kit.cloud import Registration
 from kit.errors import ClassError
 from kit.places import private_dir
 
@@ -30,10 +32,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     username TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
     csrf TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (username);
+-- registration: the JSON of what registering gave back (kit.cloud.Registration), kept so the
+-- student can download it again; '' while the cloud is still registering it.
 CREATE TABLE IF NOT EXISTS things (
     thing TEXT PRIMARY KEY,
     owner TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
-    registered REAL NOT NULL);
+    registered REAL NOT NULL, registration TEXT NOT NULL DEFAULT '');
+-- When each student last sent a CSR (the instructor's "CSR received").
+CREATE TABLE IF NOT EXISTS csr_received (
+    username TEXT PRIMARY KEY REFERENCES accounts (username) ON DELETE CASCADE,
+    at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS things_by_owner ON things (owner);
 -- Failed logins per account and client address: the backoff (kit.classroom.passwords).
 CREATE TABLE IF NOT EXISTS failures (
@@ -226,8 +234,38 @@ class ClassStore:
             row = db.execute("SELECT owner FROM things WHERE thing = ?", (thing,)).fetchone()
             if row is not None:
                 return bool(row[0] == owner)
-            db.execute("INSERT INTO things VALUES (?, ?, ?)", (thing, owner, self._clock()))
+            db.execute(
+                "INSERT INTO things (thing, owner, registered) VALUES (?, ?, ?)",
+                (thing, owner, self._clock()),
+            )
             return True
+
+    def keep_registration(self, thing: str, registration: Registration, slot: int) -> None:
+        """Keep what registering `thing` gave back and its key slot, to download again."""
+        kept = json.dumps({"registration": asdict(registration), "slot": slot})
+        with self.transaction() as db:
+            db.execute("UPDATE things SET registration = ? WHERE thing = ?", (kept, thing))
+
+    def registration(self, thing: str) -> tuple[Registration, int] | None:
+        """What registering `thing` gave back, and its key slot."""
+        row = self.db.execute(
+            "SELECT registration FROM things WHERE thing = ?", (thing,)
+        ).fetchone()
+        if row is None or not row[0]:
+            return None
+        kept = json.loads(row[0])
+        return Registration(**kept["registration"]), int(kept["slot"])
+
+    def csr_received(self, username: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO csr_received VALUES (?, ?)", (username, self._clock())
+            )
+
+    def csr_received_at(self) -> dict[str, float]:
+        return {
+            str(u): float(t) for u, t in self.db.execute("SELECT username, at FROM csr_received")
+        }
 
     def owner(self, thing: str) -> str | None:
         row = self.db.execute("SELECT owner FROM things WHERE thing = ?", (thing,)).fetchone()

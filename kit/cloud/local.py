@@ -9,6 +9,7 @@ cloud:` also runs a broker in this process, for tests and scripts.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,8 +65,19 @@ class LocalCloud(Cloud):
             recorder_queue,
         )
         self.ca = LocalCA(cloud_dir() / "ca")
-        self.store = Store(cloud_dir() / "cloud.db")
+        self._database = cloud_dir() / "cloud.db"
+        self._stores = threading.local()
+        self._stores.store = Store(self._database)  # now: a damaged database is reported at once
         self.broker: LocalBroker | None = None  # a broker of this process, once started
+
+    @property
+    def store(self) -> Store:
+        """This thread's connection to the cloud database: an SQLite connection stays in the
+        thread that opened it, and a web server calls the cloud from many threads."""
+        store: Store | None = getattr(self._stores, "store", None)
+        if store is None:
+            store = self._stores.store = Store(self._database)
+        return store
 
     # Where devices connect: this process's broker, else the service, else the options
 
