@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from kit import __version__, arguments
-from kit.cli import cloud, course, device
+from kit.cli import classroom, cloud, course, device
 from kit.cli.parser import command_adder
 from kit.errors import FileError, KitError, UsageError
 
@@ -68,6 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
     command = command_adder(parser)
-    for group in (device, cloud, course):
+    for group in (device, cloud, course, classroom):
         group.register(command)
     return parser

@@ -1,0 +1,201 @@
+"""The class's steps for the instructor: create it, add the roster, serve the site, tear down.
+
+`kit class …` calls these and only prints. The class lives in one folder (KIT_HOME/class by
+default): the store, the site's web certificate and key, and the handouts, all private.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit.classroom import passwords, roster, web_certificate
+from kit.classroom.store import Account, ClassStore, open_store
+from kit.cloud import Cloud
+from kit.cloud.local_broker import host_names
+from kit.environment import Environment
+from kit.errors import ClassError, UsageError
+from kit.places import kit_home
+
+INSTRUCTOR = "instructor"
+SITE_PORT = 8443
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def class_folder() -> Path:
+    """Where the class lives unless told otherwise."""
+    return kit_home() / "class"
+
+
+def default_host() -> str:
+    """The name students' laptops reach this computer by on the LAN (mDNS)."""
+    return f"{socket.gethostname().split('.')[0]}.local"
+
+
+@dataclass(frozen=True)
+class Created:
+    """A new class: its address, the site certificate's fingerprint, the instructor's login."""
+
+    address: str
+    fingerprint: str
+    username: str
+    password: str  # shown once, never stored
+
+
+def init(
+    folder: Path,
+    host: str,
+    port: int = SITE_PORT,
+    cloud: str = "local",
+    profile: str = "",
+    region: str = "",
+) -> Created:
+    """Create the class: its store, its web certificate, its cloud (local, or AWS with this
+    profile and region) and the instructor's account."""
+    if (folder / "class.db").exists():
+        raise ClassError(
+            f"There is a class in {folder} already. `kit class roster list` shows it; "
+            "`kit class teardown --accounts` ends it."
+        )
+    names = list(dict.fromkeys([host, *host_names()]))
+    certificate = web_certificate.ensure(folder, names)
+    address = f"https://{host}:{port}/" if port != 443 else f"https://{host}/"
+    password = passwords.generate()
+    with ClassStore(folder / "class.db") as store:
+        store.set_fact("address", address)
+        store.set_fact("fingerprint", certificate.fingerprint)
+        for key, value in (("cloud", cloud), ("profile", profile), ("region", region)):
+            store.set_fact(key, value)
+        store.add_account(
+            Account(INSTRUCTOR, "Instructor", "instructor"), passwords.hash_password(password)
+        )
+    return Created(address, certificate.fingerprint, INSTRUCTOR, password)
+
+
+def open_class_cloud(
+    folder: Path, broker_host: str | None = None, env: Environment | None = None
+) -> Cloud:
+    """The class's cloud: the local cloud serving boards on the LAN (on the ports `env`
+    names, if any), or AWS IoT Core with the instructor's credentials."""
+    from kit.cloud import open_cloud
+    from kit.cloud.options import LocalOptions
+    from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
+
+    env = env or Environment()
+    with open_store(folder) as store:
+        kind = store.fact("cloud") or "local"
+        profile, region = store.fact("profile") or None, store.fact("region") or None
+    if kind == "aws":
+        return open_cloud("aws", profile=profile, region=region)
+    options = LocalOptions(
+        host="0.0.0.0",
+        port=env.broker_port or MQTT_TLS_PORT,
+        ws_port=env.broker_ws_port or WEBSOCKET_TLS_PORT,
+        broker_host=broker_host,
+    )
+    return open_cloud("local", local=options)
+
+
+def _handout_path(folder: Path, what: str) -> Path:
+    return folder / f"handout-{what}-{time.strftime('%Y%m%d-%H%M%S')}.html"
+
+
+def add_roster(folder: Path, csv_file: Path) -> tuple[list[roster.Card], Path]:
+    """Accounts for every student of the roster, and the handout with their passwords."""
+    rows = roster.read(csv_file)
+    with open_store(folder) as store:
+        cards = roster.add(store, rows)
+        address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
+    handout = roster.handout(cards, address, fingerprint, _handout_path(folder, "roster"))
+    return cards, handout
+
+
+def reset_password(folder: Path, username: str) -> Path:
+    """A new password for one person (their sessions end), on a one-card handout."""
+    with open_store(folder) as store:
+        account = store.account(username)
+        if account is None:
+            raise ClassError(f"There is no account called '{username}'.")
+        password = passwords.generate()
+        store.set_password_hash(username, passwords.hash_password(password))
+        address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
+    card = roster.Card(account.name, username, password)
+    return roster.handout([card], address, fingerprint, _handout_path(folder, username))
+
+
+def remove(folder: Path, username: str, cloud: Cloud) -> list[str]:
+    """Remove a person: their devices from the cloud first, then their account."""
+    with open_store(folder) as store:
+        if username == INSTRUCTOR:
+            raise ClassError("The instructor's account stays: `kit class teardown` ends a class.")
+        for thing in store.things_of(username):
+            cloud.unregister(thing)
+        return store.remove_account(username)
+
+
+def teardown(folder: Path, cloud: Cloud, accounts: bool = False) -> list[str]:
+    """Remove every device the class registered, in the cloud too; with `accounts`, the
+    students' accounts as well. Returns the devices removed."""
+    with open_store(folder) as store:
+        removed = []
+        for thing in sorted(store.all_things()):
+            if thing in cloud.things():
+                cloud.unregister(thing)
+            store.release(thing)
+            removed.append(thing)
+        if accounts:
+            for account in store.accounts():
+                if account.role == "student":
+                    store.remove_account(account.username)
+    return removed
+
+
+def check_listening(listen: str, http: bool) -> None:
+    """Plain HTTP only on this computer: passwords must never cross the room unencrypted."""
+    if http and listen not in LOOPBACK:
+        raise UsageError(
+            "--http is allowed only with --listen 127.0.0.1: on the network, passwords would "
+            "cross the room unencrypted. Leave --http out (the site has its own certificate), "
+            "or put it behind a reverse proxy with a real one (see the README)."
+        )
+
+
+def serve(
+    folder: Path,
+    cloud: Cloud,
+    *,
+    listen: str,
+    port: int,
+    http: bool = False,
+    proxy_headers: bool = False,
+) -> None:
+    """Run the class site until Ctrl+C (HTTPS with the class's web certificate)."""
+    import uvicorn
+
+    from kit.classroom.site import SiteOptions, create_app
+
+    check_listening(listen, http)
+    store = open_store(folder)
+    address = store.fact("address") or f"https://{default_host()}:{port}/"
+    if http:
+        address = f"http://127.0.0.1:{port}/"
+    app = create_app(store, cloud, SiteOptions(address, https=not http))
+    tls = {}
+    if not http:
+        certificate = web_certificate.ensure(folder, [default_host()])
+        tls = {"ssl_certfile": str(certificate.certificate), "ssl_keyfile": str(certificate.key)}
+    try:
+        uvicorn.run(
+            app,
+            host=listen,
+            port=port,
+            proxy_headers=proxy_headers,
+            # Behind a proxy, trust its X-Forwarded-For only when asked to (the backoff uses it).
+            forwarded_allow_ips="*" if proxy_headers else None,
+            log_level="warning",
+            **tls,  # type: ignore[arg-type]
+        )
+    finally:
+        store.close()
