@@ -179,9 +179,10 @@ def serve(
     check_listening(listen, http)
     store = open_store(folder)
     address = store.fact("address") or f"https://{default_host()}:{port}/"
-    if http:
+    if http and not proxy_headers:
         address = f"http://127.0.0.1:{port}/"
-    app = create_app(store, cloud, SiteOptions(address, https=not http))
+    # Behind a proxy that terminates HTTPS, the browser still speaks HTTPS: Secure cookies.
+    app = create_app(store, cloud, SiteOptions(address, https=not http or proxy_headers))
     tls = {}
     if not http:
         certificate = web_certificate.ensure(folder, [default_host()])
