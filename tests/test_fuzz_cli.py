@@ -2,9 +2,9 @@
 folder: the answer is exit status 0 or 1 with a one-paragraph message, never a traceback, and no
 file is left half-written.
 
-Commands that would run for good on valid arguments (sim, cloud up/run, lab, demo) are fuzzed
-through the parser only; every other command runs in this process. KIT_FUZZ_EXAMPLES sets how
-many examples each test tries (40 by default; a few hundred for a deeper search).
+Commands that would run for good on valid arguments (sim, cloud up/run, lab, demo, class serve)
+are fuzzed through the parser only; every other command runs in this process. KIT_FUZZ_EXAMPLES
+sets how many examples each test tries (40 by default; a few hundred for a deeper search).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from kit.cli import build_parser, main
 from kit.cloud.local import LocalCloud
 from kit.errors import UsageError
 
-PARSE_ONLY = {"sim", "cloud", "lab", "demo"}
+PARSE_ONLY = {"sim", "cloud", "lab", "demo", "class"}  # class: `serve` runs for good
 SPECIAL_VALUES = [
     "",
     "-",
@@ -72,10 +72,21 @@ SUBCOMMANDS = next(
 @st.composite
 def command_lines(draw: st.DrawFn, name: str) -> list[str]:
     """`kit NAME` with a random choice of its options, random values, and maybe extra words."""
-    parser = SUBCOMMANDS[name]
-    argv = [name]
+    argv = [name, *_words(draw, SUBCOMMANDS[name])]
+    if draw(st.integers(0, 9)) == 0:
+        argv.append(draw(VALUES))
+    return argv
+
+
+def _words(draw: st.DrawFn, parser: argparse.ArgumentParser) -> list[str]:
+    """Random words for one parser's arguments (an action's own subparser in turn)."""
+    argv = []
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, argparse._SubParsersAction):  # `kit class ACTION ...`
+            chosen = draw(st.sampled_from(sorted(action.choices)))
+            argv += [chosen, *_words(draw, action.choices[chosen])]
             continue
         if not action.option_strings:
             if action.nargs != "?" or draw(st.booleans()):
@@ -87,8 +98,6 @@ def command_lines(draw: st.DrawFn, name: str) -> list[str]:
         if action.nargs != 0:
             values = st.sampled_from(action.choices) if action.choices else VALUES
             argv.append(draw(st.one_of(values, VALUES)))
-    if draw(st.integers(0, 9)) == 0:
-        argv.append(draw(VALUES))
     return argv
 
 
