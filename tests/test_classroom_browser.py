@@ -40,11 +40,13 @@ def kit(env: dict[str, str], *args: str) -> str:
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 def test_a_student_registers_through_the_class_site_and_the_board_connects(
-    tmp_path: Path,
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     from playwright.sync_api import sync_playwright
 
     instructor_home, student_home = tmp_path / "instructor", tmp_path / "student"
+    shots = tmp_path_factory.getbasetemp() / "class-screenshots"  # outside the checkout
+    shots.mkdir(exist_ok=True)
     env = {
         **os.environ,
         "KIT_HOME": str(instructor_home),
@@ -118,6 +120,7 @@ def test_a_student_registers_through_the_class_site_and_the_board_connects(
             ada.fill("textarea[name=csr]", "10:14:00.000 -> " + captured.csr.pem)
             ada.click("button:has-text('Register')")
             assert "Registered ada_board" in ada.inner_text("p.done")
+            ada.screenshot(path=str(shots / "register-thing.png"), full_page=True)
             with ada.expect_download() as download:
                 ada.click("a:has-text('config.h')")
             config = Path(download.value.path()).read_text()
@@ -137,6 +140,9 @@ def test_a_student_registers_through_the_class_site_and_the_board_connects(
             teacher.goto(f"{site}/class")
             row = teacher.locator("tr", has_text="ada_board")
             assert "connected" in row.inner_text() and "Ada Lovelace" in row.inner_text()
+            assert f"https://localhost:{port}/" in teacher.inner_text("main")  # as served
+            teacher.screenshot(path=str(shots / "the-class.png"), full_page=True)
+            ada.screenshot(path=str(shots / "my-devices.png"), full_page=True)
 
             # Bob sees nothing of it, on any page or URL.
             bob = browser.new_context(ignore_https_errors=True).new_page()

@@ -65,6 +65,7 @@ def init(
     password = passwords.generate()
     with ClassStore(folder / "class.db") as store:
         store.set_fact("address", address)
+        store.set_fact("host", host)
         store.set_fact("fingerprint", certificate.fingerprint)
         for key, value in (("cloud", cloud), ("profile", profile), ("region", region)):
             store.set_fact(key, value)
@@ -178,9 +179,11 @@ def serve(
 
     check_listening(listen, http)
     store = open_store(folder)
-    address = store.fact("address") or f"https://{default_host()}:{port}/"
-    if http and not proxy_headers:
-        address = f"http://127.0.0.1:{port}/"
+    # The address students use: the class's host on the port served (a proxy keeps init's).
+    address = f"https://{store.fact('host') or default_host()}:{port}/"
+    if http:
+        proxied = store.fact("address") or address
+        address = proxied if proxy_headers else f"http://127.0.0.1:{port}/"
     # Behind a proxy that terminates HTTPS, the browser still speaks HTTPS: Secure cookies.
     app = create_app(store, cloud, SiteOptions(address, https=not http or proxy_headers))
     tls = {}

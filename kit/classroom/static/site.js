@@ -11,3 +11,10 @@ document.querySelectorAll("button[data-copy]").forEach((button) => {
     }
   });
 });
+
+// A removal asks first (without JavaScript it happens at once, as the button says).
+document.querySelectorAll("form[data-confirm]").forEach((form) => {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+});
