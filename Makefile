@@ -25,6 +25,7 @@ bench: $(STAMP)
 	@sh tools/ensure-apt.sh mosquitto
 	$(BIN)/python bench/cloud_load.py
 	$(BIN)/python bench/broker_floods.py
+	$(BIN)/python bench/class_register.py
 
 # The whole course, headless, on the virtual board and the local cloud; results in build/.
 demo: $(STAMP)

@@ -210,3 +210,37 @@ def test_the_instructor_tears_the_class_down_with_confirmation(site, cloud) -> N
     assert kept.status_code == 400 and "to_go" in cloud.things()
     teacher.post("/class/teardown", data={"csrf": token, "confirm": "remove every device"})
     assert "to_go" not in cloud.things() and store.all_things() == {}
+
+
+def test_students_registering_at_the_same_moment_all_succeed(site) -> None:
+    # The site answers in many threads: one registration must never break another's.
+    import threading
+
+    app, store = site
+    for number in range(8):
+        store.add_account(
+            Account(f"s{number}", f"Student {number}", "student"),
+            passwords.hash_password("pw-pw-pw"),
+        )
+    clients = [browser(app) for _ in range(8)]
+    for number, client in enumerate(clients):
+        log_in(client, f"s{number}", "pw-pw-pw")
+    tokens = [csrf_of(client) for client in clients]
+    csrs = [csr_pem(f"same_moment_{number}") for number in range(8)]
+    start, answers = threading.Barrier(8), {}
+
+    def go(number: int) -> None:
+        start.wait()
+        answers[number] = (
+            clients[number]
+            .post("/register", data={"csrf": tokens[number], "csr": csrs[number], "slot": "0"})
+            .status_code
+        )
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == dict.fromkeys(range(8), 200)
+    assert len(store.all_things()) == 8

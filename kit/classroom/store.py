@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,14 +84,35 @@ class ClassStore:
         private_dir(path.parent)
         self.path = path
         self._clock = clock
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opening = threading.Lock()
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         path.chmod(0o600)
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection: the site answers requests in many threads at once, and
+        one connection cannot hold two threads' transactions."""
+        connection: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=30, check_same_thread=False, isolation_level=None
+            )
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.db = connection
+            with self._opening:
+                self._opened.append(connection)
+        return connection
+
     def close(self) -> None:
-        self.db.close()
+        """Close every thread's connection."""
+        with self._opening:
+            for connection in self._opened:
+                connection.close()
+            self._opened.clear()
+        self._local = threading.local()
 
     def __enter__(self) -> ClassStore:
         return self
