@@ -244,3 +244,27 @@ def test_students_registering_at_the_same_moment_all_succeed(site) -> None:
         thread.join()
     assert answers == dict.fromkeys(range(8), 200)
     assert len(store.all_things()) == 8
+
+
+def test_a_restart_loses_nothing_and_sessions_survive_it(site, cloud, tmp_path: Path) -> None:
+    app, store = site
+    ada = browser(app)
+    log_in(ada, "ada")
+    register(ada, csr_pem("kept_board"))
+    session_id = ada.cookies.get("kit_session")
+    # The server restarts: a new process opens the same class folder.
+    reopened = ClassStore(store.path)
+    again = browser(create_app(reopened, cloud, SiteOptions("https://testserver/", https=False)))
+    again.cookies.set("kit_session", session_id)
+    assert "kept_board" in again.get("/devices").text
+    assert again.get("/devices/kept_board/config.h").status_code == 200
+    reopened.close()
+
+
+def test_script_in_the_slot_field_is_shown_inert(site) -> None:
+    app, _ = site
+    ada = browser(app)
+    log_in(ada, "ada")
+    page = register(ada, csr_pem("slot_board"), slot='"><script>alert(1)</script>')
+    assert page.status_code == 400 and "key slot is a number from 0 to 4" in page.text
+    assert "<script>alert(1)</script>" not in page.text
