@@ -268,3 +268,12 @@ def test_script_in_the_slot_field_is_shown_inert(site) -> None:
     page = register(ada, csr_pem("slot_board"), slot='"><script>alert(1)</script>')
     assert page.status_code == 400 and "key slot is a number from 0 to 4" in page.text
     assert "<script>alert(1)</script>" not in page.text
+
+
+def test_a_token_in_any_characters_is_refused_not_a_crash(site) -> None:
+    app, _ = site
+    ada = browser(app)
+    log_in(ada, "ada")
+    for token in ("é", "\u202e", "x" * 5000):
+        assert ada.post("/logout", data={"csrf": token}).status_code == 403
+        assert browser(app).post("/login", data={"login_csrf": token}).status_code == 403

@@ -93,11 +93,12 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
     registering = threading.Lock()  # one registration at a time checks and claims a name
 
     def page(request: Request, name: str, session: Session | None, **context: Any) -> Response:
+        status = context.pop("status", 200)
         return templates.TemplateResponse(
             request,
             name,
             {"session": session, "address": options.address, **context},
-            status_code=context.pop("status", 200),
+            status_code=status,
         )
 
     def current(request: Request) -> Session | None:
@@ -107,7 +108,7 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
     def checked(request: Request, csrf: str) -> Session | None:
         """The session of a form post whose CSRF token is right, else None."""
         session = current(request)
-        if session is None or not secrets.compare_digest(session.csrf, csrf):
+        if session is None or not _same(session.csrf, csrf):
             return None
         return session
 
@@ -146,7 +147,7 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         login_csrf: Annotated[str, Form()] = "",
     ) -> Response:
         expected = request.cookies.get("kit_login", "")
-        if not expected or not secrets.compare_digest(expected, login_csrf):
+        if not expected or not _same(expected, login_csrf):
             return refused()
         username = username.strip().lower()[:64]
         client = request.client.host if request.client else "?"
@@ -338,6 +339,11 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         return RedirectResponse("/class", status_code=303)
 
     return app
+
+
+def _same(expected: str, given: str) -> bool:
+    """A token comparison in constant time (as bytes: any text a request carries is allowed)."""
+    return secrets.compare_digest(expected.encode(), given.encode())
 
 
 def _seen(moment: float) -> str:
