@@ -265,8 +265,15 @@ def load_csr(text: str | bytes, *, verify: bool = True) -> Csr:
         algorithm = request["signature_algorithm"]
         signature = request["signature"].native
         tbs = info.dump()
-    except (ValueError, TypeError, KeyError) as error:
+    # RecursionError: ASN.1 nested thousands deep (a hostile paste), not a chip's CSR.
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
         raise CertificateError(_malformed("csr", error)) from None
+    if sum(a.short_name == "CN" for a in subject) > 1:
+        raise CertificateError(
+            "The CSR names more than one device (two CN fields), so the cloud could file it "
+            "under one name and the certificate carry another. Capture the CSR again with the "
+            "CSR sketch: it writes one name."
+        )
     csr = Csr(subject, spki, algorithm_name(algorithm), der)
     try:
         verify_signature(csr.public_key, signature, tbs, algorithm)
@@ -301,7 +308,7 @@ def load_certificate(text: str | bytes) -> Certificate:
             _tbs=tbs.dump(),
             _signature=cert["signature_value"].native,
         )
-    except (ValueError, TypeError, KeyError) as error:
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
         raise CertificateError(_malformed("certificate", error)) from None
 
 

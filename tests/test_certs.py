@@ -243,3 +243,50 @@ def test_invalid_device_names_name_the_character(name: str, words: str) -> None:
     with pytest.raises(errors.DeviceNameError) as caught:
         certs.validate_device_name(name)
     assert words in str(caught.value)
+
+
+def test_a_csr_naming_two_devices_is_refused() -> None:
+    # The cloud would file it under one name and the certificate would carry both.
+    from cryptography import x509 as cx509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = new_key()
+    two = cx509.Name(
+        [
+            cx509.NameAttribute(NameOID.COMMON_NAME, "bob_two"),
+            cx509.NameAttribute(NameOID.COMMON_NAME, "alice_board"),
+        ]
+    )
+    request = cx509.CertificateSigningRequestBuilder().subject_name(two).sign(key, hashes.SHA256())
+    with pytest.raises(errors.CertificateError, match="more than one device"):
+        certs.load_csr(request.public_bytes(serialization.Encoding.PEM))
+
+
+def test_asn1_nested_thousands_deep_is_a_message_not_a_crash() -> None:
+    # A signed CSR with a name value nested 3000 deep (found by an attack on the
+    # class site: it raised RecursionError, an HTTP 500 and a thousand-line log).
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def tlv(tag: int, body: bytes) -> bytes:
+        size = len(body)
+        if size < 128:
+            return bytes([tag, size]) + body
+        octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+        return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+    nested = b"\x05\x00"
+    for _ in range(3000):
+        nested = tlv(0x30, nested)
+    unknown_attribute = bytes.fromhex("2a0304")  # an OID no library knows: parsed as it comes
+    subject = tlv(0x30, tlv(0x31, tlv(0x30, tlv(0x06, unknown_attribute) + nested)))
+    key = new_key()
+    spki = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    info = tlv(0x30, tlv(0x02, b"\x00") + subject + spki + tlv(0xA0, b""))
+    signature = key.sign(info, ec.ECDSA(hashes.SHA256()))
+    algorithm = tlv(0x30, tlv(0x06, bytes.fromhex("2a8648ce3d040302")))
+    request = tlv(0x30, info + algorithm + tlv(0x03, b"\x00" + signature))
+    with pytest.raises(errors.CertificateError):
+        certs.load_csr(request)

@@ -40,7 +40,6 @@ def test_passwords_are_stored_only_hashed_and_checked(store: ClassStore) -> None
     assert passwords.check_login(store, "ada", password, "10.0.0.5")
     assert not passwords.check_login(store, "ada", password + "x", "10.0.0.5")
     assert not passwords.check_login(store, "nobody", password, "10.0.0.5")
-    assert store.failures("nobody", "10.0.0.5") == (0, 0.0)  # unknown names leave no rows
     with pytest.raises(ClassError, match="already an account called 'ada'"):
         store.add_account(Account("ada", "Another Ada", "student"), "x")
 
@@ -169,3 +168,44 @@ def test_the_web_certificate_is_no_ca_and_names_the_class_hosts(tmp_path: Path) 
     ).stdout
     assert shown.strip().endswith(made.fingerprint)
     assert web_certificate.ensure(tmp_path, ["other"]).fingerprint == made.fingerprint  # kept
+
+
+def test_a_known_and_an_unknown_name_answer_alike(store: ClassStore) -> None:
+    # The backoff must not tell which usernames exist.
+    store.add_account(Account("ada", "Ada", "student"), passwords.hash_password("right"))
+    now = store.clock.now  # type: ignore[attr-defined]
+    answers = {}
+    for name in ("ada", "nosuchuser"):
+        seen = []
+        for _ in range(5):
+            seen.append(passwords.wait_before_next_try(store, name, "10.0.0.7", now) > 0)
+            passwords.check_login(store, name, "wrong", "10.0.0.7")
+        answers[name] = seen
+    assert answers["ada"] == answers["nosuchuser"] == [False, False, False, True, True]
+
+
+def test_a_flood_of_made_up_names_from_one_client_slows_that_client(store: ClassStore) -> None:
+    now = store.clock.now  # type: ignore[attr-defined]
+    for number in range(passwords.CLIENT_FREE_FAILURES):
+        assert passwords.wait_before_next_try(store, f"ghost{number}", "10.0.0.66", now) == 0
+        passwords.check_login(store, f"ghost{number}", "x", "10.0.0.66")
+    assert passwords.wait_before_next_try(store, "ghost-next", "10.0.0.66", now) > 0
+    assert passwords.wait_before_next_try(store, "ghost-next", "10.0.0.5", now) == 0  # others
+    later = now + passwords.CLIENT_FORGETS_AFTER + 1
+    assert passwords.wait_before_next_try(store, "ghost-next", "10.0.0.66", later) == 0
+
+
+def test_many_wrong_tries_at_once_all_count(store: ClassStore) -> None:
+    # Each try counts before its hash is checked: twelve at once cannot all pass the backoff.
+    import threading
+
+    store.add_account(Account("bob", "Bob", "student"), passwords.hash_password("right"))
+    threads = [
+        threading.Thread(target=passwords.check_login, args=(store, "bob", "wrong", "10.0.0.9"))
+        for _ in range(12)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.failures("bob", "10.0.0.9")[0] == 12

@@ -55,6 +55,9 @@ def test_plain_http_is_refused_beyond_this_computer(instructor) -> None:
     assert refused.returncode == 1 and "--http is allowed only with --listen 127.0.0.1" in (
         refused.stderr
     )
+    # A client's X-Forwarded-For is believed only from a proxy on this computer.
+    forged = kit(instructor, "class", "serve", "--proxy-headers")
+    assert forged.returncode == 1 and "--proxy-headers is only for" in forged.stderr
 
 
 @pytest.mark.timeout(120)

@@ -277,3 +277,32 @@ def test_a_token_in_any_characters_is_refused_not_a_crash(site) -> None:
     for token in ("é", "\u202e", "x" * 5000):
         assert ada.post("/logout", data={"csrf": token}).status_code == 403
         assert browser(app).post("/login", data={"login_csrf": token}).status_code == 403
+
+
+def test_a_device_registered_outside_the_class_cannot_be_taken_over(site, cloud) -> None:
+    # A CSR is no secret: whoever has a copy of one registered elsewhere gets nothing here.
+    from kit import certs
+
+    app, store = site
+    outside = csr_pem("teacher_demo")
+    cloud.register(certs.load_csr(outside))
+    bob = browser(app)
+    log_in(bob, "bob")
+    refused = register(bob, outside)
+    assert refused.status_code == 400 and "outside this class" in refused.text
+    assert store.owner("teacher_demo") is None
+    assert bob.post("/devices/teacher_demo/remove", data={"csrf": csrf_of(bob)}).status_code == 404
+    assert "teacher_demo" in cloud.things()
+    cloud.unregister("teacher_demo")
+
+
+def test_a_student_may_have_five_devices(site) -> None:
+    app, _ = site
+    ada = browser(app)
+    log_in(ada, "ada")
+    mine = [csr_pem(f"mine_{number}") for number in range(5)]
+    for csr in mine:
+        assert register(ada, csr).status_code == 200
+    sixth = register(ada, csr_pem("mine_5"))
+    assert sixth.status_code == 400 and "5 devices registered already" in sixth.text
+    assert register(ada, mine[0]).status_code == 200  # one of hers again: not a sixth

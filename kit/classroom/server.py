@@ -153,8 +153,15 @@ def teardown(folder: Path, cloud: Cloud, accounts: bool = False) -> list[str]:
     return removed
 
 
-def check_listening(listen: str, http: bool) -> None:
-    """Plain HTTP only on this computer: passwords must never cross the room unencrypted."""
+def check_listening(listen: str, http: bool, proxy_headers: bool = False) -> None:
+    """Plain HTTP only on this computer: passwords must never cross the room unencrypted; and
+    a client's forwarded address only from a proxy on this computer."""
+    if proxy_headers and not (http and listen in LOOPBACK):
+        raise UsageError(
+            "--proxy-headers is only for running behind a reverse proxy on this computer: use "
+            "it with --http --listen 127.0.0.1 (see the README). Without a proxy in front, "
+            "anyone could claim any address and slip past the wrong-password backoff."
+        )
     if http and listen not in LOOPBACK:
         raise UsageError(
             "--http is allowed only with --listen 127.0.0.1: on the network, passwords would "
@@ -177,7 +184,7 @@ def serve(
 
     from kit.classroom.site import SiteOptions, create_app
 
-    check_listening(listen, http)
+    check_listening(listen, http, proxy_headers)
     store = open_store(folder)
     # The address students use: the class's host on the port served (a proxy keeps init's).
     address = f"https://{store.fact('host') or default_host()}:{port}/"
@@ -196,8 +203,8 @@ def serve(
             host=listen,
             port=port,
             proxy_headers=proxy_headers,
-            # Behind a proxy, trust its X-Forwarded-For only when asked to (the backoff uses it).
-            forwarded_allow_ips="*" if proxy_headers else None,
+            # Only the proxy on this computer may say who the client is (the backoff uses it).
+            forwarded_allow_ips="127.0.0.1" if proxy_headers else None,
             log_level="warning",
             **tls,  # type: ignore[arg-type]
         )

@@ -36,6 +36,7 @@ from kit.printable import printable
 
 HERE = Path(__file__).parent
 MAX_BODY = 256 * 1024
+MAX_DEVICES = 5  # per student: enough for a spare board, too few to squat the room's names
 WIFI_NAME, WIFI_PASSWORD = "YOUR-WIFI-NAME", "YOUR-WIFI-PASSWORD"  # marked placeholders
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -157,7 +158,14 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
             return page(
                 request, "login.html", None, login_csrf=expected, message=message, status=429
             )
-        if not passwords.check_login(store, username, password[:256], client):
+        try:
+            right = passwords.check_login(store, username, password[:256], client)
+        except passwords.Busy:
+            message = "Many people are logging in right now: try again in a few seconds."
+            return page(
+                request, "login.html", None, login_csrf=expected, message=message, status=503
+            )
+        if not right:
             message = "That username and password do not match. Check the card from your teacher."
             return page(
                 request, "login.html", None, login_csrf=expected, message=message, status=401
@@ -234,6 +242,11 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
                     "class. Capture a new CSR with another name (notebook 01, or the CSR "
                     "sketch's name question)."
                 )
+            if owner is None and len(store.things_of(username)) >= MAX_DEVICES:
+                return again(
+                    f"You have {MAX_DEVICES} devices registered already, the most a student "
+                    "may have: remove one on My devices first."
+                )
             try:
                 registration = cloud.register(request_csr)
             except ThingTakenError:
@@ -243,6 +256,13 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
                 )
             except KitError as error:
                 return again(str(error))
+            if owner is None and not registration.created:
+                # The cloud had it before this class did (a CSR is no secret: anyone may have
+                # a copy), so nobody here may take it over.
+                return again(
+                    f"'{printable(thing)}' was registered in the cloud outside this class. Ask "
+                    "your teacher, or capture a CSR with another device name."
+                )
             store.claim(thing, username)
             store.keep_registration(thing, registration, int(slot))
         done = _ready(registration, int(slot))

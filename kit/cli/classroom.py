@@ -96,7 +96,7 @@ def cmd_class(args: argparse.Namespace) -> None:
         _roster(folder, args)
     elif args.action == "serve":
         listen = args.listen or ("127.0.0.1" if args.http else "0.0.0.0")
-        server.check_listening(listen, args.http)
+        server.check_listening(listen, args.http, args.proxy_headers)
         cloud = _class_cloud(folder, args.broker_host)
         scheme = "http" if args.http else "https"
         print(
