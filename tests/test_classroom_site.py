@@ -306,3 +306,11 @@ def test_a_student_may_have_five_devices(site) -> None:
     sixth = register(ada, csr_pem("mine_5"))
     assert sixth.status_code == 400 and "5 devices registered already" in sixth.text
     assert register(ada, mine[0]).status_code == 200  # one of hers again: not a sixth
+
+
+def test_pages_stay_out_of_frames_and_scripts_come_only_from_the_site(site) -> None:
+    app, _ = site
+    page = browser(app).get("/login")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"

@@ -91,6 +91,18 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["seen"] = _seen
     cookie = "__Host-kit_session" if options.https else "kit_session"
+    login_cookie = "__Host-kit_login" if options.https else "kit_login"
+
+    @app.middleware("http")
+    async def hardened(request: Request, call_next: Any) -> Response:
+        """Headers that keep the pages out of frames and their content from being guessed."""
+        response: Response = await call_next(request)
+        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
     registering = threading.Lock()  # one registration at a time checks and claims a name
 
     def page(request: Request, name: str, session: Session | None, **context: Any) -> Response:
@@ -136,7 +148,7 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         token = secrets.token_urlsafe(32)
         response = page(request, "login.html", None, login_csrf=token, message="")
         response.set_cookie(
-            "kit_login", token, httponly=True, samesite="strict", secure=options.https
+            login_cookie, token, httponly=True, samesite="strict", secure=options.https, path="/"
         )
         return response
 
@@ -147,7 +159,7 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         password: Annotated[str, Form()] = "",
         login_csrf: Annotated[str, Form()] = "",
     ) -> Response:
-        expected = request.cookies.get("kit_login", "")
+        expected = request.cookies.get(login_cookie, "")
         if not expected or not _same(expected, login_csrf):
             return refused()
         username = username.strip().lower()[:64]
@@ -176,7 +188,7 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         response.set_cookie(
             cookie, session_id, httponly=True, samesite="lax", secure=options.https, path="/"
         )
-        response.delete_cookie("kit_login")
+        response.delete_cookie(login_cookie, path="/", secure=options.https, httponly=True)
         return response
 
     @app.post("/logout")
