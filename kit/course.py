@@ -16,7 +16,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from kit import board, certs, config_h, devices, environment, settings, steps, telemetry
+from kit import board, certs, config_h, devices, diagnosis, environment, settings, steps, telemetry
 from kit import repair as repair_data
 from kit.cloud import Registration
 from kit.errors import CloudError, KitError, ThingTakenError
@@ -303,7 +303,7 @@ def serial_log(lines: int = 15, timeout: float = 15) -> None:
             "at 115200 baud (close it again before capturing a CSR)."
         )
         return
-    print(steps.serial_log(lines, timeout))
+    print(diagnosis.serial_log(lines, timeout))
 
 
 def dashboard(thing: str | None = None, window: int = 600) -> Dashboard:
@@ -345,7 +345,7 @@ def wait_for_readings(view: Dashboard, count: int = 3, timeout: float = 60) -> N
     chosen = settings.load()
     record = devices.load(view.thing)
     cloud = steps.open_record_cloud(record, environment.read())
-    return Notice(steps.diagnose(cloud, record, chosen, got, timeout))
+    return Notice(diagnosis.diagnose(cloud, record, chosen, got, timeout))
 
 
 def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> Notice:
@@ -400,9 +400,9 @@ def look_inside(thing: str | None = None) -> Inside:
 def misbehave(mode: str, seconds: float = 4.0) -> None:
     """Run the virtual board with a misbehaviour for a few seconds; print what it and the
     broker logged."""
-    text = steps.misbehave(_config_path(), mode, settings.load().interval, seconds)
+    text = diagnosis.misbehave(_config_path(), mode, settings.load().interval, seconds)
     lines = [line for line in text.splitlines() if line.startswith(("MQTT", "Published"))]
     print("The board's serial log:")
     print("\n".join("  " + line for line in lines[:8]))
     print("The broker's log:")
-    print("\n".join("  " + line for line in steps.broker_decisions(4)))
+    print("\n".join("  " + line for line in diagnosis.broker_decisions(4)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import csr_pem
 
-from kit import certs, course, devices, settings, steps
+from kit import certs, course, devices, diagnosis, settings, steps
 from kit.cloud import service
 from kit.errors import KitError, ThingTakenError
 from kit.places import checkout, kit_home
@@ -160,7 +160,7 @@ def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path)
     assert "AWS firmware" not in course.start()  # the new chip has no certificate to run with
     with pytest.raises(KitError, match="run notebook 01"):
         course.last_capture()  # the old key's CSR is gone with it: 02 cannot register it again
-    assert "still runs the CSR sketch" in steps.serial_log(timeout=0)  # 04's first cell
+    assert "still runs the CSR sketch" in diagnosis.serial_log(timeout=0)  # 04's first cell
 
     assert "Removed" in course.unregister() and devices.all_records() == []
     assert "no devices" in course.teardown()
@@ -176,7 +176,7 @@ def test_a_new_chip_removing_the_device_and_stopping_everything(classroom: Path)
     )
     assert vboard.running_boards() == [] and service.service_state() is None
     assert "Nothing" in course.stop()
-    assert "not running: run course.start()" in steps.serial_log(timeout=0)
+    assert "not running: run course.start()" in diagnosis.serial_log(timeout=0)
 
 
 @pytest.mark.slow
