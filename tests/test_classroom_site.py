@@ -199,6 +199,24 @@ def test_an_oversized_request_is_refused(site) -> None:
     assert huge.status_code == 413
 
 
+def test_an_oversized_body_sent_without_a_length_is_refused_too(site) -> None:
+    app, _ = site
+    ada = browser(app)
+    log_in(ada, "ada")
+    body = f"csrf={csrf_of(ada)}&csr=".encode() + b"A" * 300_000
+
+    def chunks():  # a generator body goes out chunked, with no Content-Length
+        for start in range(0, len(body), 16_384):
+            yield body[start : start + 16_384]
+
+    huge = ada.post(
+        "/register",
+        content=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert huge.status_code == 413 and "too much" in huge.text
+
+
 def test_the_instructor_tears_the_class_down_with_confirmation(site, cloud) -> None:
     app, store = site
     ada, teacher = browser(app), browser(app)

@@ -59,24 +59,35 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_much = PlainTextResponse("That is too much to send at once.", 413)
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await PlainTextResponse("That is too much to send at once.", 413)(scope, receive, send)
+            await too_much(scope, receive, send)
             return
         seen = 0
+        over = False
 
         async def counted() -> dict[str, Any]:
-            nonlocal seen
+            nonlocal seen, over
             message: dict[str, Any] = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                over = True
                 raise TooLarge
             return message
 
+        async def unless_over(message: dict[str, Any]) -> None:
+            # A body sent without a length (chunked) is only found too large while the app
+            # reads it, and FastAPI answers a failed form read with 400: say 413 instead.
+            if not over:
+                await send(message)
+
         try:
-            await self.app(scope, counted, send)
+            await self.app(scope, counted, unless_over)
         except TooLarge:
-            await PlainTextResponse("That is too much to send at once.", 413)(scope, receive, send)
+            pass
+        if over:
+            await too_much(scope, receive, send)
 
 
 class TooLarge(Exception):
