@@ -317,7 +317,8 @@ def dashboard(thing: str | None = None, window: int = 600) -> Dashboard:
         raise CloudError(str(status))
     if chosen.virtual:
         steps.resume_virtual_board()
-    watch = telemetry.Telemetry(cloud.observer()).start()  # every device: the picker switches
+    # Every device: the picker switches between them.
+    watch = telemetry.Telemetry(cloud.observer(), renew=cloud.observer).start()
     watch.backfill(cloud.history(record.thing))
     others = [r.thing for r in devices.all_records() if r.cloud == record.cloud]
     view = Dashboard(

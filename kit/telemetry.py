@@ -9,6 +9,7 @@ from the kernel's own thread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import ssl
@@ -26,9 +27,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from kit.certs import validate_device_name
 from kit.cloud import ObserverIdentity
-from kit.cloud.policy import PRESENCE_PREFIX
+from kit.cloud.policy import OBSERVER_ID_PREFIX, PRESENCE_PREFIX
 from kit.cloud.store import Message, Store
-from kit.errors import TelemetryError
+from kit.errors import KitError, TelemetryError
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,16 @@ class Rejected:
     reason: str
 
 
-Event = Reading | LedState | Rejected
+@dataclass(frozen=True)
+class Lifecycle:
+    """The broker saw a device connect (or leave): its lifecycle event."""
+
+    thing: str
+    time: float
+    connected: bool
+
+
+Event = Reading | LedState | Rejected | Lifecycle
 
 
 def decode(topic: str, payload: bytes, received: float) -> Event | None:
@@ -107,13 +117,15 @@ class Telemetry:
         clock: Callable[[], float] = time.time,
         transport: Literal["tcp", "websockets"] | None = None,
         record_to: Path | None = None,
+        renew: Callable[[], ObserverIdentity] | None = None,
     ) -> None:
         """Watch `thing` (None: every thing), over the observer's transport unless `transport`
         ("tcp" or "websockets") says otherwise.
 
         What arrives is kept in `record_to` (default: the observer's `record_to`), a recorder
         database of the local cloud's format: on AWS, where no recorder runs for us, that is
-        where the next session's history comes from.
+        where the next session's history comes from. `renew` gives a fresh identity before
+        each reconnection where the old one expires (AWS signs its WebSocket URL for an hour).
         """
         transport = transport or observer.transport
         record_to = record_to or observer.record_to
@@ -134,6 +146,7 @@ class Telemetry:
         self._clock = clock
         self._lock = threading.Lock()
         self._record_to = record_to
+        self._renew = renew
         self._recorder: Store | None = None  # opened on paho's thread, which alone writes
         client_id = observer.client_id_prefix + secrets.token_hex(4)
         self.transport = transport
@@ -148,7 +161,7 @@ class Telemetry:
         self.client.tls_set_context(context)
         # paho passes (client, userdata, flags, reason, properties); only the reason matters.
         self.client.on_connect = lambda c, u, f, reason, p: self._on_connect(reason)
-        self.client.on_disconnect = lambda c, u, f, r, p: self.connected.clear()
+        self.client.on_disconnect = lambda c, u, f, r, p: self._on_disconnect()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 5)
 
@@ -241,6 +254,14 @@ class Telemetry:
             self.client.subscribe([(self.topic_filter, 1), (self.presence_filter, 1)])
             self.connected.set()
 
+    def _on_disconnect(self) -> None:
+        """Note the loss; sign a new URL for the reconnection if the old one may have expired."""
+        self.connected.clear()
+        if self._renew is not None and self.transport == "websockets":
+            # KitError: no credentials this moment; the next reconnection signs again.
+            with contextlib.suppress(KitError):
+                self.client.ws_set_options(path=self._renew().ws_path)
+
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = self._clock()
         if self._record_to is not None:
@@ -250,8 +271,12 @@ class Telemetry:
         if message.topic.startswith(PRESENCE_PREFIX):
             # A lifecycle event: who connected or left, not a message of the device's own.
             kind, _, client_id = message.topic[len(PRESENCE_PREFIX) :].partition("/")
+            if kind not in ("connected", "disconnected"):
+                return  # connect_failed: a refused try changes nothing about the device
             with self._lock:
                 self.presence[client_id] = (kind == "connected", now)
+            if not client_id.startswith(OBSERVER_ID_PREFIX):  # AWS tells of observers too
+                self._tell(Lifecycle(client_id, now, kind == "connected"))
             return
         event = decode(message.topic, bytes(message.payload), now)
         with self._lock:
@@ -266,5 +291,8 @@ class Telemetry:
             if isinstance(event, Rejected):
                 self.rejected += 1
             self.events.append(event)
+        self._tell(event)
+
+    def _tell(self, event: Event) -> None:
         for listener in self._listeners:
             listener(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ from helpers import Ca, make_ca, new_key
 ROOT = Path(__file__).resolve().parent.parent
 # AWS IoT Core played by moto: the fixtures moto_server, endpoint and real_keys.
 pytest_plugins = ["aws_moto"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This run's data directory, for what lives longer than one test (a module's local
+    cloud): never the user's own, never the last run's."""
+    home = tmp_path_factory.mktemp("run-home") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KIT_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(autouse=True)

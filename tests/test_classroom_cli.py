@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
@@ -14,24 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from class_server import free_port, kit
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from helpers import csr_pem
 
 from kit import config_h, steps
 from kit.places import using_home
-
-
-def free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
-
-
-def kit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kit.cli", *args], env=env, capture_output=True, text=True
-    )
 
 
 @pytest.fixture
@@ -90,7 +78,9 @@ def test_a_class_from_init_to_teardown_over_https(instructor, tmp_path: Path) ->
                 pem = ssl.get_server_certificate(("127.0.0.1", int(port)), timeout=2)
                 break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    "the site never answered"
+                )
                 time.sleep(0.3)
         # The site shows its own certificate: the handout's fingerprint, and no CA.
         certificate = x509.load_pem_x509_certificate(pem.encode())
@@ -124,5 +114,8 @@ def test_a_class_from_init_to_teardown_over_https(instructor, tmp_path: Path) ->
     assert kit(instructor, "class", "teardown").returncode == 1  # asks for --yes
     gone = kit(instructor, "class", "teardown", "--yes", "--accounts")
     assert "Removed 1 device(s) and the students' accounts." in gone.stdout
-    assert "ada_1" not in kit(instructor, "things").stdout
-    assert "ada.lovelace" not in kit(instructor, "class", "roster", "list").stdout
+    things = kit(instructor, "things")
+    assert things.returncode == 0 and "ada_1" not in things.stdout
+    left = kit(instructor, "class", "roster", "list")
+    assert left.returncode == 0 and "instructor" in left.stdout
+    assert "ada.lovelace" not in left.stdout

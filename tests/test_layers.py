@@ -42,7 +42,9 @@ ABOVE = {
     "kit.sim.board": ["kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.sim.process": ["kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.sim.provider": ["kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
-    "kit.telemetry": ["kit.sim", "kit.widgets", "kit.course", "kit.cli"],
+    "kit.telemetry": ["kit.sim", "kit.widgets", "kit.course", "kit.cli", "kit.classroom"],
+    # The class server sits beside the notebooks' layers, on the cloud and telemetry.
+    "kit.classroom.site": ["kit.sim", "kit.widgets", "kit.steps", "kit.course", "kit.cli"],
     "kit.widgets": ["kit.sim", "kit.steps", "kit.course", "kit.cli"],
     "kit.steps": ["kit.widgets", "kit.course", "kit.cli"],
     "kit.course": ["kit.cli"],

@@ -433,3 +433,14 @@ def test_the_cloud_registers_without_touching_this_computers_records(cloud, kit_
     assert not (kit_home / "devices").exists()
     with pytest.raises(errors.DeviceNotFoundError):
         devices.current_name()
+
+
+def test_the_observer_connects_on_this_computer_whatever_name_boards_use() -> None:
+    # Boards may know the laptop by a name this computer cannot resolve itself (a LAN DNS
+    # name, <host>.local without mDNS): the observer, always local, uses localhost.
+    from kit import telemetry
+
+    with LocalCloud(port=0, ws_port=0, broker_host="laptop.invalid") as running:
+        assert running.broker_host == "laptop.invalid"
+        with telemetry.Telemetry(running.observer()) as watch:
+            assert watch.connected.is_set()

@@ -192,3 +192,17 @@ def test_every_picture_the_readme_shows_is_committed() -> None:
     ).stdout.split()
     for target in shown:
         assert (ROOT / target).is_file() and target in tracked, target
+
+
+@pytest.fixture(scope="module")
+def module_home() -> Path:
+    from kit.places import kit_home
+
+    return kit_home()
+
+
+def test_a_module_wide_fixture_never_writes_to_the_users_data_folder(
+    module_home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A local cloud shared by a module's tests lives in this run's folder.
+    assert module_home.is_relative_to(tmp_path_factory.getbasetemp())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -50,53 +51,65 @@ _DUMMY = _hasher.hash(generate())
 
 
 ANY_NAME = "*"  # the failures of one client whatever the username (a flood of made-up names)
-CLIENT_FREE_FAILURES = 20  # generous: a room of students may share an address
-CLIENT_FORGETS_AFTER = 300.0  # seconds without a failure, then the client's count starts over
+CLIENT_FREE_FAILURES = 20  # a room behind one address fails now and then; right ones never count
+FORGET_AFTER = 300.0  # seconds without a failure, then a count starts over
+_counting = threading.Lock()  # the wait is decided and the try counted as one step
 
 
 class Busy(Exception):
     """Every hashing slot stayed taken: the site answers "try again" instead of queueing."""
 
 
-def wait_before_next_try(store: ClassStore, username: str, client: str, now: float) -> float:
+@dataclass(frozen=True)
+class Login:
+    """The answer to a login: right or not, or how many seconds to wait before trying."""
+
+    right: bool
+    wait: float = 0.0
+
+
+def wait_before_next_try(store: ClassStore, username: str, client: str) -> float:
     """Seconds this client must wait before trying this account again (0: go ahead).
 
     Two counts: this account from this client (3 free tries), and this client whatever the
     name (20 free), so made-up names cannot flood the hashing either, and a known name answers
     exactly as an unknown one.
     """
+    now = store.now()
     return max(
         _wait(*store.failures(username, client), FREE_FAILURES, now),
-        _wait(*_client_failures(store, client, now), CLIENT_FREE_FAILURES, now),
+        _wait(*store.failures(ANY_NAME, client), CLIENT_FREE_FAILURES, now),
     )
 
 
 def _wait(count: int, last: float, free: int, now: float) -> float:
-    if count < free:
+    if count < free or now - last > FORGET_AFTER:
         return 0.0
-    return max(0.0, last + min(MAX_WAIT, 2.0 ** (count - free)) - now)
+    return max(0.0, last + min(MAX_WAIT, 2.0 ** min(count - free, 16)) - now)
 
 
-def _client_failures(store: ClassStore, client: str, now: float) -> tuple[int, float]:
-    count, last = store.failures(ANY_NAME, client)
-    return (0, 0.0) if now - last > CLIENT_FORGETS_AFTER else (count, last)
+def check_login(store: ClassStore, username: str, password: str, client: str) -> Login:
+    """Check a password, unless this client must wait first (Busy if no hashing slot frees
+    up in time).
 
-
-def check_login(store: ClassStore, username: str, password: str, client: str) -> bool:
-    """Whether the password is right (Busy if no hashing slot frees up in time).
-
-    The attempt counts as a failure before the hash is checked, so many tries at once cannot
-    all slip through the backoff; a right password then clears this account's count.
+    The try counts as a failure before the hash is checked, in the same step that decides
+    whether to wait, so many tries sent at once cannot all slip through the backoff; a right
+    password then takes its count back.
     """
-    store.failed(username, client)
-    store.failed(ANY_NAME, client)
+    with _counting:
+        wait = wait_before_next_try(store, username, client)
+        if wait > 0:
+            return Login(False, wait)
+        store.failed(username, client, FORGET_AFTER)
+        store.failed(ANY_NAME, client, FORGET_AFTER)
     stored = store.password_hash(username)
     if not _slots.acquire(timeout=HASH_WAIT):
         raise Busy
     try:
-        ok = _verify(stored or _DUMMY, password) and stored is not None
+        right = _verify(stored or _DUMMY, password) and stored is not None
     finally:
         _slots.release()
-    if ok:
+    if right:
         store.succeeded(username, client)
-    return ok
+        store.forgive(ANY_NAME, client)  # a right password was never a failure of the client
+    return Login(right)

@@ -13,6 +13,7 @@ import html
 import io
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,17 +90,28 @@ def username_for(name: str, taken: set[str]) -> str:
 
 
 def add(store: ClassStore, rows: list[tuple[str, str]]) -> list[Card]:
-    """Create an account for each row; the cards carry the passwords (shown nowhere else)."""
-    taken = {account.username for account in store.accounts()}
+    """Create an account for each row, all or none; the cards carry the passwords (shown
+    nowhere else)."""
+    existing = {account.username for account in store.accounts()}
+    wanted = Counter(user for _, user in rows if user)
+    for user, times in wanted.items():
+        if user in existing or times > 1:
+            raise RosterError(
+                f"The username '{user}' is taken already (or twice in the file): choose another. "
+                "Nobody was added."
+            )
+    taken = existing | set(wanted)  # made-up names keep clear of the ones the file asks for
     cards = []
-    for name, wanted in rows:
-        if wanted in taken:
-            raise RosterError(f"The username '{wanted}' is taken already: choose another.")
-        username = wanted or username_for(name, taken)
+    for name, user in rows:
+        username = user or username_for(name, taken)
         taken.add(username)
-        password = passwords.generate()
-        store.add_account(Account(username, name, "student"), passwords.hash_password(password))
-        cards.append(Card(name, username, password))
+        cards.append(Card(name, username, passwords.generate()))
+    store.add_accounts(
+        [
+            (Account(card.username, card.name, "student"), passwords.hash_password(card.password))
+            for card in cards
+        ]
+    )
     return cards
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.classroom import passwords, roster, web_certificate
+from kit.classroom.ownership import remove_devices
 from kit.classroom.store import Account, ClassStore, open_store
 from kit.cloud import Cloud
 from kit.cloud.local_broker import host_names
@@ -32,6 +33,11 @@ def class_folder() -> Path:
 def default_host() -> str:
     """The name students' laptops reach this computer by on the LAN (mDNS)."""
     return f"{socket.gethostname().split('.')[0]}.local"
+
+
+def site_address(host: str, port: int) -> str:
+    """The address students type: HTTPS on `host`, the port left out when it is 443."""
+    return f"https://{host}:{port}/" if port != 443 else f"https://{host}/"
 
 
 @dataclass(frozen=True)
@@ -56,17 +62,19 @@ def init(
     profile and region) and the instructor's account."""
     if (folder / "class.db").exists():
         raise ClassError(
-            f"There is a class in {folder} already. `kit class roster list` shows it; "
-            "`kit class teardown --accounts` ends it."
+            f"There is a class in {folder} already: `kit class roster list` shows it. To start "
+            f"another, end this one (`kit class teardown --accounts --yes`), then move {folder} "
+            "away, or give the new class a folder of its own (--folder)."
         )
     names = list(dict.fromkeys([host, *host_names()]))
     certificate = web_certificate.ensure(folder, names)
-    address = f"https://{host}:{port}/" if port != 443 else f"https://{host}/"
+    address = site_address(host, port)
     password = passwords.generate()
     with ClassStore(folder / "class.db") as store:
         store.set_fact("address", address)
         store.set_fact("host", host)
         store.set_fact("fingerprint", certificate.fingerprint)
+        store.set_fact("web_names", " ".join(names))
         for key, value in (("cloud", cloud), ("profile", profile), ("region", region)):
             store.set_fact(key, value)
         store.add_account(
@@ -131,26 +139,35 @@ def remove(folder: Path, username: str, cloud: Cloud) -> list[str]:
     with open_store(folder) as store:
         if username == INSTRUCTOR:
             raise ClassError("The instructor's account stays: `kit class teardown` ends a class.")
-        for thing in store.things_of(username):
-            cloud.unregister(thing)
-        return store.remove_account(username)
+        if store.account(username) is None:
+            raise ClassError(f"There is no account called '{username}'.")
+        removed = remove_devices(store, cloud, store.things_of(username))
+        store.remove_account(username)
+        return removed
 
 
 def teardown(folder: Path, cloud: Cloud, accounts: bool = False) -> list[str]:
     """Remove every device the class registered, in the cloud too; with `accounts`, the
     students' accounts as well. Returns the devices removed."""
     with open_store(folder) as store:
-        removed = []
-        for thing in sorted(store.all_things()):
-            if thing in cloud.things():
-                cloud.unregister(thing)
-            store.release(thing)
-            removed.append(thing)
+        removed = remove_devices(store, cloud, sorted(store.all_things()))
         if accounts:
             for account in store.accounts():
                 if account.role == "student":
                     store.remove_account(account.username)
     return removed
+
+
+def web_identity(folder: Path) -> tuple[web_certificate.WebCertificate, bool]:
+    """The site's web certificate for the class's host names, and whether it is new since
+    the handouts were printed (made again when missing or running out)."""
+    with open_store(folder) as store:
+        names = (store.fact("web_names") or store.fact("host") or default_host()).split()
+        certificate = web_certificate.ensure(folder, names)
+        renewed = store.fact("fingerprint") != certificate.fingerprint
+        if renewed:
+            store.set_fact("fingerprint", certificate.fingerprint)
+    return certificate, renewed
 
 
 def check_listening(listen: str, http: bool, proxy_headers: bool = False) -> None:
@@ -179,23 +196,27 @@ def serve(
     http: bool = False,
     proxy_headers: bool = False,
 ) -> None:
-    """Run the class site until Ctrl+C (HTTPS with the class's web certificate)."""
+    """Run the class site and its live feed until Ctrl+C (HTTPS with the class's web
+    certificate)."""
     import uvicorn
 
+    from kit.classroom.live import ClassFeed
     from kit.classroom.site import SiteOptions, create_app
 
     check_listening(listen, http, proxy_headers)
     store = open_store(folder)
     # The address students use: the class's host on the port served (a proxy keeps init's).
-    address = f"https://{store.fact('host') or default_host()}:{port}/"
+    address = site_address(store.fact("host") or default_host(), port)
     if http:
         proxied = store.fact("address") or address
         address = proxied if proxy_headers else f"http://127.0.0.1:{port}/"
     # Behind a proxy that terminates HTTPS, the browser still speaks HTTPS: Secure cookies.
-    app = create_app(store, cloud, SiteOptions(address, https=not http or proxy_headers))
+    options = SiteOptions(address, https=not http or proxy_headers)
+    # One observer for the class: live pages follow it, and on AWS it records presence.
+    app = create_app(store, cloud, options, ClassFeed(cloud))
     tls = {}
     if not http:
-        certificate = web_certificate.ensure(folder, [default_host()])
+        certificate, _ = web_identity(folder)
         tls = {"ssl_certfile": str(certificate.certificate), "ssl_keyfile": str(certificate.key)}
     try:
         uvicorn.run(

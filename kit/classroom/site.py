@@ -1,165 +1,92 @@
 """The class site: log in, Register Thing, My devices, and the instructor's class page.
 
 Server-rendered pages (Jinja2, autoescaped) whose forms work without JavaScript; the little
-JavaScript there is (a copy button) ships in the package. Every registration goes to the class's
-cloud (any kit.cloud.Cloud); this site only says whose each thing is (kit.classroom.store).
+JavaScript there is ships in the package. Every registration goes to the class's cloud (any
+kit.cloud.Cloud); this site only says whose each thing is (kit.classroom.store). What every
+page shares (sessions, CSRF) is in kit.classroom.pages; the live dashboard's routes in
+kit.classroom.dashboard; the size limit and headers in kit.classroom.guards.
 
-Security, as a classroom network needs it:
-- a session cookie holding only a random id (HttpOnly, SameSite=Lax, Secure over HTTPS; a new id
-  at every login, so a planted id is worthless), kept hashed in the store;
-- a CSRF token on every form (the session's; the login form's in a cookie of its own);
-- a student reaches only their own devices: every URL with a thing in it checks the owner;
-- request bodies are limited (a CSR is a few hundred bytes; a paste with a serial log a few KB).
+A student reaches only their own devices: every URL with a thing in it asks
+kit.classroom.ownership.may_see first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from kit import certs, config_h
-from kit.classroom import passwords
+from kit.classroom import dashboard, passwords
+from kit.classroom.guards import guard, same
+from kit.classroom.live import ClassFeed
+from kit.classroom.ownership import may_see, remove_devices, teaches
+from kit.classroom.pages import HERE, Pages, SiteOptions
 from kit.classroom.store import ClassStore, Session
 from kit.cloud import Cloud, Registration
 from kit.errors import KitError, ThingTakenError
 from kit.printable import printable
 
-HERE = Path(__file__).parent
-MAX_BODY = 256 * 1024
+__all__ = ["SiteOptions", "create_app"]
+
 MAX_DEVICES = 5  # per student: enough for a spare board, too few to squat the room's names
 WIFI_NAME, WIFI_PASSWORD = "YOUR-WIFI-NAME", "YOUR-WIFI-PASSWORD"  # marked placeholders
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class SiteOptions:
-    """How the site is reached: its address (for messages) and whether over HTTPS."""
+def create_app(
+    store: ClassStore, cloud: Cloud, options: SiteOptions, feed: ClassFeed | None = None
+) -> FastAPI:
+    """The class site for `store`'s class, registering in `cloud`; live pages from `feed`,
+    which the site starts and stops with itself (the observer records presence on AWS)."""
 
-    address: str
-    https: bool = True
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413), counted as they arrive."""
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_much = PlainTextResponse("That is too much to send at once.", 413)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await too_much(scope, receive, send)
-            return
-        seen = 0
-        over = False
-
-        async def counted() -> dict[str, Any]:
-            nonlocal seen, over
-            message: dict[str, Any] = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                over = True
-                raise TooLarge
-            return message
-
-        async def unless_over(message: dict[str, Any]) -> None:
-            # A body sent without a length (chunked) is only found too large while the app
-            # reads it, and FastAPI answers a failed form read with 400: say 413 instead.
-            if not over:
-                await send(message)
-
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if feed is not None:
+            await asyncio.to_thread(feed.start, asyncio.get_running_loop())
         try:
-            await self.app(scope, counted, unless_over)
-        except TooLarge:
-            pass
-        if over:
-            await too_much(scope, receive, send)
+            yield
+        finally:
+            if feed is not None:
+                feed.stop()
 
-
-class TooLarge(Exception):
-    """A request body grew over the limit while it arrived."""
-
-
-def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI:
-    """The class site for `store`'s class, registering in `cloud`."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    guard(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters["seen"] = _seen
-    cookie = "__Host-kit_session" if options.https else "kit_session"
-    login_cookie = "__Host-kit_login" if options.https else "kit_login"
+    pages = Pages(store, cloud, options)
+    _accounts(app, pages)
+    _registering(app, pages)
+    _devices(app, pages)
+    _instructor(app, pages)
+    if feed is not None:
+        dashboard.add_routes(app, pages, feed)
+    return app
 
-    @app.middleware("http")
-    async def hardened(request: Request, call_next: Any) -> Response:
-        """Headers that keep the pages out of frames and their content from being guessed."""
-        response: Response = await call_next(request)
-        response.headers["Content-Security-Policy"] = "default-src 'self'; frame-ancestors 'none'"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        return response
 
-    registering = threading.Lock()  # one registration at a time checks and claims a name
-
-    def page(request: Request, name: str, session: Session | None, **context: Any) -> Response:
-        status = context.pop("status", 200)
-        return templates.TemplateResponse(
-            request,
-            name,
-            {"session": session, "address": options.address, **context},
-            status_code=status,
-        )
-
-    def current(request: Request) -> Session | None:
-        session_id = request.cookies.get(cookie, "")
-        return store.session(session_id) if session_id else None
-
-    def checked(request: Request, csrf: str) -> Session | None:
-        """The session of a form post whose CSRF token is right, else None."""
-        session = current(request)
-        if session is None or not _same(session.csrf, csrf):
-            return None
-        return session
-
-    def to_login() -> Response:
-        return RedirectResponse("/login", status_code=303)
-
-    def refused() -> Response:
-        return PlainTextResponse(
-            "This form is out of date or not yours. Go back, reload the page and try again.", 403
-        )
+def _accounts(app: FastAPI, pages: Pages) -> None:
+    """Logging in and out."""
+    store, https = pages.store, pages.options.https
 
     @app.get("/", response_class=HTMLResponse)
     def home(request: Request) -> Response:
-        session = current(request)
+        session = pages.current(request)
         if session is None:
-            return to_login()
-        where = "/class" if session.account.role == "instructor" else "/devices"
-        return RedirectResponse(where, status_code=303)
-
-    # Logging in and out
+            return pages.to_login()
+        return RedirectResponse("/class" if teaches(session) else "/devices", status_code=303)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request) -> Response:
         token = secrets.token_urlsafe(32)
-        response = page(request, "login.html", None, login_csrf=token, message="")
+        response = pages.page(request, "login.html", None, login_csrf=token, message="")
         response.set_cookie(
-            login_cookie, token, httponly=True, samesite="strict", secure=options.https, path="/"
+            pages.login_cookie, token, httponly=True, samesite="strict", secure=https, path="/"
         )
         return response
 
@@ -170,56 +97,80 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         password: Annotated[str, Form()] = "",
         login_csrf: Annotated[str, Form()] = "",
     ) -> Response:
-        expected = request.cookies.get(login_cookie, "")
-        if not expected or not _same(expected, login_csrf):
-            return refused()
+        expected = request.cookies.get(pages.login_cookie, "")
+        if not expected or not same(expected, login_csrf):
+            return pages.refused()
+
+        def again(message: str, status: int) -> Response:
+            return pages.page(
+                request, "login.html", None, login_csrf=expected, message=message, status=status
+            )
+
         username = username.strip().lower()[:64]
         client = request.client.host if request.client else "?"
-        wait = passwords.wait_before_next_try(store, username, client, time.time())
-        if wait > 0:
-            message = f"Too many wrong passwords: wait {wait:.0f} s, then try again."
-            return page(
-                request, "login.html", None, login_csrf=expected, message=message, status=429
-            )
         try:
-            right = passwords.check_login(store, username, password[:256], client)
+            answer = passwords.check_login(store, username, password[:256], client)
         except passwords.Busy:
-            message = "Many people are logging in right now: try again in a few seconds."
-            return page(
-                request, "login.html", None, login_csrf=expected, message=message, status=503
+            return again("Many people are logging in right now: try again in a few seconds.", 503)
+        if answer.wait > 0:
+            return again(
+                f"Too many wrong passwords: wait {answer.wait:.0f} s, then try again.", 429
             )
-        if not right:
-            message = "That username and password do not match. Check the card from your teacher."
-            return page(
-                request, "login.html", None, login_csrf=expected, message=message, status=401
+        if not answer.right:
+            return again(
+                "That username and password do not match. Check the card from your teacher.", 401
             )
         session_id = secrets.token_urlsafe(32)  # always new: a planted id is never adopted
         store.start_session(username, session_id, secrets.token_urlsafe(32))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
-            cookie, session_id, httponly=True, samesite="lax", secure=options.https, path="/"
+            pages.cookie, session_id, httponly=True, samesite="lax", secure=https, path="/"
         )
-        response.delete_cookie(login_cookie, path="/", secure=options.https, httponly=True)
+        response.delete_cookie(pages.login_cookie, path="/", secure=https, httponly=True)
         return response
 
     @app.post("/logout")
     def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-        session = checked(request, csrf)
-        if session is None:
-            return refused()
-        store.end_session(request.cookies[cookie])
-        response = to_login()
-        response.delete_cookie(cookie, path="/", secure=options.https, httponly=True)
+        if pages.checked(request, csrf) is None:
+            return pages.refused()
+        store.end_session(request.cookies[pages.cookie])
+        response = pages.to_login()
+        response.delete_cookie(pages.cookie, path="/", secure=https, httponly=True)
         return response
 
-    # Register Thing
+
+class Claims:
+    """One registration at a time per device name and per student, not one for the whole
+    class: on AWS a registration takes a second, and thirty students must not queue."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def holding(self, *keys: str) -> Iterator[None]:
+        with self._guard:
+            locks = [self._locks.setdefault(key, threading.Lock()) for key in sorted(keys)]
+        for lock in locks:  # always in the same order: two claims never wait on each other
+            lock.acquire()
+        try:
+            yield
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+
+def _registering(app: FastAPI, pages: Pages) -> None:
+    """Register Thing: a pasted or uploaded CSR becomes a certificate and a ready config.h."""
+    store, cloud = pages.store, pages.cloud
+    claims = Claims()
 
     @app.get("/register", response_class=HTMLResponse)
     def register_form(request: Request) -> Response:
-        session = current(request)
+        session = pages.current(request)
         if session is None:
-            return to_login()
-        return page(request, "register.html", session, pasted="", slot=0, problem="", done=None)
+            return pages.to_login()
+        return pages.page(request, "register.html", session, pasted="", slot=0, problem="")
 
     @app.post("/register", response_class=HTMLResponse)
     def register(
@@ -229,92 +180,102 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
         slot: Annotated[str, Form()] = "0",
         csr_file: Annotated[UploadFile | None, File()] = None,
     ) -> Response:
-        session = checked(request, csrf)
+        session = pages.checked(request, csrf)
         if session is None:
-            return refused()
+            return pages.refused()
         text = csr
         if csr_file is not None and csr_file.filename:
             text = csr_file.file.read(64 * 1024 + 1).decode("utf-8", errors="replace")
-        username = session.account.username
-        store.csr_received(username)
-
-        def again(problem: str) -> Response:
-            return page(
-                request,
-                "register.html",
-                session,
-                pasted=text,
-                slot=slot,
-                problem=problem,
-                done=None,
-                status=400,
-            )
-
+        # Counted before the CSR is checked: the instructor sees who is trying, even in vain.
+        store.csr_received(session.account.username)
         if slot not in ("0", "1", "2", "3", "4"):
-            return again("The key slot is a number from 0 to 4 (the one the CSR sketch used).")
-        try:
-            request_csr = certs.load_csr(text)
-        except KitError as error:
-            return again(str(error))
-        thing = request_csr.common_name
-        with registering:
-            owner = store.owner(thing)
-            if owner is not None and owner != username:
-                return again(
-                    f"The device name '{printable(thing)}' is taken by another student in this "
-                    "class. Capture a new CSR with another name (notebook 01, or the CSR "
-                    "sketch's name question)."
-                )
-            if owner is None and len(store.things_of(username)) >= MAX_DEVICES:
-                return again(
-                    f"You have {MAX_DEVICES} devices registered already, the most a student "
-                    "may have: remove one on My devices first."
-                )
+            problem = "The key slot is a number from 0 to 4 (the one the CSR sketch used)."
+        else:
             try:
-                registration = cloud.register(request_csr)
-            except ThingTakenError:
-                return again(
-                    f"'{printable(thing)}' is already registered with another key. If it is "
-                    "yours, remove it on My devices and register again."
-                )
+                request_csr = certs.load_csr(text)
             except KitError as error:
-                return again(str(error))
-            if owner is None and not registration.created:
-                # The cloud had it before this class did (a CSR is no secret: anyone may have
-                # a copy), so nobody here may take it over.
-                return again(
-                    f"'{printable(thing)}' was registered in the cloud outside this class. Ask "
-                    "your teacher, or capture a CSR with another device name."
-                )
-            store.claim(thing, username)
-            store.keep_registration(thing, registration, int(slot))
-        done = _ready(registration, int(slot))
-        return page(request, "register.html", session, pasted="", slot=slot, problem="", done=done)
+                problem = str(error)
+            else:
+                username, thing = session.account.username, request_csr.common_name
+                with claims.holding(f"student:{username}", f"thing:{thing}"):
+                    problem, registration = _claim(store, cloud, username, request_csr, int(slot))
+                if registration is not None:
+                    ready = _ready(registration, int(slot))
+                    return pages.page(
+                        request, "register.html", session, pasted="", slot=slot, done=ready
+                    )
+        return pages.page(
+            request,
+            "register.html",
+            session,
+            pasted=text,
+            slot=slot,
+            problem=problem,
+            status=400,
+        )
 
-    # My devices
 
-    def own(session: Session, thing: str) -> tuple[Registration, int] | None:
-        """The registration of `thing` and its key slot if this person may see it (theirs, or
-        the instructor's class)."""
-        owner = store.owner(thing)
-        if owner is None or (owner != session.account.username and not _teaches(session)):
-            return None
-        return store.registration(thing)
+def _claim(
+    store: ClassStore, cloud: Cloud, username: str, csr: certs.Csr, slot: int
+) -> tuple[str, Registration | None]:
+    """Register `csr` (its key in `slot`) in the cloud for `username`: the registration, or
+    why not."""
+    thing = csr.common_name
+    owner = store.owner(thing)
+    if owner is not None and owner != username:
+        return (
+            f"The device name '{printable(thing)}' is taken by another student in this class. "
+            "Capture a new CSR with another name (notebook 01, or the CSR sketch's name "
+            "question).",
+            None,
+        )
+    if owner is None and len(store.things_of(username)) >= MAX_DEVICES:
+        return (
+            f"You have {MAX_DEVICES} devices registered already, the most a student may have: "
+            "remove one on My devices first.",
+            None,
+        )
+    try:
+        registration = cloud.register(csr)
+    except ThingTakenError:
+        return (
+            f"'{printable(thing)}' is already registered with another key. If it is yours, "
+            "remove it on My devices and register again.",
+            None,
+        )
+    except KitError as error:
+        return str(error), None
+    if owner is None and not registration.created:
+        # The cloud had it before this class did (a CSR is no secret: anyone may have a
+        # copy), so nobody here may take it over.
+        return (
+            f"'{printable(thing)}' was registered in the cloud outside this class. Ask your "
+            "teacher, or capture a CSR with another device name.",
+            None,
+        )
+    store.claim(thing, username)
+    store.keep_registration(thing, registration, slot)
+    return "", registration
+
+
+def _devices(app: FastAPI, pages: Pages) -> None:
+    """My devices: their state, their files again, and removing one."""
+    store, cloud = pages.store, pages.cloud
 
     @app.get("/devices", response_class=HTMLResponse)
     def devices(request: Request) -> Response:
-        session = current(request)
+        session = pages.current(request)
         if session is None:
-            return to_login()
+            return pages.to_login()
         rows = [_row(cloud, thing) for thing in store.things_of(session.account.username)]
-        return page(request, "devices.html", session, rows=rows)
+        return pages.page(request, "devices.html", session, rows=rows)
 
     @app.get("/devices/{thing}/{name}")
     def download(request: Request, thing: str, name: str) -> Response:
-        session = current(request)
+        session = pages.current(request)
         if session is None:
-            return to_login()
-        found = own(session, thing)
+            return pages.to_login()
+        found = store.registration(thing) if may_see(store, session, thing) else None
         if found is None or name not in ("certificate.pem", "config.h", "ca.pem"):
             return PlainTextResponse("There is no such file of yours.", 404)
         registration, slot = found
@@ -331,30 +292,26 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
 
     @app.post("/devices/{thing}/remove")
     def remove(request: Request, thing: str, csrf: Annotated[str, Form()] = "") -> Response:
-        session = checked(request, csrf)
+        session = pages.checked(request, csrf)
         if session is None:
-            return refused()
-        owner = store.owner(thing)
-        if owner is None or (owner != session.account.username and not _teaches(session)):
+            return pages.refused()
+        if not may_see(store, session, thing):
             return PlainTextResponse("There is no such device of yours.", 404)
-        cloud.unregister(thing)
-        store.release(thing)
-        return RedirectResponse("/class" if _teaches(session) else "/devices", status_code=303)
+        remove_devices(store, cloud, [thing])
+        return RedirectResponse("/class" if teaches(session) else "/devices", status_code=303)
 
-    # The instructor
 
-    @app.get("/class", response_class=HTMLResponse)
-    def whole_class(request: Request) -> Response:
-        session = current(request)
-        if session is None:
-            return to_login()
-        if not _teaches(session):
-            return PlainTextResponse("This page is the instructor's.", 403)
+def _instructor(app: FastAPI, pages: Pages) -> None:
+    """The class at a glance, and the end of the course."""
+    store, cloud = pages.store, pages.cloud
+
+    def class_rows() -> list[dict[str, Any]]:
+        """A row per student: when their CSR arrived, their devices and the state of each."""
         received = store.csr_received_at()
         owners: dict[str, list[str]] = {}
         for thing, owner in sorted(store.all_things().items()):
             owners.setdefault(owner, []).append(thing)
-        students = [
+        return [
             {
                 "account": account,
                 "csr": received.get(account.username),
@@ -363,54 +320,54 @@ def create_app(store: ClassStore, cloud: Cloud, options: SiteOptions) -> FastAPI
             for account in store.accounts()
             if account.role == "student"
         ]
-        return page(request, "class.html", session, students=students)
+
+    def instructor(request: Request) -> Session | None:
+        session = pages.current(request)
+        return session if session is not None and teaches(session) else None
+
+    @app.get("/class", response_class=HTMLResponse)
+    def whole_class(request: Request) -> Response:
+        if pages.current(request) is None:
+            return pages.to_login()
+        session = instructor(request)
+        if session is None:
+            return PlainTextResponse("This page is the instructor's.", 403)
+        return pages.page(request, "class.html", session, students=class_rows())
+
+    @app.get("/class/table", response_class=HTMLResponse)
+    def class_table(request: Request) -> Response:
+        """The class page's table alone: the page fetches it every few seconds."""
+        session = instructor(request)
+        if session is None:
+            return PlainTextResponse("This page is the instructor's.", 403)
+        return pages.page(request, "class_table.html", session, students=class_rows())
 
     @app.post("/class/teardown")
     def teardown(
         request: Request, csrf: Annotated[str, Form()] = "", confirm: Annotated[str, Form()] = ""
     ) -> Response:
-        session = checked(request, csrf)
-        if session is None or not _teaches(session):
-            return refused()
+        session = pages.checked(request, csrf)
+        if session is None or not teaches(session):
+            return pages.refused()
         if confirm.strip() != "remove every device":
             return PlainTextResponse(
                 "Nothing was removed: type 'remove every device' to confirm.", 400
             )
-        for thing in store.all_things():
-            cloud.unregister(thing)
-            store.release(thing)
+        remove_devices(store, cloud, sorted(store.all_things()))
         return RedirectResponse("/class", status_code=303)
-
-    return app
-
-
-def _same(expected: str, given: str) -> bool:
-    """A token comparison in constant time (as bytes: any text a request carries is allowed)."""
-    return secrets.compare_digest(expected.encode(), given.encode())
-
-
-def _seen(moment: float) -> str:
-    """A time as the page shows it: HH:MM:SS today, else the date too."""
-    shown = time.localtime(moment)
-    today = time.localtime()
-    same_day = shown[:3] == today[:3]
-    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M", shown)
-
-
-def _teaches(session: Session) -> bool:
-    return session.account.role == "instructor"
 
 
 @dataclass(frozen=True)
 class Ready:
-    """What a student takes away from registering: the certificate and a ready config.h."""
+    """What a student takes away from registering: the registration and a config.h holding
+    everything but the WiFi name and password (marked placeholders)."""
 
     registration: Registration
     config_h: str
 
 
 def _ready(registration: Registration, slot: int) -> Ready:
-    """The registration with a config.h holding everything but the WiFi name and password."""
+    """The registration with its config.h, WiFi name and password left as placeholders."""
     local_ca = registration.ca_pem if registration.cloud == "local" else ""
     rendered = config_h.render(
         WIFI_NAME,

@@ -83,14 +83,19 @@ class ClassStore:
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         private_dir(path.parent)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise ClassError(f"{path} is not a plain file: move it away and run the command again.")
         self.path = path
         self._clock = clock
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opening = threading.Lock()
+        self.db.execute("SELECT 1")  # creates the file
+        # 0600 before the first write: SQLite gives its -wal and -shm files the database's mode,
+        # and they hold password and session hashes too.
+        path.chmod(0o600)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
-        path.chmod(0o600)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -139,14 +144,23 @@ class ClassStore:
 
     def add_account(self, account: Account, password_hash: str) -> None:
         """Add a person; ClassError if the username is taken."""
+        self.add_accounts([(account, password_hash)])
+
+    def add_accounts(self, accounts: list[tuple[Account, str]]) -> None:
+        """Add people with their password hashes, all or none; ClassError if a username is
+        taken."""
+        now = self._clock()
         try:
             with self.transaction() as db:
-                db.execute(
+                db.executemany(
                     "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
-                    (account.username, account.name, account.role, password_hash, self._clock()),
+                    [(a.username, a.name, a.role, hashed, now) for a, hashed in accounts],
                 )
         except sqlite3.IntegrityError:
-            raise ClassError(f"There is already an account called '{account.username}'.") from None
+            raise ClassError(
+                "One of these usernames is taken already: nobody was added. `kit class roster "
+                "list` shows who is in the class."
+            ) from None
 
     def account(self, username: str) -> Account | None:
         row = self.db.execute(
@@ -230,17 +244,31 @@ class ClassStore:
         ).fetchone()
         return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
 
-    def failed(self, username: str, client: str) -> None:
+    def failed(self, username: str, client: str, forget_after: float) -> None:
+        """Count a failure; a count quiet for `forget_after` seconds starts over."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO failures VALUES (?, ?, 1, ?) ON CONFLICT (username, client) "
-                "DO UPDATE SET count = count + 1, last = excluded.last",
-                (username, client, self._clock()),
+                "DO UPDATE SET count = CASE WHEN excluded.last - last > ? THEN 1 "
+                "ELSE count + 1 END, last = excluded.last",
+                (username, client, self._clock(), forget_after),
+            )
+
+    def forgive(self, username: str, client: str) -> None:
+        """Take back one failure counted before a password was checked and found right."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE failures SET count = MAX(count - 1, 0) WHERE username = ? AND client = ?",
+                (username, client),
             )
 
     def succeeded(self, username: str, client: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM failures WHERE username = ? AND client = ?", (username, client))
+
+    def now(self) -> float:
+        """The store's clock (tests set it), which times failures and sessions."""
+        return self._clock()
 
     # Things and their owners
 

@@ -39,11 +39,18 @@ def fingerprint_of(pem: bytes) -> str:
 
 
 def ensure(folder: Path, names: list[str]) -> WebCertificate:
-    """The class's web certificate in `folder`, made on first use for `names`."""
+    """The class's web certificate in `folder`, made on first use for `names`, and made
+    again when it is missing or runs out within a day."""
     certificate, key = folder / "web-certificate.pem", folder / "web-key.pem"
-    if not certificate.exists() or not key.exists():
+    if not certificate.exists() or not key.exists() or _expiring(certificate):
         _make(certificate, key, names)
     return WebCertificate(certificate, key, fingerprint_of(certificate.read_bytes()))
+
+
+def _expiring(certificate: Path) -> bool:
+    loaded = x509.load_pem_x509_certificate(certificate.read_bytes())
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    return loaded.not_valid_after_utc < soon
 
 
 def _make(certificate: Path, key_path: Path, names: list[str]) -> None:

@@ -96,8 +96,17 @@ def cmd_class(args: argparse.Namespace) -> None:
         _roster(folder, args)
     elif args.action == "serve":
         listen = args.listen or ("127.0.0.1" if args.http else "0.0.0.0")
+        # Checked here as well as in serve: a refused --http fails before the cloud starts.
         server.check_listening(listen, args.http, args.proxy_headers)
         cloud = _class_cloud(folder, args.broker_host)
+        if not args.http:
+            certificate, renewed = server.web_identity(folder)
+            print(f"Web certificate fingerprint (SHA-256): {certificate.fingerprint}")
+            if renewed:
+                print(
+                    "This fingerprint is new: the handouts show the old one. Read it out to "
+                    "the class, or print new cards (`kit class roster reset-password NAME`)."
+                )
         scheme = "http" if args.http else "https"
         print(
             f"The class site runs on {scheme}://{listen}:{args.port}/ ; stop it with Ctrl+C.",

@@ -80,13 +80,15 @@ def cmd_watch(args: argparse.Namespace) -> None:
             )
         elif isinstance(event, telemetry.LedState):
             print(f"{stamp} {thing}: LED at {event.value} %", flush=True)
+        elif isinstance(event, telemetry.Lifecycle):
+            print(f"{stamp} {thing}: {'connected' if event.connected else 'left'}", flush=True)
         else:
             print(
                 f"{stamp} {thing}: rejected ({printable(event.reason)}): {event.payload[:60]!r}",
                 flush=True,
             )
 
-    with telemetry.Telemetry(cloud.observer(), thing, on_event=show):
+    with telemetry.Telemetry(cloud.observer(), thing, on_event=show, renew=cloud.observer):
         print(f"Watching {thing or 'every thing'}; stop with Ctrl+C.", flush=True)
         try:
             while True:

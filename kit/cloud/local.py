@@ -198,9 +198,17 @@ class LocalCloud(Cloud):
     def observer(self) -> ObserverIdentity:
         """The identity notebooks use to watch all devices and send LED commands."""
         cert_file, key_file = self._observer_files()
-        host, port, ws_port = self._where()
+        _, port, ws_port = self._where()
+        # Observers run on this computer (their key is here): by the loopback name the broker's
+        # certificate carries, which resolves even where <host>.local for the boards does not.
         return ObserverIdentity(
-            host, port, ws_port, self.ca.folder / "ca.pem", cert_file, key_file, OBSERVER_ID_PREFIX
+            "localhost",
+            port,
+            ws_port,
+            self.ca.folder / "ca.pem",
+            cert_file,
+            key_file,
+            OBSERVER_ID_PREFIX,
         )
 
     def _observer_files(self) -> tuple[Path, Path]:

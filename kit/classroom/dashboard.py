@@ -1,0 +1,127 @@
+"""The live dashboard's routes: a device's story so far, its live stream, and its LED.
+
+A page loads `/live/<thing>/story` (history, then what the feed kept, and the number to follow
+from), then opens `/live/<thing>/events` as a Server-Sent Events stream; when the stream drops,
+the browser reconnects by itself with `Last-Event-ID` and the feed sends what it missed. Every
+route asks kit.classroom.ownership.may_see first: a student follows and commands only their
+own devices, the instructor every device of the class (`/live/*/events`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import FastAPI, Form, Header, Request
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
+
+from kit import telemetry
+from kit.classroom.live import EVERY, ClassFeed, Numbered, Signal
+from kit.classroom.ownership import may_see, teaches
+from kit.classroom.pages import Pages
+from kit.classroom.store import Session
+from kit.errors import KitError
+
+KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
+RETRY_MS = 2000  # how soon a browser reconnects a dropped stream
+
+
+def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
+    """The dashboard pages and their data, all behind the owner check."""
+    store = pages.store
+
+    def allowed(request: Request, thing: str) -> Session | None:
+        session = pages.current(request)
+        if session is None:
+            return None
+        if thing == EVERY:
+            return session if teaches(session) else None
+        return session if may_see(store, session, thing) else None
+
+    def not_yours() -> Response:
+        return PlainTextResponse("There is no such device of yours.", 404)
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def student_dashboard(request: Request, thing: str = "") -> Response:
+        session = pages.current(request)
+        if session is None:
+            return pages.to_login()
+        mine = store.things_of(session.account.username)
+        chosen = thing if thing in mine else (mine[0] if mine else "")
+        return pages.page(request, "dashboard.html", session, things=mine, thing=chosen)
+
+    @app.get("/live/{thing}/story")
+    def story(request: Request, thing: str) -> Response:
+        """History and what the feed kept of `thing`, with the number to follow from."""
+        if thing == EVERY or allowed(request, thing) is None:
+            return not_yours()
+        snapshot = feed.snapshot(thing)
+        presence = pages.cloud.presence(thing)
+        return JSONResponse(
+            {
+                "thing": thing,
+                "recorded": snapshot.recorded,
+                "kept": snapshot.kept,
+                "last_id": snapshot.last_id,
+                "connected": presence.connected,
+                "last_seen": presence.last_seen,
+                "feed": feed.connected,
+            }
+        )
+
+    @app.get("/live/{thing}/events")
+    async def events(
+        request: Request,
+        thing: str,
+        after: int = 0,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """The live stream of `thing` (the instructor: `*`, every device) after `after`, or
+        after the Last-Event-ID a reconnecting browser sends."""
+        if allowed(request, thing) is None:
+            return not_yours()
+        if last_event_id is not None and last_event_id.isdigit():
+            after = int(last_event_id)
+        return StreamingResponse(
+            _frames(feed, thing, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/live/{thing}/led")
+    def led(
+        request: Request,
+        thing: str,
+        csrf: Annotated[str, Form()] = "",
+        value: Annotated[str, Form()] = "",
+    ) -> Response:
+        """Ask `thing` to set its LED to `value` percent (its owner or the instructor)."""
+        session = pages.checked(request, csrf)
+        if session is None:
+            return pages.refused()
+        if thing == EVERY or not may_see(store, session, thing):
+            return not_yours()
+        try:
+            feed.led(thing, telemetry.check_brightness(int(value) if value.isdigit() else -1))
+        except KitError as error:
+            return PlainTextResponse(str(error), 400)
+        return PlainTextResponse("sent", 202)
+
+
+async def _frames(feed: ClassFeed, thing: str, after: int) -> AsyncIterator[str]:
+    """Server-Sent Events frames: the events after `after`, a comment now and then while
+    quiet, and a `reload` event when the page must load the story again."""
+    yield f"retry: {RETRY_MS}\n\n"
+    async for item in feed.follow(thing, after, keepalive=KEEPALIVE):
+        if item is Signal.QUIET:
+            yield ": quiet\n\n"
+        elif item is Signal.RELOAD:
+            yield "event: reload\ndata: {}\n\n"
+        elif isinstance(item, Numbered):
+            yield item.frame()

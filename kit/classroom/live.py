@@ -1,0 +1,248 @@
+"""The class's live feed: one observer connection for the whole class, handed out by owner.
+
+The class server holds a single observer (kit.telemetry) on the class's broker, local or AWS.
+Every event it decodes gets the next number and is kept, a few hundred per device, so a page
+that lost its stream comes back with `Last-Event-ID` and misses nothing. Followers (one per open
+page) say which device they watch, or every device (the instructor): the site checks who may
+follow what before it asks (kit.classroom.site); this module only delivers.
+
+paho's network thread numbers and keeps events under a lock, then hands each one to the web
+server's event loop, which alone touches the followers' queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kit import telemetry
+from kit.cloud import Cloud
+from kit.cloud.store import Message
+from kit.errors import TelemetryError
+
+EVERY = "*"  # a follower of every device (the instructor's live view)
+KEEP_PER_DEVICE = 600  # 10 minutes at 1 message/s; 100 at the sketch's one per 10 s
+QUEUE_LIMIT = 1000  # a page this far behind is dropped; it reconnects and catches up
+HISTORY_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """One event of the feed with its number (the stream's event id)."""
+
+    id: int
+    event: telemetry.Event
+
+    @property
+    def kind(self) -> str:
+        return KINDS[type(self.event)]
+
+    def as_json(self) -> dict[str, Any]:
+        """What a page receives: plain JSON, the payload of a bad message as text."""
+        return {"id": self.id, "kind": self.kind, **describe(self.event)}
+
+    def frame(self) -> str:
+        """The event as one Server-Sent Events frame."""
+        data = json.dumps(self.as_json(), separators=(",", ":"))
+        return f"id: {self.id}\nevent: {self.kind}\ndata: {data}\n\n"
+
+
+KINDS: dict[type, str] = {
+    telemetry.Reading: "reading",
+    telemetry.LedState: "led",
+    telemetry.Rejected: "rejected",
+    telemetry.Lifecycle: "presence",
+}
+
+
+def describe(event: telemetry.Event) -> dict[str, Any]:
+    """An event's fields as JSON values (a rejected payload as text, at most 200 characters)."""
+    fields: dict[str, Any] = {"thing": event.thing, "time": round(event.time, 3)}
+    if isinstance(event, telemetry.Reading):
+        fields.update(temperature=event.temperature, humidity=event.humidity)
+    elif isinstance(event, telemetry.LedState):
+        fields.update(value=event.value)
+    elif isinstance(event, telemetry.Rejected):
+        payload = event.payload[:200].decode("utf-8", errors="replace")
+        fields.update(topic=event.topic, payload=payload, reason=event.reason)
+    else:
+        fields.update(connected=event.connected)
+    return fields
+
+
+class Signal(enum.Enum):
+    """What a follower hears besides events."""
+
+    QUIET = "quiet"  # nothing new for a while (the stream sends a comment to stay open)
+    RELOAD = "reload"  # a gap that cannot be filled: the page loads the story again
+    ENDED = "ended"  # the feed stopped, or the page fell too far behind: it reconnects
+
+
+@dataclass(eq=False)
+class Follower:
+    """One open page: the device it follows (or EVERY) and its queue of events."""
+
+    thing: str
+    queue: asyncio.Queue[Numbered | Signal] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A device's story so far, as a page loads it: what the cloud recorded before the feed
+    began, what the feed kept since, and the number to follow from."""
+
+    recorded: list[dict[str, Any]]
+    kept: list[dict[str, Any]]
+    last_id: int
+
+
+class ClassFeed:
+    """The observer of the class's broker and the followers of what it sees."""
+
+    def __init__(self, cloud: Cloud, keep: int = KEEP_PER_DEVICE) -> None:
+        self.cloud = cloud
+        self.keep = keep
+        self.last_id = 0
+        self.started = 0.0
+        self._kept: dict[str, deque[Numbered]] = {}
+        self._dropped: dict[str, Numbered] = {}  # device -> the newest of its events let go
+        self._lock = threading.Lock()
+        self._followers: dict[str, set[Follower]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watch: telemetry.Telemetry | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> ClassFeed:
+        """Connect the observer (followers are served on `loop`)."""
+        self._loop = loop
+        watch = telemetry.Telemetry(self.cloud.observer(), keep=1, renew=self.cloud.observer)
+        watch.listen(self._arrived)
+        self.started = time.time()
+        self._watch = watch.start()
+        return self
+
+    def stop(self) -> None:
+        """Disconnect the observer and end every stream."""
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+        for followers in self._followers.values():
+            for follower in followers:
+                follower.queue.put_nowait(Signal.ENDED)  # never full: full ones were dropped
+
+    @property
+    def connected(self) -> bool:
+        return self._watch is not None and self._watch.connected.is_set()
+
+    def led(self, thing: str, value: int) -> None:
+        """Ask `thing` to set its LED (the caller checked the person may)."""
+        if self._watch is None:
+            raise TelemetryError("The class's live feed is not running.")
+        self._watch.led(thing, value)
+
+    # Events arriving (paho's thread)
+
+    def _arrived(self, event: telemetry.Event) -> None:
+        with self._lock:
+            self.last_id += 1
+            numbered = Numbered(self.last_id, event)
+            kept = self._kept.setdefault(event.thing, deque(maxlen=self.keep))
+            if len(kept) == kept.maxlen:
+                self._dropped[event.thing] = kept[0]
+            kept.append(numbered)
+        if self._loop is not None:
+            # RuntimeError: the web server is shutting down, and nobody is left to tell.
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._deliver, numbered)
+
+    # Followers (the event loop's thread)
+
+    def _deliver(self, numbered: Numbered) -> None:
+        for key in (numbered.event.thing, EVERY):
+            for follower in list(self._followers.get(key, ())):
+                try:
+                    follower.queue.put_nowait(numbered)
+                except asyncio.QueueFull:
+                    # Too slow: end its stream; the browser reconnects with the last id it
+                    # saw and catches up from what is kept, so nothing is lost.
+                    self._forget(follower)
+                    while not follower.queue.empty():
+                        follower.queue.get_nowait()
+                    follower.queue.put_nowait(Signal.ENDED)
+
+    def _forget(self, follower: Follower) -> None:
+        self._followers.get(follower.thing, set()).discard(follower)
+
+    def kept_since(self, thing: str, after: int) -> list[Numbered] | None:
+        """The kept events of `thing` (or EVERY device) numbered after `after`, oldest first;
+        None when some of them were let go already (the page must load the history again)."""
+        with self._lock:
+            things = list(self._kept) if thing == EVERY else [thing]
+            found: list[Numbered] = []
+            for name in things:
+                dropped = self._dropped.get(name)
+                if dropped is not None and after < dropped.id:
+                    return None
+                found.extend(n for n in self._kept.get(name, ()) if n.id > after)
+        return sorted(found, key=lambda n: n.id)
+
+    async def follow(
+        self, thing: str, after: int, keepalive: float = 15.0
+    ) -> AsyncIterator[Numbered | Signal]:
+        """The events of `thing` (or EVERY device) after number `after`: first those kept,
+        then live ones as they come, QUIET after `keepalive` seconds without any. Ends after
+        RELOAD (the gap cannot be filled) or ENDED."""
+        follower = Follower(thing)
+        self._followers.setdefault(thing, set()).add(follower)
+        try:
+            caught_up = self.kept_since(thing, after)
+            if caught_up is None:
+                yield Signal.RELOAD
+                return
+            for numbered in caught_up:
+                yield numbered
+            last = caught_up[-1].id if caught_up else after
+            while True:
+                try:
+                    item = await asyncio.wait_for(follower.queue.get(), keepalive)
+                except TimeoutError:
+                    yield Signal.QUIET
+                    continue
+                if isinstance(item, Signal):
+                    yield item
+                    return
+                if item.id > last:  # kept and live overlap for a moment at the start
+                    last = item.id
+                    yield item
+        finally:
+            self._forget(follower)
+
+    def snapshot(self, thing: str, seconds: float = HISTORY_SECONDS) -> Snapshot:
+        """The last `seconds` of `thing`: recorded before the feed kept it, then kept."""
+        with self._lock:
+            kept = list(self._kept.get(thing, ()))
+            last_id = self.last_id
+            # What the feed let go (or never saw, before it started) comes from the recorder.
+            dropped = self._dropped.get(thing)
+            until = dropped.event.time if dropped is not None else self.started
+        since = time.time() - seconds
+        recorded = [
+            describe(event)
+            for event in _decoded(self.cloud.history(thing, since=since, until=until))
+        ]
+        return Snapshot(recorded, [n.as_json() for n in kept], last_id)
+
+
+def _decoded(messages: list[Message]) -> list[telemetry.Event]:
+    """The recorded messages a page can show (readings and LED states, oldest first)."""
+    decoded = (telemetry.decode(m.topic, m.payload, m.received) for m in messages)
+    return [e for e in decoded if isinstance(e, (telemetry.Reading, telemetry.LedState))]

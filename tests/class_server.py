@@ -1,0 +1,113 @@
+"""A class server for tests, started as the instructor starts it: `kit class init`, a roster,
+`kit class serve` (HTTPS on a free port), in a KIT_HOME of its own; stopped with everything it
+started."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from kit import steps
+from kit.places import using_home
+
+
+def free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def kit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kit.cli", *args], env=env, capture_output=True, text=True
+    )
+
+
+def kit_ok(env: dict[str, str], *args: str) -> str:
+    done = kit(env, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@dataclass
+class RunningClass:
+    env: dict[str, str]
+    site: str  # https://127.0.0.1:<port>
+    port: str
+    instructor_password: str
+    fingerprint: str
+    handout: Path
+    cards: dict[str, tuple[str, str]]  # name on the card -> (username, password)
+
+
+def new_class(home: Path, names: list[str], roster_file: Path) -> RunningClass:
+    """`kit class init` and `kit class roster add` for these names (nothing served yet)."""
+    env = {
+        **os.environ,
+        "KIT_HOME": str(home),
+        "KIT_BROKER_PORT": free_port(),
+        "KIT_BROKER_WS_PORT": free_port(),
+    }
+    made = kit_ok(env, "class", "init", "--host", "localhost")
+    roster_file.write_text("name\n" + "\n".join(names) + "\n", encoding="utf-8")
+    added = kit_ok(env, "class", "roster", "add", str(roster_file))
+    handout = Path(re.search(r"handout: (\S+)", added).group(1))
+    cards = {
+        html.unescape(name): (username, password)
+        for name, username, password in re.findall(
+            r"<h2>([^<]*)</h2>.*?Username <code>([^<]+)</code>.*?Password <code>([^<]+)</code>",
+            handout.read_text(),
+            re.S,
+        )
+    }
+    port = free_port()
+    return RunningClass(
+        env,
+        f"https://127.0.0.1:{port}",
+        port,
+        re.search(r"password (\S+) \(shown only now\)", made).group(1),
+        re.search(r"\(SHA-256\): (\S+)", made).group(1),
+        handout,
+        cards,
+    )
+
+
+@contextlib.contextmanager
+def serving(running: RunningClass, *extra: str) -> Iterator[subprocess.Popen[str]]:
+    """`kit class serve` until the block ends; then the class's local cloud stops too."""
+    log = Path(running.env["KIT_HOME"]) / "serve.log"  # a file: a full pipe would stall it
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kit.cli", "class", "serve", "--port", running.port, *extra],
+            env=running.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{running.site}/login", verify=False, timeout=2)
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the class site never answered"
+                time.sleep(0.3)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        with using_home(Path(running.env["KIT_HOME"])):
+            steps.stop_everything()

@@ -1,0 +1,275 @@
+"""The class's live feed and dashboard streams: one observer, handed out by owner, over
+Server-Sent Events from a real uvicorn server (HTTP on 127.0.0.1) and a real local cloud;
+devices are paho clients with their own certificates."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from helpers import wait_until
+from mqtt_peers import DeviceFiles, Peer, connect, make_device
+
+from kit.classroom import passwords
+from kit.classroom.live import ClassFeed
+from kit.classroom.site import SiteOptions, create_app
+from kit.classroom.store import Account, ClassStore
+from kit.cloud import ObserverIdentity
+from kit.cloud.local import LocalCloud
+from kit.cloud.store import Presence, Store
+
+PASSWORDS = {"teacher": "teach-pass-1", "ada": "ada-pass-123", "bob": "bob-pass-456"}
+
+
+class RecordingCloud(LocalCloud):
+    """The local cloud seen as AWS sees it: the cloud records nothing for the class, so
+    presence is what the class's own observer recorded (AwsCloud.presence does the same)."""
+
+    def __init__(self, recording: Path) -> None:
+        super().__init__(port=0, ws_port=0)
+        self.recording = recording
+
+    def observer(self) -> ObserverIdentity:
+        return replace(super().observer(), record_to=self.recording)
+
+    def presence(self, thing: str) -> Presence:
+        store = Store(self.recording)
+        try:
+            return store.presence(thing)
+        finally:
+            store.close()
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory):
+    with RecordingCloud(tmp_path_factory.mktemp("observed") / "aws.db") as running:
+        yield running
+
+
+class Site:
+    """The class site served by uvicorn in a thread, with its feed running."""
+
+    def __init__(self, app, store: ClassStore, feed: ClassFeed) -> None:
+        self.store, self.feed = store, feed
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, what="the site to start")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def browser(self, username: str | None = None) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=10)
+        if username is not None:
+            form = client.get("/login").text
+            token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)
+            client.post(
+                "/login",
+                data={"username": username, "password": PASSWORDS[username], "login_csrf": token},
+            )
+        return client
+
+
+@pytest.fixture
+def site(tmp_path: Path, cloud: LocalCloud) -> Iterator[Site]:
+    store = ClassStore(tmp_path / "class" / "class.db")
+    for username, role in (("teacher", "instructor"), ("ada", "student"), ("bob", "student")):
+        store.add_account(
+            Account(username, username.title(), role), passwords.hash_password(PASSWORDS[username])
+        )
+    feed = ClassFeed(cloud)
+    app = create_app(store, cloud, SiteOptions("http://127.0.0.1/", https=False), feed)
+    running = Site(app, store, feed)
+    wait_until(lambda: feed.connected, what="the feed's observer")
+    yield running
+    running.stop()
+    for thing in store.all_things():
+        cloud.unregister(thing)
+    store.close()
+
+
+def own_device(site: Site, cloud: LocalCloud, folder: Path, thing: str, owner: str) -> Peer:
+    """A device registered in the class for `owner`, connected to the broker."""
+    files: DeviceFiles = make_device(folder, thing, cloud)
+    site.store.claim(thing, owner)
+    peer = connect(
+        "localhost", cloud.broker_port, thing, files.cert_file, files.key_file, files.ca_file
+    )
+    assert peer.accepted
+    return peer
+
+
+def publish(peer: Peer, thing: str, temperature: float) -> None:
+    payload = json.dumps({"temperature": temperature, "humidity": 40}, indent=2)
+    peer.client.publish(f"things/{thing}/environment", payload, qos=1).wait_for_publish(5)
+
+
+class Stream:
+    """An EventSource as a browser runs one: reads frames on a thread of its own."""
+
+    def __init__(self, client: httpx.Client, path: str, last_event_id: str | None = None) -> None:
+        self.events: list[dict] = []
+        self.status = 0
+        self.closed = threading.Event()
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        self._thread = threading.Thread(target=self._read, args=(client, path, headers))
+        self._thread.daemon = True
+        self._thread.start()
+        wait_until(lambda: self.status or self.closed.is_set(), what="the stream to answer")
+
+    def _read(self, client: httpx.Client, path: str, headers: dict) -> None:
+        try:
+            with client.stream("GET", path, headers=headers, timeout=None) as response:
+                self.status = response.status_code
+                self.response = response
+                frame: dict[str, str] = {}
+                for line in response.iter_lines():
+                    if line == "":
+                        if "data" in frame:
+                            self.events.append({**json.loads(frame["data"]), "event": frame})
+                        frame = {}
+                    elif not line.startswith(":"):
+                        field, _, value = line.partition(": ")
+                        frame[field] = value
+        except httpx.HTTPError:
+            pass
+        finally:
+            self.closed.set()
+
+    def wait_for(self, count: int, kind: str | None = None) -> list[dict]:
+        def matching() -> list[dict]:
+            return [e for e in self.events if kind is None or e.get("kind") == kind]
+
+        wait_until(lambda: len(matching()) >= count, what=f"{count} {kind or ''} events")
+        return matching()
+
+    def close(self) -> None:
+        """Drop the connection as a lost WiFi does: at once, mid-stream."""
+        stream = self.response.extensions["network_stream"]
+        stream.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=5)
+        assert self.closed.is_set()
+
+
+def test_a_student_follows_only_her_device_and_the_instructor_follows_every_one(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    ada_board = own_device(site, cloud, tmp_path, "live_ada", "ada")
+    bob_board = own_device(site, cloud, tmp_path, "live_bob", "bob")
+    ada, bob, teacher = site.browser("ada"), site.browser("bob"), site.browser("teacher")
+    start = site.feed.last_id
+    mine = Stream(ada, f"/live/live_ada/events?after={start}")
+    everyone = Stream(teacher, f"/live/*/events?after={start}")
+    assert mine.status == everyone.status == 200
+    # Bob reaches nothing of Ada's: not her stream, not her story, not her LED.
+    assert Stream(bob, f"/live/live_ada/events?after={start}").status == 404
+    assert Stream(bob, f"/live/*/events?after={start}").status == 404
+    assert bob.get("/live/live_ada/story").status_code == 404
+    token = re.search(r'name="csrf" value="([^"]+)"', bob.get("/devices").text).group(1)
+    assert bob.post("/live/live_ada/led", data={"csrf": token, "value": "0"}).status_code == 404
+
+    publish(ada_board, "live_ada", 70.5)
+    publish(bob_board, "live_bob", 60.0)
+    readings = mine.wait_for(1, "reading")
+    assert readings[0]["thing"] == "live_ada" and readings[0]["temperature"] == 70.5
+    both = everyone.wait_for(2, "reading")
+    assert {e["thing"] for e in both} == {"live_ada", "live_bob"}
+    time.sleep(0.5)  # Bob's reading had all the time it needed to (wrongly) reach Ada
+    assert {e["thing"] for e in mine.events} == {"live_ada"}
+    ids = [e["id"] for e in everyone.events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    mine.close()
+    everyone.close()
+    ada_board.close()
+    bob_board.close()
+
+
+def test_a_dropped_stream_catches_up_with_nothing_missing(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "live_drop", "ada")
+    ada = site.browser("ada")
+    story = ada.get("/live/live_drop/story").json()
+    stream = Stream(ada, f"/live/live_drop/events?after={story['last_id']}")
+    for number in range(3):
+        publish(board, "live_drop", 60.0 + number)
+    first = stream.wait_for(3, "reading")
+    last_seen = str(stream.events[-1]["id"])
+    stream.close()  # the classroom WiFi drops
+    for number in range(3, 8):
+        publish(board, "live_drop", 60.0 + number)
+    wait_until(lambda: len(site.feed.kept_since("live_drop", int(last_seen)) or []) >= 5)
+    # The browser reconnects by itself, saying the last id it saw.
+    again = Stream(ada, "/live/live_drop/events", last_event_id=last_seen)
+    caught_up = again.wait_for(5, "reading")
+    temperatures = [e["temperature"] for e in first + caught_up]
+    assert temperatures == [60.0 + n for n in range(8)]
+    again.close()
+    board.close()
+
+
+def test_a_gap_too_old_to_fill_tells_the_page_to_load_the_story_again(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    site.feed.keep = 2  # devices seen from now on keep two events each
+    board = own_device(site, cloud, tmp_path, "live_gap", "ada")
+    for number in range(5):
+        publish(board, "live_gap", 50.0 + number)
+        time.sleep(0.05)  # the recorder's and the observer's clocks tell them apart
+    wait_until(lambda: site.feed.kept_since("live_gap", 0) is None, what="events let go")
+    ada = site.browser("ada")
+    stream = Stream(ada, "/live/live_gap/events", last_event_id="1")
+    wait_until(stream.closed.is_set, what="the stream to end")
+    assert stream.events[-1]["event"]["event"] == "reload"
+    # The story then has them all: recorded before what the feed kept, then kept.
+    story = ada.get("/live/live_gap/story").json()
+    shown = [e["temperature"] for e in story["recorded"] + story["kept"] if "temperature" in e]
+    assert shown == [50.0 + n for n in range(5)], story
+    board.close()
+
+
+def test_the_led_goes_through_the_owner_check_and_reaches_the_board(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "live_led", "ada")
+    board.client.subscribe("things/live_led/led", qos=1)
+    wait_until(board.subscribed.is_set, what="the board's subscription")
+    ada = site.browser("ada")
+    token = re.search(r'name="csrf" value="([^"]+)"', ada.get("/devices").text).group(1)
+    assert ada.post("/live/live_led/led", data={"csrf": "forged", "value": "40"}).status_code == 403
+    for bad in ("101", "-1", "<b>", ""):
+        refused = ada.post("/live/live_led/led", data={"csrf": token, "value": bad})
+        assert refused.status_code == 400 and "0 to 100" in refused.text
+    sent = ada.post("/live/live_led/led", data={"csrf": token, "value": "40"})
+    assert sent.status_code == 202
+    assert board.wait_for(1) == [("things/live_led/led", b"40")]
+    board.close()
+
+
+def test_presence_comes_from_the_class_observer_where_the_cloud_keeps_none(
+    site: Site, cloud: RecordingCloud, tmp_path: Path
+) -> None:
+    # On AWS the cloud keeps no presence for us: the class server's observer records it, and
+    # My devices and the class page read it from there.
+    board = own_device(site, cloud, tmp_path, "live_here", "ada")
+    wait_until(lambda: cloud.presence("live_here").connected, what="recorded presence")
+    ada = site.browser("ada")
+    assert "connected now" in ada.get("/devices").text
+    board.close()
+    wait_until(lambda: cloud.presence("live_here").connected is False, what="the departure")
+    assert "connected now" not in ada.get("/devices").text
