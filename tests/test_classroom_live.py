@@ -273,3 +273,62 @@ def test_presence_comes_from_the_class_observer_where_the_cloud_keeps_none(
     board.close()
     wait_until(lambda: cloud.presence("live_here").connected is False, what="the departure")
     assert "connected now" not in ada.get("/devices").text
+
+
+def test_the_instructor_sees_the_class_only_and_switches_every_led_off(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    in_class = own_device(site, cloud, tmp_path, "live_room", "bob")
+    in_class.client.subscribe("things/live_room/led", qos=1)
+    wait_until(in_class.subscribed.is_set, what="the board's subscription")
+    # A thing of the same cloud that the class does not hold (the teacher's own demo board).
+    files = make_device(tmp_path, "live_other", cloud)
+    outside = connect(
+        "localhost", cloud.broker_port, "live_other", files.cert_file, files.key_file, files.ca_file
+    )
+    teacher, bob = site.browser("teacher"), site.browser("bob")
+    story = teacher.get("/class/live/story").json()
+    assert [d["thing"] for d in story["devices"]] == ["live_room"]
+    assert story["devices"][0]["owner"] == "Bob" and story["devices"][0]["connected"]
+    everyone = Stream(teacher, f"/live/*/events?after={story['last_id']}")
+    publish(outside, "live_other", 10.0)
+    publish(in_class, "live_room", 20.0)
+    assert [e["thing"] for e in everyone.wait_for(1, "reading")] == ["live_room"]
+    time.sleep(0.3)
+    assert {e["thing"] for e in everyone.events} == {"live_room"}
+    everyone.close()
+
+    assert bob.get("/class/live/story").status_code == 403
+    assert bob.get("/class/live").status_code == 403
+    bob_token = re.search(r'name="csrf" value="([^"]+)"', bob.get("/devices").text).group(1)
+    assert bob.post("/class/leds-off", data={"csrf": bob_token}).status_code == 403
+    token = re.search(r'name="csrf" value="([^"]+)"', teacher.get("/class").text).group(1)
+    assert teacher.post("/class/leds-off", data={"csrf": token}).status_code == 202
+    assert in_class.wait_for(1) == [("things/live_room/led", b"0")]
+    in_class.close()
+    outside.close()
+    cloud.unregister("live_other")
+
+
+def test_the_led_form_works_without_javascript(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "live_plain", "ada")
+    board.client.subscribe("things/live_plain/led", qos=1)
+    wait_until(board.subscribed.is_set, what="the board's subscription")
+    ada = site.browser("ada")
+    page = ada.get("/dashboard?thing=live_plain").text
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    html = {"Accept": "text/html"}
+    off = ada.post(
+        "/live/live_plain/led",
+        data={"csrf": token, "switch": "0", "value": "70"},
+        headers=html,
+    )
+    assert off.status_code == 303 and off.headers["location"] == "/dashboard?thing=live_plain"
+    ada.post(
+        "/live/live_plain/led", data={"csrf": token, "switch": "100", "value": "0"}, headers=html
+    )
+    ada.post("/live/live_plain/led", data={"csrf": token, "value": "35"}, headers=html)
+    assert [payload for _, payload in board.wait_for(3)] == [b"0", b"100", b"35"]
+    board.close()

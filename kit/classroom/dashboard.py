@@ -9,14 +9,16 @@ own devices, the instructor every device of the class (`/live/*/events`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Header, Request
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
+    RedirectResponse,
     Response,
     StreamingResponse,
 )
@@ -30,6 +32,7 @@ from kit.errors import KitError
 
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
 RETRY_MS = 2000  # how soon a browser reconnects a dropped stream
+RECENT = 60  # readings per device on the instructor's small charts
 
 
 def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
@@ -88,8 +91,12 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
             return not_yours()
         if last_event_id is not None and last_event_id.isdigit():
             after = int(last_event_id)
+        def shown(name: str) -> bool:
+            # The instructor's stream: the class's devices, not every thing of the account.
+            return thing != EVERY or store.owner(name) is not None
+
         return StreamingResponse(
-            _frames(feed, thing, after),
+            _frames(feed, thing, after, shown),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -100,28 +107,93 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
         thing: str,
         csrf: Annotated[str, Form()] = "",
         value: Annotated[str, Form()] = "",
+        switch: Annotated[str, Form()] = "",
     ) -> Response:
-        """Ask `thing` to set its LED to `value` percent (its owner or the instructor)."""
+        """Ask `thing` to set its LED to `value` percent (its owner or the instructor). The
+        page's script sends only `value`; the form without JavaScript sends the on/off radio
+        buttons (`switch`) too, and gets the dashboard back."""
         session = pages.checked(request, csrf)
         if session is None:
             return pages.refused()
         if thing == EVERY or not may_see(store, session, thing):
             return not_yours()
+        if switch == "0" or (switch == "100" and value == "0"):
+            value = switch  # "off" wins over the slider; "on" with the slider at 0 is full on
+        if not value.isdigit():
+            return PlainTextResponse("The LED brightness is a whole number from 0 to 100.", 400)
         try:
-            feed.led(thing, telemetry.check_brightness(int(value) if value.isdigit() else -1))
+            feed.led(thing, telemetry.check_brightness(int(value)))
         except KitError as error:
             return PlainTextResponse(str(error), 400)
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"/dashboard?thing={quote(thing)}", status_code=303)
         return PlainTextResponse("sent", 202)
 
 
-async def _frames(feed: ClassFeed, thing: str, after: int) -> AsyncIterator[str]:
-    """Server-Sent Events frames: the events after `after`, a comment now and then while
-    quiet, and a `reload` event when the page must load the story again."""
+def add_instructor_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
+    """The instructor's live view of every device, and every LED off at once."""
+    store = pages.store
+
+    def instructor(request: Request) -> Session | None:
+        session = pages.current(request)
+        return session if session is not None and teaches(session) else None
+
+    @app.get("/class/live", response_class=HTMLResponse)
+    def live_view(request: Request) -> Response:
+        if pages.current(request) is None:
+            return pages.to_login()
+        session = instructor(request)
+        if session is None:
+            return PlainTextResponse("This page is the instructor's.", 403)
+        return pages.page(request, "class_live.html", session)
+
+    @app.get("/class/live/story")
+    def class_story(request: Request) -> Response:
+        """Every device of the class: its owner, presence and latest readings."""
+        if instructor(request) is None:
+            return PlainTextResponse("This page is the instructor's.", 403)
+        last_id = feed.last_id  # first: what arrives meanwhile comes twice, never not at all
+        names = {account.username: account.name for account in store.accounts()}
+        devices = []
+        for thing, owner in sorted(store.all_things().items()):
+            presence = pages.cloud.presence(thing)
+            devices.append(
+                {
+                    "thing": thing,
+                    "owner": names.get(owner, owner),
+                    "connected": presence.connected,
+                    "last_seen": presence.last_seen,
+                    "kept": [n.as_json() for n in feed.recent(thing, RECENT)],
+                }
+            )
+        return JSONResponse({"devices": devices, "last_id": last_id, "feed": feed.connected})
+
+    @app.post("/class/leds-off")
+    def leds_off(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+        """Every LED of the class off (a quiet room, or the end of the exercise)."""
+        session = pages.checked(request, csrf)
+        if session is None or not teaches(session):
+            return pages.refused()
+        try:
+            for thing in store.all_things():
+                feed.led(thing, 0)
+        except KitError as error:
+            return PlainTextResponse(str(error), 503)
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/class/live", status_code=303)
+        return PlainTextResponse("sent", 202)
+
+
+async def _frames(
+    feed: ClassFeed, thing: str, after: int, shown: Callable[[str], bool]
+) -> AsyncIterator[str]:
+    """Server-Sent Events frames: the events after `after` of the devices `shown`, a comment
+    now and then while quiet, and a `reload` event when the page must load the story again."""
     yield f"retry: {RETRY_MS}\n\n"
     async for item in feed.follow(thing, after, keepalive=KEEPALIVE):
         if item is Signal.QUIET:
             yield ": quiet\n\n"
         elif item is Signal.RELOAD:
             yield "event: reload\ndata: {}\n\n"
-        elif isinstance(item, Numbered):
+        elif isinstance(item, Numbered) and shown(item.event.thing):
             yield item.frame()

@@ -195,6 +195,11 @@ class ClassFeed:
                 found.extend(n for n in self._kept.get(name, ()) if n.id > after)
         return sorted(found, key=lambda n: n.id)
 
+    def recent(self, thing: str, count: int) -> list[Numbered]:
+        """The last `count` events the feed kept of `thing`."""
+        with self._lock:
+            return list(self._kept.get(thing, ()))[-count:]
+
     async def follow(
         self, thing: str, after: int, keepalive: float = 15.0
     ) -> AsyncIterator[Numbered | Signal]:

@@ -67,6 +67,7 @@ def create_app(
     _instructor(app, pages)
     if feed is not None:
         dashboard.add_routes(app, pages, feed)
+        dashboard.add_instructor_routes(app, pages, feed)
     return app
 
 
