@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from class_server import new_class, serving
+from helpers import csr_pem
 
 from kit import settings, steps
 from kit.places import using_home
@@ -102,7 +103,82 @@ def test_a_student_registers_through_the_class_site_and_the_board_connects(
             for path in ("/devices/ada_board/config.h", "/devices/ada_board/certificate.pem"):
                 assert bob.goto(f"{site}{path}").status == 404
             assert bob.goto(f"{site}/class").status == 403
+
+            # Part 2: the live dashboards.
+            register_by_paste(ada, site, csr_pem("ada_spare"))
+            register_by_paste(bob, site, csr_pem("bob_board"))
+            student_dashboard(ada, site, shots)
+            others_stay_out(bob, site)
+            instructor_live_view(teacher, site, shots)
             browser.close()
     finally:
         with using_home(student_home):
             steps.stop_everything()
+
+
+def register_by_paste(page, site: str, pem: str) -> None:
+    page.goto(f"{site}/register")
+    page.fill("textarea[name=csr]", pem)
+    page.click("button:has-text('Register')")
+    assert "Registered" in page.inner_text("p.done")
+
+
+def student_dashboard(ada, site: str, shots: Path) -> None:
+    """Ada picks her board, sees its history then new points, and dims its LED."""
+    ada.goto(f"{site}/dashboard")
+    options = ada.locator("#thing option").all_inner_texts()
+    assert options == ["ada_board", "ada_spare"]
+    ada.select_option("#thing", "ada_spare")
+    ada.wait_for_url("**/dashboard?thing=ada_spare")
+    ada.select_option("#thing", "ada_board")
+    ada.wait_for_url("**/dashboard?thing=ada_board")
+    wait_js(ada, "document.getElementById('live').textContent === 'updates live'")
+    history = ada.evaluate("window.kitPlot.data[0].length")
+    assert history >= 3  # the board published every second since it connected
+    wait_js(ada, f"window.kitPlot.data[0].length >= {history + 2}")
+    assert ada.inner_text("#presence") == "connected now"
+    assert "°F" in ada.inner_text("#console")
+    # The slider: the virtual board applies it and reports it back on led/state.
+    ada.eval_on_selector(
+        "#brightness",
+        "(slider) => { slider.value = 37; slider.dispatchEvent(new Event('input')); }",
+    )
+    wait_js(ada, "document.getElementById('reported').textContent === '37 %'")
+    ada.check("input[name=switch][value='0']")
+    wait_js(ada, "document.getElementById('reported').textContent === '0 %'")
+    ada.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+
+def others_stay_out(bob, site: str) -> None:
+    """Bob's drop-down lists his device only; Ada's stream and LED refuse his session."""
+    bob.goto(f"{site}/dashboard")
+    assert bob.locator("#thing option").all_inner_texts() == ["bob_board"]
+    assert bob.goto(f"{site}/dashboard?thing=ada_board").ok  # shows his own device instead
+    assert bob.locator("#dashboard").get_attribute("data-thing") == "bob_board"
+    for path in ("/live/ada_board/events?after=0", "/live/ada_board/story", "/live/*/events"):
+        assert bob.goto(f"{site}{path}").status == 404
+
+
+def instructor_live_view(teacher, site: str, shots: Path) -> None:
+    """Every board of the class on one screen, the silent ones first."""
+    teacher.goto(f"{site}/class/live")
+    wait_js(teacher, "document.querySelectorAll('#class-live .card').length === 3")
+    order = teacher.locator("#class-live .card h3").all_inner_texts()
+    assert set(order) == {"ada_board", "ada_spare", "bob_board"}
+    assert order[-1] == "ada_board"  # the only one talking comes last
+    talking = teacher.locator(".card", has_text="ada_board")
+    wait_js(
+        teacher, "document.querySelector('.card[data-thing=ada_board] .reading').textContent !== ''"
+    )
+    assert "°F" in talking.inner_text() and "Ada Lovelace" in talking.inner_text()
+    assert "silent" in teacher.locator(".card", has_text="bob_board").get_attribute("class")
+    teacher.screenshot(path=str(shots / "live-view.png"), full_page=True)
+
+
+def wait_js(page, expression: str, timeout: float = 15.0) -> None:
+    """Wait until `expression` is true in the page (Playwright's wait_for_function compiles
+    its text with eval, which the site's Content-Security-Policy rightly refuses)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"never true: {expression}"
+        time.sleep(0.2)

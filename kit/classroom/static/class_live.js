@@ -31,7 +31,7 @@
     entry.plot = new uPlot(
       {
         width: 220, height: 70, legend: { show: false }, cursor: { show: false },
-        scales: { x: { time: true } }, axes: [{ show: false }, { size: 30 }],
+        scales: { x: { time: true } }, axes: [{ show: false }, { size: 48 }],
         series: [{}, { stroke: "#D55E00", width: 2 }],
       },
       [entry.times, entry.temperatures],
@@ -96,7 +96,7 @@
     if (source) source.close();
     source = new EventSource(`/live/*/events?after=${story.last_id}`);
     window.kitStream = source; // tests read its state
-    source.onopen = () => (document.getElementById("live").textContent = "live");
+    source.onopen = () => (document.getElementById("live").textContent = "updates live");
     source.onerror = () => (document.getElementById("live").textContent = "reconnecting…");
     for (const kind of ["reading", "led", "presence", "rejected"]) {
       source.addEventListener(kind, (message) => {

@@ -40,6 +40,7 @@
     [times, temperatures, humidities],
     $("chart"),
   );
+  window.kitPlot = plot; // tests read what it shows
 
   function addReading(event) {
     times.push(event.time);
@@ -109,7 +110,7 @@
     if (source) source.close();
     source = new EventSource(`/live/${encodeURIComponent(thing)}/events?after=${after}`);
     window.kitStream = source; // tests read its state
-    source.onopen = () => ($("live").textContent = "live");
+    source.onopen = () => ($("live").textContent = "updates live");
     source.onerror = () => ($("live").textContent = "reconnecting…"); // it retries by itself
     for (const kind of ["reading", "led", "presence", "rejected"]) {
       source.addEventListener(kind, (message) => {
