@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cloud_load.py
 	$(BIN)/python bench/broker_floods.py
 	$(BIN)/python bench/class_register.py
+	$(BIN)/python bench/class_live.py
 
 # The whole course, headless, on the virtual board and the local cloud; results in build/.
 demo: $(STAMP)

@@ -14,97 +14,24 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import ssl
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
+from classroom import memory, percentile, served_class
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from kit.sim.eccx08_csr import chip_csr, chip_pem
-
-
-def free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
-
-
-def kit(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "kit.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-
-def memory(pid: int) -> tuple[float, float]:
-    """Resident and peak resident memory of a process, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    now = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
-    return now / 1024, peak / 1024
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--students", type=int, default=30)
     students = parser.parse_args().students
-    home = Path(tempfile.mkdtemp(prefix="kit-class-bench-"))
-    env = {
-        **os.environ,
-        "KIT_HOME": str(home),
-        "KIT_BROKER_PORT": free_port(),
-        "KIT_BROKER_WS_PORT": free_port(),
-    }
-    kit(env, "class", "init", "--host", "localhost")
-    roster = home / "roster.csv"
-    roster.write_text("name\n" + "".join(f"Student {i}\n" for i in range(students)))
-    handout = Path(
-        re.search(r"handout: (\S+)", kit(env, "class", "roster", "add", str(roster))).group(1)
-    )
-    logins = re.findall(
-        r"Username <code>([^<]+)</code><br>Password <code>([^<]+)</code>", handout.read_text()
-    )
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kit.cli",
-            "class",
-            "serve",
-            "--port",
-            port,
-            "--broker-host",
-            "localhost",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    site = f"https://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                ssl.get_server_certificate(("127.0.0.1", int(port)), timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        idle = memory(server.pid)
+    with served_class(students) as served:
+        site, logins = served.site, served.logins
+        idle = memory(served.server_pid)
         csrs = [
             chip_pem(chip_csr(ec.generate_private_key(ec.SECP256R1()), {"CN": f"bench_{i}"}))
             for i in range(students)
@@ -155,11 +82,7 @@ def main() -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        after = memory(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        subprocess.run([sys.executable, "-m", "kit.cli", "stop"], env=env, capture_output=True)
+        after = memory(served.server_pid)
 
     cores = os.cpu_count()
     print(f"{students} students at once, class site over HTTPS on the local cloud ({cores} cores)")

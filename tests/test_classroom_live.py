@@ -231,9 +231,10 @@ def test_a_gap_too_old_to_fill_tells_the_page_to_load_the_story_again(
     for number in range(5):
         publish(board, "live_gap", 50.0 + number)
         time.sleep(0.05)  # the recorder's and the observer's clocks tell them apart
-    wait_until(lambda: site.feed.kept_since("live_gap", 0) is None, what="events let go")
+    began = site.feed.first_id
+    wait_until(lambda: site.feed.kept_since("live_gap", began) is None, what="events let go")
     ada = site.browser("ada")
-    stream = Stream(ada, "/live/live_gap/events", last_event_id="1")
+    stream = Stream(ada, "/live/live_gap/events", last_event_id=str(began))
     wait_until(stream.closed.is_set, what="the stream to end")
     assert stream.events[-1]["event"]["event"] == "reload"
     # The story then has them all: recorded before what the feed kept, then kept.
@@ -331,4 +332,21 @@ def test_the_led_form_works_without_javascript(
     )
     ada.post("/live/live_plain/led", data={"csrf": token, "value": "35"}, headers=html)
     assert [payload for _, payload in board.wait_for(3)] == [b"0", b"100", b"35"]
+    board.close()
+
+
+def test_after_a_server_restart_a_page_loads_its_story_again(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    # The numbers go on growing across restarts, and one from before the restart is known
+    # as such: what happened while the server was down is only in the recorder.
+    board = own_device(site, cloud, tmp_path, "live_restart", "ada")
+    publish(board, "live_restart", 42.0)
+    wait_until(lambda: site.feed.recent("live_restart", 5), what="the reading")
+    before = site.feed.last_id
+    site.stop()
+    restarted = ClassFeed(cloud)
+    assert restarted.first_id > before
+    assert restarted.kept_since("live_restart", before) is None
+    assert restarted.kept_since("live_restart", restarted.first_id) == []
     board.close()

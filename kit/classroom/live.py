@@ -112,7 +112,10 @@ class ClassFeed:
     def __init__(self, cloud: Cloud, keep: int = KEEP_PER_DEVICE) -> None:
         self.cloud = cloud
         self.keep = keep
-        self.last_id = 0
+        # Numbers go on from the time the feed began, in milliseconds, so they only grow
+        # across restarts of the server (fewer than a thousand events a second), and an id
+        # from before a restart is known as such: that page loads its story again.
+        self.first_id = self.last_id = int(time.time() * 1000)
         self.started = 0.0
         self._kept: dict[str, deque[Numbered]] = {}
         self._dropped: dict[str, Numbered] = {}  # device -> the newest of its events let go
@@ -185,6 +188,8 @@ class ClassFeed:
     def kept_since(self, thing: str, after: int) -> list[Numbered] | None:
         """The kept events of `thing` (or EVERY device) numbered after `after`, oldest first;
         None when some of them were let go already (the page must load the history again)."""
+        if after < self.first_id:
+            return None  # numbered by an earlier run of the server: what came between is lost
         with self._lock:
             things = list(self._kept) if thing == EVERY else [thing]
             found: list[Numbered] = []
