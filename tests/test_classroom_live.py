@@ -114,6 +114,17 @@ def own_device(site: Site, cloud: LocalCloud, folder: Path, thing: str, owner: s
     return peer
 
 
+def listening(peer: Peer, thing: str) -> Peer:
+    """The board, subscribed to its LED topic as the sketch is."""
+    peer.client.subscribe(f"things/{thing}/led", qos=1)
+    wait_until(peer.subscribed.is_set, what="the board's subscription")
+    return peer
+
+
+def csrf_of(client: httpx.Client, path: str = "/devices") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
 def publish(peer: Peer, thing: str, temperature: float) -> None:
     payload = json.dumps({"temperature": temperature, "humidity": 40}, indent=2)
     peer.client.publish(f"things/{thing}/environment", payload, qos=1).wait_for_publish(5)
@@ -180,7 +191,7 @@ def test_a_student_follows_only_her_device_and_the_instructor_follows_every_one(
     assert Stream(bob, f"/live/live_ada/events?after={start}").status == 404
     assert Stream(bob, f"/live/*/events?after={start}").status == 404
     assert bob.get("/live/live_ada/story").status_code == 404
-    token = re.search(r'name="csrf" value="([^"]+)"', bob.get("/devices").text).group(1)
+    token = csrf_of(bob)
     assert bob.post("/live/live_ada/led", data={"csrf": token, "value": "0"}).status_code == 404
 
     publish(ada_board, "live_ada", 70.5)
@@ -247,11 +258,9 @@ def test_a_gap_too_old_to_fill_tells_the_page_to_load_the_story_again(
 def test_the_led_goes_through_the_owner_check_and_reaches_the_board(
     site: Site, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    board = own_device(site, cloud, tmp_path, "live_led", "ada")
-    board.client.subscribe("things/live_led/led", qos=1)
-    wait_until(board.subscribed.is_set, what="the board's subscription")
+    board = listening(own_device(site, cloud, tmp_path, "live_led", "ada"), "live_led")
     ada = site.browser("ada")
-    token = re.search(r'name="csrf" value="([^"]+)"', ada.get("/devices").text).group(1)
+    token = csrf_of(ada)
     assert ada.post("/live/live_led/led", data={"csrf": "forged", "value": "40"}).status_code == 403
     for bad in ("101", "-1", "<b>", ""):
         refused = ada.post("/live/live_led/led", data={"csrf": token, "value": bad})
@@ -279,9 +288,7 @@ def test_presence_comes_from_the_class_observer_where_the_cloud_keeps_none(
 def test_the_instructor_sees_the_class_only_and_switches_every_led_off(
     site: Site, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    in_class = own_device(site, cloud, tmp_path, "live_room", "bob")
-    in_class.client.subscribe("things/live_room/led", qos=1)
-    wait_until(in_class.subscribed.is_set, what="the board's subscription")
+    in_class = listening(own_device(site, cloud, tmp_path, "live_room", "bob"), "live_room")
     # A thing of the same cloud that the class does not hold (the teacher's own demo board).
     files = make_device(tmp_path, "live_other", cloud)
     outside = connect(
@@ -301,9 +308,9 @@ def test_the_instructor_sees_the_class_only_and_switches_every_led_off(
 
     assert bob.get("/class/live/story").status_code == 403
     assert bob.get("/class/live").status_code == 403
-    bob_token = re.search(r'name="csrf" value="([^"]+)"', bob.get("/devices").text).group(1)
+    bob_token = csrf_of(bob)
     assert bob.post("/class/leds-off", data={"csrf": bob_token}).status_code == 403
-    token = re.search(r'name="csrf" value="([^"]+)"', teacher.get("/class").text).group(1)
+    token = csrf_of(teacher, "/class")
     assert teacher.post("/class/leds-off", data={"csrf": token}).status_code == 202
     assert in_class.wait_for(1) == [("things/live_room/led", b"0")]
     in_class.close()
@@ -314,12 +321,9 @@ def test_the_instructor_sees_the_class_only_and_switches_every_led_off(
 def test_the_led_form_works_without_javascript(
     site: Site, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    board = own_device(site, cloud, tmp_path, "live_plain", "ada")
-    board.client.subscribe("things/live_plain/led", qos=1)
-    wait_until(board.subscribed.is_set, what="the board's subscription")
+    board = listening(own_device(site, cloud, tmp_path, "live_plain", "ada"), "live_plain")
     ada = site.browser("ada")
-    page = ada.get("/dashboard?thing=live_plain").text
-    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    token = csrf_of(ada, "/dashboard?thing=live_plain")
     html = {"Accept": "text/html"}
     off = ada.post(
         "/live/live_plain/led",

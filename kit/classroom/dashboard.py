@@ -91,6 +91,7 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
             return not_yours()
         if last_event_id is not None and last_event_id.isdigit():
             after = int(last_event_id)
+
         def shown(name: str) -> bool:
             # The instructor's stream: the class's devices, not every thing of the account.
             return thing != EVERY or store.owner(name) is not None
@@ -134,24 +135,15 @@ def add_instructor_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
     """The instructor's live view of every device, and every LED off at once."""
     store = pages.store
 
-    def instructor(request: Request) -> Session | None:
-        session = pages.current(request)
-        return session if session is not None and teaches(session) else None
-
     @app.get("/class/live", response_class=HTMLResponse)
     def live_view(request: Request) -> Response:
-        if pages.current(request) is None:
-            return pages.to_login()
-        session = instructor(request)
-        if session is None:
-            return PlainTextResponse("This page is the instructor's.", 403)
-        return pages.page(request, "class_live.html", session)
+        return pages.for_instructor(request, "class_live.html")
 
     @app.get("/class/live/story")
     def class_story(request: Request) -> Response:
         """Every device of the class: its owner, presence and latest readings."""
-        if instructor(request) is None:
-            return PlainTextResponse("This page is the instructor's.", 403)
+        if pages.instructor(request) is None:
+            return pages.not_theirs()
         last_id = feed.last_id  # first: what arrives meanwhile comes twice, never not at all
         names = {account.username: account.name for account in store.accounts()}
         devices = []

@@ -8,6 +8,7 @@ own, in a cookie). Routes live in kit.classroom.site and kit.classroom.dashboard
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,25 @@ class Pages:
         if session is None or not same(session.csrf, csrf):
             return None
         return session
+
+    def instructor(self, request: Request) -> Session | None:
+        """The request's session if it is the instructor's, else None."""
+        session = self.current(request)
+        return session if session is not None and session.account.role == "instructor" else None
+
+    def for_instructor(
+        self, request: Request, name: str, context: Callable[[], dict[str, Any]] = dict
+    ) -> Response:
+        """The instructor's page `name` (its context made only for them); anyone else is sent
+        to log in, or refused."""
+        session = self.instructor(request)
+        if session is None:
+            return self.to_login() if self.current(request) is None else self.not_theirs()
+        return self.page(request, name, session, **context())
+
+    @staticmethod
+    def not_theirs() -> Response:
+        return PlainTextResponse("This page is the instructor's.", 403)
 
     @staticmethod
     def to_login() -> Response:

@@ -30,7 +30,7 @@ from kit.classroom.guards import guard, same
 from kit.classroom.live import ClassFeed
 from kit.classroom.ownership import may_see, remove_devices, teaches
 from kit.classroom.pages import HERE, Pages, SiteOptions
-from kit.classroom.store import ClassStore, Session
+from kit.classroom.store import ClassStore
 from kit.cloud import Cloud, Registration
 from kit.errors import KitError, ThingTakenError
 from kit.printable import printable
@@ -322,26 +322,16 @@ def _instructor(app: FastAPI, pages: Pages) -> None:
             if account.role == "student"
         ]
 
-    def instructor(request: Request) -> Session | None:
-        session = pages.current(request)
-        return session if session is not None and teaches(session) else None
-
     @app.get("/class", response_class=HTMLResponse)
     def whole_class(request: Request) -> Response:
-        if pages.current(request) is None:
-            return pages.to_login()
-        session = instructor(request)
-        if session is None:
-            return PlainTextResponse("This page is the instructor's.", 403)
-        return pages.page(request, "class.html", session, students=class_rows())
+        return pages.for_instructor(request, "class.html", lambda: {"students": class_rows()})
 
     @app.get("/class/table", response_class=HTMLResponse)
     def class_table(request: Request) -> Response:
         """The class page's table alone: the page fetches it every few seconds."""
-        session = instructor(request)
-        if session is None:
-            return PlainTextResponse("This page is the instructor's.", 403)
-        return pages.page(request, "class_table.html", session, students=class_rows())
+        if pages.instructor(request) is None:
+            return pages.not_theirs()
+        return pages.for_instructor(request, "class_table.html", lambda: {"students": class_rows()})
 
     @app.post("/class/teardown")
     def teardown(
