@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import secrets
 import ssl
 import threading
@@ -30,6 +32,8 @@ from kit.cloud import ObserverIdentity
 from kit.cloud.policy import OBSERVER_ID_PREFIX, PRESENCE_PREFIX
 from kit.cloud.store import Message, Store
 from kit.errors import KitError, TelemetryError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,19 +85,40 @@ def decode(topic: str, payload: bytes, received: float) -> Event | None:
         return None
     thing, rest = levels[1], "/".join(levels[2:])
     if rest == "environment":
-        try:
-            data = json.loads(payload)
-            return Reading(thing, received, float(data["temperature"]), float(data["humidity"]))
-        except (ValueError, TypeError, UnicodeDecodeError):
-            return Rejected(thing, received, topic, payload, "not JSON")
-        except KeyError as missing:
-            return Rejected(thing, received, topic, payload, f"no {missing.args[0]} field")
+        return _reading(thing, received, topic, payload)
     if rest == "led/state":
-        try:
-            return LedState(thing, received, int(payload.decode().strip()))
-        except (ValueError, UnicodeDecodeError):
-            return Rejected(thing, received, topic, payload, "not a whole number")
+        text = payload.decode("utf-8", errors="replace").strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 3):
+            return Rejected(thing, received, topic, payload, "not a whole number from 0 to 100")
+        return LedState(thing, received, int(text))
     return None
+
+
+def _reading(thing: str, received: float, topic: str, payload: bytes) -> Event:
+    """An environment message as a Reading, or Rejected with the reason (never raises)."""
+
+    def rejected(reason: str) -> Rejected:
+        return Rejected(thing, received, topic, payload, reason)
+
+    try:
+        data = json.loads(payload)
+    # RecursionError: "[[[[..." nested thousands deep.
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return rejected("not JSON")
+    if not isinstance(data, dict):
+        return rejected("not a JSON object")
+    for field in ("temperature", "humidity"):
+        if field not in data:
+            return rejected(f"no {field} field")
+    try:
+        values = float(data["temperature"]), float(data["humidity"])
+    except (TypeError, ValueError):
+        return rejected("not a number")
+    except OverflowError:  # a whole number of 400 digits
+        return rejected("not a finite number")
+    if not all(math.isfinite(value) for value in values):
+        return rejected("not a finite number")
+    return Reading(thing, received, *values)
 
 
 def check_brightness(value: int) -> int:
@@ -295,4 +320,7 @@ class Telemetry:
 
     def _tell(self, event: Event) -> None:
         for listener in self._listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not end paho's thread (and the watch)
+                log.exception("A telemetry listener failed on %s", event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import ssl
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def test_a_class_from_init_to_teardown_over_https(tmp_path: Path) -> None:
     assert oct(running.handout.stat().st_mode)[-3:] == "600"
 
     try:
-        with serving(running):  # as an instructor runs it: no --broker-host
+        with serving(running) as server:  # as an instructor runs it: no --broker-host
             pem = ssl.get_server_certificate(("127.0.0.1", int(running.port)), timeout=5)
             # The site shows its own certificate: the handout's fingerprint, and no CA.
             certificate = x509.load_pem_x509_certificate(pem.encode())
@@ -85,6 +86,12 @@ def test_a_class_from_init_to_teardown_over_https(tmp_path: Path) -> None:
                 # The broker port the class's cloud really uses goes into config.h.
                 ready = config_h.parse(ada.get("/devices/ada_1/config.h").text)
                 assert ready.port == int(env["KIT_BROKER_PORT"])
+
+                # Ctrl+C ends the site even while a live page stays open.
+                with ada.stream("GET", "/live/ada_1/events?after=0", timeout=None) as live:
+                    assert live.status_code == 200
+                    server.send_signal(signal.SIGINT)
+                    server.wait(timeout=15)
 
         listed = kit(env, "class", "roster", "list").stdout
         assert re.search(r"ada\.lovelace\s+student\s+Ada Lovelace\s+ada_1", listed)

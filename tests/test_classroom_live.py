@@ -133,7 +133,9 @@ def publish(peer: Peer, thing: str, temperature: float) -> None:
 class Stream:
     """An EventSource as a browser runs one: reads frames on a thread of its own."""
 
-    def __init__(self, client: httpx.Client, path: str, last_event_id: str | None = None) -> None:
+    def __init__(
+        self, client: httpx.Client, path: str, last_event_id: str | bytes | None = None
+    ) -> None:
         self.events: list[dict] = []
         self.status = 0
         self.closed = threading.Event()
@@ -354,3 +356,88 @@ def test_after_a_server_restart_a_page_loads_its_story_again(
     assert restarted.kept_since("live_restart", before) is None
     assert restarted.kept_since("live_restart", restarted.first_id) == []
     board.close()
+
+
+def test_hostile_readings_never_stop_the_feed(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    # Each of these once ended the class's only observer (paho's thread died) or broke the
+    # pages' JSON; now they are rejected messages on the console, and the feed goes on.
+    board = own_device(site, cloud, tmp_path, "live_evil", "ada")
+    ada, teacher = site.browser("ada"), site.browser("teacher")
+    stream = Stream(ada, f"/live/live_evil/events?after={site.feed.last_id}")
+    hostile = [
+        b'{"temperature": 1' + b"0" * 400 + b', "humidity": 1}',
+        b"[" * 100_000,
+        b'{"temperature": NaN, "humidity": Infinity}',
+        b'{"temperature": "<script>alert(1)</script>", "humidity": 1}',
+    ]
+    for payload in hostile:
+        board.client.publish("things/live_evil/environment", payload, qos=1).wait_for_publish(5)
+    publish(board, "live_evil", 71.0)
+    assert stream.wait_for(1, "reading")[0]["temperature"] == 71.0
+    rejected = stream.wait_for(len(hostile), "rejected")
+    reasons = ["not a finite number", "not JSON", "not a finite number", "not a number"]
+    assert [e["reason"] for e in rejected] == reasons
+    assert site.feed.connected
+    assert ada.get("/live/live_evil/story").status_code == 200
+    assert teacher.get("/class/live/story").status_code == 200
+    stream.close()
+    board.close()
+
+
+def test_a_device_that_changes_hands_ends_the_old_owners_stream(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "live_passed", "ada")
+    publish(board, "live_passed", 11.0)
+    ada, bob = site.browser("ada"), site.browser("bob")
+    wait_until(lambda: site.feed.recent("live_passed", 5), what="Ada's reading")
+    stream = Stream(ada, f"/live/live_passed/events?after={site.feed.last_id}")
+    board.close()
+    ada.post("/devices/live_passed/remove", data={"csrf": csrf_of(ada)})
+    time.sleep(0.05)  # the store's clock: Bob's claim comes after Ada's last reading
+    bobs_board = own_device(site, cloud, tmp_path / "bob", "live_passed", "bob")
+    publish(bobs_board, "live_passed", 22.0)
+    wait_until(stream.closed.is_set, what="Ada's stream to end")
+    assert all(e.get("temperature") != 22.0 for e in stream.events)
+    assert Stream(ada, "/live/live_passed/events?after=0").status == 404
+    # Bob's story starts when the device became his: nothing of Ada's time.
+    story = bob.get("/live/live_passed/story").json()
+    shown = [e.get("temperature") for e in story["recorded"] + story["kept"]]
+    assert 11.0 not in shown
+    bobs_board.close()
+
+
+def test_one_person_cannot_open_streams_without_end(site: Site) -> None:
+    from kit.classroom.dashboard import STREAMS_EACH
+
+    teacher = site.browser("teacher")
+    after = site.feed.last_id
+    opened = [Stream(teacher, f"/live/*/events?after={after}") for _ in range(STREAMS_EACH)]
+    assert {stream.status for stream in opened} == {200}
+    refused = teacher.get(f"/live/*/events?after={after}")
+    assert refused.status_code == 429 and "Too many live pages" in refused.text
+    opened[0].close()
+    wait_until(
+        lambda: Stream(teacher, f"/live/*/events?after={after}").status == 200,
+        what="a closed stream to free its place",
+    )
+    for stream in opened[1:]:
+        stream.close()
+
+
+def test_numbers_in_any_characters_are_refused_not_a_crash(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    own_device(site, cloud, tmp_path, "live_nums", "ada").close()
+    ada = site.browser("ada")
+    token = csrf_of(ada)
+    for value in ("²", "٣", "9" * 5000):
+        refused = ada.post("/live/live_nums/led", data={"csrf": token, "value": value})
+        assert refused.status_code == 400
+    for last in ("²".encode("latin-1"), b"9" * 5000, b"-3"):  # bytes as a header carries them
+        stream = Stream(ada, "/live/live_nums/events", last_event_id=last)
+        assert stream.status == 200
+        wait_until(stream.closed.is_set, what="the reload")
+        assert stream.events[-1]["event"]["event"] == "reload"

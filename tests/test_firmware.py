@@ -135,7 +135,30 @@ def test_decode_counts_bad_payloads() -> None:
         telemetry.decode("things/a/environment", b'{"temperature": 70}', 1).reason
         == "no humidity field"
     )
-    assert telemetry.decode("things/a/led/state", b"x", 1).reason == "not a whole number"
+    for state in (b"x", b"\xc2\xb2", b"9" * 5000, b"-1"):
+        assert telemetry.decode("things/a/led/state", state, 1).reason.startswith(
+            "not a whole number"
+        )
+    assert telemetry.decode("things/a/led/state", b" 40\r\n", 1).value == 40
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"temperature": 1' + b"0" * 400 + b', "humidity": 1}', "not a finite number"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"temperature": "warm", "humidity": 40}', "not a number"),
+        (b"[" * 100_000, "not JSON"),  # RecursionError
+        (b'{"temperature": NaN, "humidity": 40}', "not a finite number"),
+        (b'{"temperature": 70, "humidity": Infinity}', "not a finite number"),
+        (b'{"temperature": "nan", "humidity": 40}', "not a finite number"),
+        (b'{"temperature": 1e400, "humidity": 40}', "not a finite number"),
+    ],
+    ids=["400-digits", "list", "text", "nested", "NaN", "Infinity", "nan-text", "1e400"],
+)
+def test_a_hostile_reading_is_rejected_never_raised(payload: bytes, reason: str) -> None:
+    # Raised on paho's thread, any of these ended the class server's only observer.
+    assert telemetry.decode("things/a/environment", payload, 1).reason == reason
     assert telemetry.decode("things/a/led", b"5", 1) is None
     assert telemetry.decode("other/a", b"{}", 1) is None
 

@@ -9,6 +9,8 @@ own devices, the instructor every device of the class (`/live/*/events`).
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 from urllib.parse import quote
@@ -33,11 +35,50 @@ from kit.errors import KitError
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
 RETRY_MS = 2000  # how soon a browser reconnects a dropped stream
 RECENT = 60  # readings per device on the instructor's small charts
+STREAMS_EACH = 8  # live pages one person may keep open (tabs, a projector, a phone)
+STREAMS_TOTAL = 1500  # for the whole class: 300 students with a few pages each
+
+
+def stream_budget() -> int:
+    """How many streams the limit on open files leaves room for (some kept for the rest)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to ask
+        return STREAMS_TOTAL
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return STREAMS_TOTAL
+    return max(50, min(STREAMS_TOTAL, soft - 300))
+
+
+class Streams:
+    """How many live streams each person has open, within a bound for each and for all: a
+    stream holds a connection and a file descriptor for as long as the page stays open."""
+
+    def __init__(self, each: int = STREAMS_EACH, total: int | None = None) -> None:
+        self.each, self.total = each, total if total is not None else stream_budget()
+        self._open: Counter[str] = Counter()  # touched on the event loop's thread only
+
+    def open(self, person: str) -> bool:
+        """Count one more stream for `person`, if both bounds allow it."""
+        if self._open[person] >= self.each or self._open.total() >= self.total:
+            return False
+        self._open[person] += 1
+        return True
+
+    async def closing(self, person: str, frames: AsyncIterator[str]) -> AsyncIterator[str]:
+        """`frames`, counting the stream as closed when they end or the page goes away."""
+        try:
+            async for frame in frames:
+                yield frame
+        finally:
+            self._open[person] -= 1
 
 
 def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
     """The dashboard pages and their data, all behind the owner check."""
     store = pages.store
+    streams = Streams()
 
     def allowed(request: Request, thing: str) -> Session | None:
         session = pages.current(request)
@@ -64,7 +105,7 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
         """History and what the feed kept of `thing`, with the number to follow from."""
         if thing == EVERY or allowed(request, thing) is None:
             return not_yours()
-        snapshot = feed.snapshot(thing)
+        snapshot = feed.snapshot(thing, since=store.registered_at(thing) or time.time())
         presence = pages.cloud.presence(thing)
         return JSONResponse(
             {
@@ -87,17 +128,24 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
     ) -> Response:
         """The live stream of `thing` (the instructor: `*`, every device) after `after`, or
         after the Last-Event-ID a reconnecting browser sends."""
-        if allowed(request, thing) is None:
+        session = allowed(request, thing)
+        if session is None:
             return not_yours()
-        if last_event_id is not None and last_event_id.isdigit():
-            after = int(last_event_id)
+        if last_event_id is not None:
+            after = _number(last_event_id) or 0  # an unreadable id: from before this feed
+        person, everything = session.account.username, teaches(session)
+        if not streams.open(person):
+            return PlainTextResponse(
+                "Too many live pages are open: close some tabs and reload this one.", 429
+            )
 
         def shown(name: str) -> bool:
-            # The instructor's stream: the class's devices, not every thing of the account.
-            return thing != EVERY or store.owner(name) is not None
+            # Asked again at every event: a device can change hands while a page is open.
+            owner = store.owner(name)
+            return owner is not None and (everything or owner == person)
 
         return StreamingResponse(
-            _frames(feed, thing, after, shown),
+            streams.closing(person, _frames(feed, thing, after, shown)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -120,10 +168,11 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
             return not_yours()
         if switch == "0" or (switch == "100" and value == "0"):
             value = switch  # "off" wins over the slider; "on" with the slider at 0 is full on
-        if not value.isdigit():
+        brightness = _number(value)
+        if brightness is None:
             return PlainTextResponse("The LED brightness is a whole number from 0 to 100.", 400)
         try:
-            feed.led(thing, telemetry.check_brightness(int(value)))
+            feed.led(thing, telemetry.check_brightness(brightness))
         except KitError as error:
             return PlainTextResponse(str(error), 400)
         if "text/html" in request.headers.get("accept", ""):
@@ -187,5 +236,15 @@ async def _frames(
             yield ": quiet\n\n"
         elif item is Signal.RELOAD:
             yield "event: reload\ndata: {}\n\n"
-        elif isinstance(item, Numbered) and shown(item.event.thing):
-            yield item.frame()
+        elif isinstance(item, Numbered):
+            if shown(item.event.thing):
+                yield item.frame()
+            elif thing != EVERY:
+                return  # no longer this person's: the reconnecting page meets the owner check
+
+
+def _number(text: str) -> int | None:
+    """A whole number as a form or header sends it (ASCII digits, at most 18), else None."""
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None

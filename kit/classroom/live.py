@@ -32,6 +32,8 @@ EVERY = "*"  # a follower of every device (the instructor's live view)
 KEEP_PER_DEVICE = 600  # 10 minutes at 1 message/s; 100 at the sketch's one per 10 s
 QUEUE_LIMIT = 1000  # a page this far behind is dropped; it reconnects and catches up
 HISTORY_SECONDS = 3600
+HISTORY_ROWS = 3600  # an hour at one message a second
+READING_BYTES = 2048  # a reading is tens of bytes: a bigger payload is no reading to draw
 
 
 @dataclass(frozen=True)
@@ -236,19 +238,20 @@ class ClassFeed:
         finally:
             self._forget(follower)
 
-    def snapshot(self, thing: str, seconds: float = HISTORY_SECONDS) -> Snapshot:
-        """The last `seconds` of `thing`: recorded before the feed kept it, then kept."""
+    def snapshot(self, thing: str, since: float) -> Snapshot:
+        """`thing` since `since` (at most the last hour): recorded before the feed kept it,
+        then kept. A device's owner sees nothing from before it was theirs."""
+        since = max(since, time.time() - HISTORY_SECONDS)
         with self._lock:
-            kept = list(self._kept.get(thing, ()))
+            kept = [n for n in self._kept.get(thing, ()) if n.event.time >= since]
             last_id = self.last_id
             # What the feed let go (or never saw, before it started) comes from the recorder.
             dropped = self._dropped.get(thing)
             until = dropped.event.time if dropped is not None else self.started
-        since = time.time() - seconds
-        recorded = [
-            describe(event)
-            for event in _decoded(self.cloud.history(thing, since=since, until=until))
-        ]
+        messages = self.cloud.history(
+            thing, since=since, until=until, latest=HISTORY_ROWS, max_bytes=READING_BYTES
+        )
+        recorded = [describe(event) for event in _decoded(messages)]
         return Snapshot(recorded, [n.as_json() for n in kept], last_id)
 
 

@@ -6,6 +6,7 @@ default): the store, the site's web certificate and key, and the handouts, all p
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -204,6 +205,7 @@ def serve(
     from kit.classroom.site import SiteOptions, create_app
 
     check_listening(listen, http, proxy_headers)
+    _more_open_files()  # before the site counts how many live pages it can hold
     store = open_store(folder)
     # The address students use: the class's host on the port served (a proxy keeps init's).
     address = site_address(store.fact("host") or default_host(), port)
@@ -224,6 +226,8 @@ def serve(
             host=listen,
             port=port,
             proxy_headers=proxy_headers,
+            # Open live pages never end by themselves: Ctrl+C closes them after 3 s.
+            timeout_graceful_shutdown=3,
             # Only the proxy on this computer may say who the client is (the backoff uses it).
             forwarded_allow_ips="127.0.0.1" if proxy_headers else None,
             log_level="warning",
@@ -231,3 +235,16 @@ def serve(
         )
     finally:
         store.close()
+
+
+def _more_open_files() -> None:
+    """Raise this process's limit on open files to the most it may have: every open live page
+    holds a connection (the usual 1024 is a few pages per student in a room of 300)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -323,6 +323,11 @@ class ClassStore:
         """Every thing of the class and its owner."""
         return {str(t): str(o) for t, o in self.db.execute("SELECT thing, owner FROM things")}
 
+    def registered_at(self, thing: str) -> float | None:
+        """When `thing` became its owner's in this class (None: it is nobody's)."""
+        row = self.db.execute("SELECT registered FROM things WHERE thing = ?", (thing,)).fetchone()
+        return None if row is None else float(row[0])
+
     def release(self, thing: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM things WHERE thing = ?", (thing,))

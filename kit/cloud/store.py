@@ -279,10 +279,15 @@ class Store:
         until: float | None = None,
         latest: int | None = None,
         topic_suffix: str | None = None,
+        max_bytes: int | None = None,
     ) -> list[Message]:
-        """Recorded messages, oldest first: one thing or all, a time range, or the latest N."""
+        """Recorded messages, oldest first: one thing or all, a time range, or the latest N;
+        only those of at most `max_bytes` if given."""
         where: list[str] = []
         args: list[object] = []
+        if max_bytes is not None:
+            where.append("length(payload) <= ?")
+            args.append(max_bytes)
         if thing is not None:
             where.append("thing = ?")
             args.append(thing)
