@@ -83,31 +83,54 @@ def new_class(home: Path, names: list[str], roster_file: Path) -> RunningClass:
     )
 
 
-@contextlib.contextmanager
-def serving(running: RunningClass, *extra: str) -> Iterator[subprocess.Popen[str]]:
-    """`kit class serve` until the block ends; then the class's local cloud stops too."""
-    log = Path(running.env["KIT_HOME"]) / "serve.log"  # a file: a full pipe would stall it
-    with log.open("w") as output:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "kit.cli", "class", "serve", "--port", running.port, *extra],
-            env=running.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
+class Serving:
+    """`kit class serve` as a process of its own, which a test may restart."""
+
+    def __init__(self, running: RunningClass, extra: tuple[str, ...]) -> None:
+        self.running, self.extra = running, extra
+        self.log = Path(running.env["KIT_HOME"]) / "serve.log"  # a file: a full pipe stalls
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "kit.cli", "class", "serve", "--port", self.running.port]
+        with self.log.open("a") as output:
+            process = subprocess.Popen(
+                [*command, *self.extra],
+                env=self.running.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.get(f"{running.site}/login", verify=False, timeout=2)
-                break
+                httpx.get(f"{self.running.site}/login", verify=False, timeout=2)
+                return process
             except httpx.HTTPError:
-                assert server.poll() is None, log.read_text()
+                assert process.poll() is None, self.log.read_text()
                 assert time.monotonic() < deadline, "the class site never answered"
                 time.sleep(0.3)
-        yield server
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def restart(self, pause: float = 0.0) -> None:
+        """Stop the site, wait `pause` seconds (the boards go on publishing), start it again."""
+        self.stop()
+        time.sleep(pause)
+        self.process = self._start()
+
+
+@contextlib.contextmanager
+def serving(running: RunningClass, *extra: str) -> Iterator[Serving]:
+    """`kit class serve` until the block ends; then the class's local cloud stops too."""
+    served = None
+    try:
+        served = Serving(running, extra)
+        yield served
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if served is not None:
+            served.stop()
         with using_home(Path(running.env["KIT_HOME"])):
             steps.stop_everything()

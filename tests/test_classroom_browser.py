@@ -6,6 +6,7 @@ the instructor's page say so. A second student sees nothing of it. Run alone: py
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_a_student_registers_through_the_class_site_and_the_board_connects(
     site, port = running.site, running.port
     try:
         with (
-            serving(running, "--broker-host", "localhost"),
+            serving(running, "--broker-host", "localhost") as served,
             sync_playwright() as playwright,
         ):
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -110,6 +111,7 @@ def test_a_student_registers_through_the_class_site_and_the_board_connects(
             student_dashboard(ada, site, shots)
             others_stay_out(bob, site)
             instructor_live_view(teacher, site, shots)
+            catches_up_after_a_restart(ada, site, served)
             browser.close()
     finally:
         with using_home(student_home):
@@ -173,6 +175,20 @@ def instructor_live_view(teacher, site: str, shots: Path) -> None:
     assert "°F" in talking.inner_text() and "Ada Lovelace" in talking.inner_text()
     assert "silent" in teacher.locator(".card", has_text="bob_board").get_attribute("class")
     teacher.screenshot(path=str(shots / "live-view.png"), full_page=True)
+
+
+def catches_up_after_a_restart(ada, site: str, served) -> None:
+    """The class server restarts mid-class; the board goes on publishing meanwhile. Ada's page
+    reconnects by itself, loads its story again and misses nothing: one point a second."""
+    ada.goto(f"{site}/dashboard?thing=ada_board")
+    wait_js(ada, "document.getElementById('live').textContent === 'updates live'")
+    before = ada.evaluate("window.kitPlot.data[0].length")
+    served.restart(pause=4)
+    wait_js(ada, f"window.kitPlot.data[0].length >= {before + 6}", timeout=30)
+    times = ada.evaluate("Array.from(window.kitPlot.data[0])")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # The board publishes every second: nothing is missing, and nothing came twice.
+    assert min(gaps) > 0.5 and max(gaps) < 1.6, gaps
 
 
 def wait_js(page, expression: str, timeout: float = 15.0) -> None:

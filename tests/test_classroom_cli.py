@@ -57,7 +57,7 @@ def test_a_class_from_init_to_teardown_over_https(tmp_path: Path) -> None:
     assert oct(running.handout.stat().st_mode)[-3:] == "600"
 
     try:
-        with serving(running) as server:  # as an instructor runs it: no --broker-host
+        with serving(running) as served:  # as an instructor runs it: no --broker-host
             pem = ssl.get_server_certificate(("127.0.0.1", int(running.port)), timeout=5)
             # The site shows its own certificate: the handout's fingerprint, and no CA.
             certificate = x509.load_pem_x509_certificate(pem.encode())
@@ -90,8 +90,8 @@ def test_a_class_from_init_to_teardown_over_https(tmp_path: Path) -> None:
                 # Ctrl+C ends the site even while a live page stays open.
                 with ada.stream("GET", "/live/ada_1/events?after=0", timeout=None) as live:
                     assert live.status_code == 200
-                    server.send_signal(signal.SIGINT)
-                    server.wait(timeout=15)
+                    served.process.send_signal(signal.SIGINT)
+                    served.process.wait(timeout=15)
 
         listed = kit(env, "class", "roster", "list").stdout
         assert re.search(r"ada\.lovelace\s+student\s+Ada Lovelace\s+ada_1", listed)

@@ -131,8 +131,11 @@ class ClassFeed:
         self._loop = loop
         watch = telemetry.Telemetry(self.cloud.observer(), keep=1, renew=self.cloud.observer)
         watch.listen(self._arrived)
-        self.started = time.time()
         self._watch = watch.start()
+        # Only now: what the broker recorded before this moment, the feed may not have seen
+        # (the recorder, not the feed, tells of it); a message in the few milliseconds between
+        # the subscription and now may be told by both.
+        self.started = time.time()
         return self
 
     def stop(self) -> None:
