@@ -7,8 +7,17 @@ instructor in the AWS console) still leaves the class instead of blocking its ow
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from kit import certs
 from kit.classroom.store import ClassStore, Session
-from kit.cloud import Cloud
+from kit.cloud import Cloud, Registration
+from kit.errors import KitError, ThingTakenError
+from kit.printable import printable
+
+MAX_DEVICES = 5  # per student: enough for a spare board, too few to squat the room's names
 
 
 def teaches(session: Session) -> bool:
@@ -36,3 +45,80 @@ def remove_devices(store: ClassStore, cloud: Cloud, things: list[str]) -> list[s
     for thing in things:
         remove_device(store, cloud, thing, known)
     return things
+
+
+class Claims:
+    """One registration at a time per device name and per student, not one for the whole
+    class: on AWS a registration takes a second, and thirty students must not queue."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def holding(self, *keys: str) -> Iterator[None]:
+        with self._guard:
+            locks = [self._locks.setdefault(key, threading.Lock()) for key in sorted(keys)]
+        for lock in locks:  # always in the same order: two claims never wait on each other
+            lock.acquire()
+        try:
+            yield
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+
+class Registrar:
+    """Registering a student's CSR in the class's cloud: the name must be free in the class,
+    a student has at most MAX_DEVICES, and a thing the cloud had before the class is nobody's
+    here. One registration at a time per device name and per student."""
+
+    def __init__(self, store: ClassStore, cloud: Cloud) -> None:
+        self.store, self.cloud = store, cloud
+        self._claims = Claims()
+
+    def register(self, username: str, csr: certs.Csr, slot: int) -> tuple[str, Registration | None]:
+        """Register `csr` (its key in `slot`) in the cloud for `username`: the registration,
+        or why not (a message for the student)."""
+        with self._claims.holding(f"student:{username}", f"thing:{csr.common_name}"):
+            return self._register(username, csr, slot)
+
+    def _register(
+        self, username: str, csr: certs.Csr, slot: int
+    ) -> tuple[str, Registration | None]:
+        store, cloud, thing = self.store, self.cloud, csr.common_name
+        owner = store.owner(thing)
+        if owner is not None and owner != username:
+            return (
+                f"The device name '{printable(thing)}' is taken by another student in this class. "
+                "Capture a new CSR with another name (notebook 01, or the CSR sketch's name "
+                "question).",
+                None,
+            )
+        if owner is None and len(store.things_of(username)) >= MAX_DEVICES:
+            return (
+                f"You have {MAX_DEVICES} devices registered already, the most a student may have: "
+                "remove one on My devices first.",
+                None,
+            )
+        try:
+            registration = cloud.register(csr)
+        except ThingTakenError:
+            return (
+                f"'{printable(thing)}' is already registered with another key. If it is yours, "
+                "remove it on My devices and register again.",
+                None,
+            )
+        except KitError as error:
+            return str(error), None
+        if owner is None and not registration.created:
+            # The cloud had it before this class did (a CSR is no secret: anyone may have a
+            # copy), so nobody here may take it over.
+            return (
+                f"'{printable(thing)}' was registered in the cloud outside this class. Ask your "
+                "teacher, or capture a CSR with another device name.",
+                None,
+            )
+        store.claim(thing, username)
+        store.keep_registration(thing, registration, slot)
+        return "", registration

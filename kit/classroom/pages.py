@@ -18,6 +18,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from kit.classroom.guards import same
+from kit.classroom.ownership import Registrar
 from kit.classroom.store import ClassStore, Session
 from kit.cloud import Cloud
 
@@ -37,6 +38,7 @@ class Pages:
 
     def __init__(self, store: ClassStore, cloud: Cloud, options: SiteOptions) -> None:
         self.store, self.cloud, self.options = store, cloud, options
+        self.registrar = Registrar(store, cloud)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["seen"] = seen
         # The __Host- prefix makes the browser refuse the cookie from anything but this host

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,12 +31,10 @@ from kit.classroom.ownership import may_see, remove_devices, teaches
 from kit.classroom.pages import HERE, Pages, SiteOptions
 from kit.classroom.store import ClassStore
 from kit.cloud import Cloud, Registration
-from kit.errors import KitError, ThingTakenError
-from kit.printable import printable
+from kit.errors import KitError
 
 __all__ = ["SiteOptions", "create_app"]
 
-MAX_DEVICES = 5  # per student: enough for a spare board, too few to squat the room's names
 WIFI_NAME, WIFI_PASSWORD = "YOUR-WIFI-NAME", "YOUR-WIFI-PASSWORD"  # marked placeholders
 
 
@@ -140,31 +137,9 @@ def _accounts(app: FastAPI, pages: Pages) -> None:
         return response
 
 
-class Claims:
-    """One registration at a time per device name and per student, not one for the whole
-    class: on AWS a registration takes a second, and thirty students must not queue."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    @contextmanager
-    def holding(self, *keys: str) -> Iterator[None]:
-        with self._guard:
-            locks = [self._locks.setdefault(key, threading.Lock()) for key in sorted(keys)]
-        for lock in locks:  # always in the same order: two claims never wait on each other
-            lock.acquire()
-        try:
-            yield
-        finally:
-            for lock in reversed(locks):
-                lock.release()
-
-
 def _registering(app: FastAPI, pages: Pages) -> None:
     """Register Thing: a pasted or uploaded CSR becomes a certificate and a ready config.h."""
-    store, cloud = pages.store, pages.cloud
-    claims = Claims()
+    store = pages.store
 
     @app.get("/register", response_class=HTMLResponse)
     def register_form(request: Request) -> Response:
@@ -197,9 +172,9 @@ def _registering(app: FastAPI, pages: Pages) -> None:
             except KitError as error:
                 problem = str(error)
             else:
-                username, thing = session.account.username, request_csr.common_name
-                with claims.holding(f"student:{username}", f"thing:{thing}"):
-                    problem, registration = _claim(store, cloud, username, request_csr, int(slot))
+                problem, registration = pages.registrar.register(
+                    session.account.username, request_csr, int(slot)
+                )
                 if registration is not None:
                     ready = _ready(registration, int(slot))
                     return pages.page(
@@ -214,49 +189,6 @@ def _registering(app: FastAPI, pages: Pages) -> None:
             problem=problem,
             status=400,
         )
-
-
-def _claim(
-    store: ClassStore, cloud: Cloud, username: str, csr: certs.Csr, slot: int
-) -> tuple[str, Registration | None]:
-    """Register `csr` (its key in `slot`) in the cloud for `username`: the registration, or
-    why not."""
-    thing = csr.common_name
-    owner = store.owner(thing)
-    if owner is not None and owner != username:
-        return (
-            f"The device name '{printable(thing)}' is taken by another student in this class. "
-            "Capture a new CSR with another name (notebook 01, or the CSR sketch's name "
-            "question).",
-            None,
-        )
-    if owner is None and len(store.things_of(username)) >= MAX_DEVICES:
-        return (
-            f"You have {MAX_DEVICES} devices registered already, the most a student may have: "
-            "remove one on My devices first.",
-            None,
-        )
-    try:
-        registration = cloud.register(csr)
-    except ThingTakenError:
-        return (
-            f"'{printable(thing)}' is already registered with another key. If it is yours, "
-            "remove it on My devices and register again.",
-            None,
-        )
-    except KitError as error:
-        return str(error), None
-    if owner is None and not registration.created:
-        # The cloud had it before this class did (a CSR is no secret: anyone may have a
-        # copy), so nobody here may take it over.
-        return (
-            f"'{printable(thing)}' was registered in the cloud outside this class. Ask your "
-            "teacher, or capture a CSR with another device name.",
-            None,
-        )
-    store.claim(thing, username)
-    store.keep_registration(thing, registration, slot)
-    return "", registration
 
 
 def _devices(app: FastAPI, pages: Pages) -> None:

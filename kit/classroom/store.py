@@ -50,9 +50,16 @@ CREATE TABLE IF NOT EXISTS failures (
     username TEXT NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL,
     PRIMARY KEY (username, client));
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The notebooks' bearer tokens (kit.classroom.api), kept hashed as session ids are.
+CREATE TABLE IF NOT EXISTS tokens (
+    id_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
+    created REAL NOT NULL, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (username);
 """
 Role = Literal["student", "instructor"]
 SESSION_SECONDS = 12 * 3600  # a school day; a new login after that
+TOKEN_SECONDS = 90 * 24 * 3600  # a notebook's token lasts a term; the instructor can end it
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ class ClassStore:
         return None if row is None else str(row[0])
 
     def set_password_hash(self, username: str, password_hash: str) -> None:
-        """A new password; every session of that person ends."""
+        """A new password; every session and notebook token of that person ends."""
         with self.transaction() as db:
             changed = db.execute(
                 "UPDATE accounts SET password_hash = ? WHERE username = ?",
@@ -188,6 +195,7 @@ class ClassStore:
             if not changed:
                 raise ClassError(f"There is no account called '{username}'.")
             db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+            db.execute("DELETE FROM tokens WHERE username = ?", (username,))
 
     def remove_account(self, username: str) -> list[str]:
         """Remove a person and their sessions; return the things they owned (for the cloud)."""
@@ -223,6 +231,33 @@ class ClassStore:
             (session_key(session_id), self._clock()),
         ).fetchone()
         return None if row is None else Session(Account(*row[:3]), row[3], row[4])
+
+    # Notebook tokens
+
+    def issue_token(self, username: str, token: str) -> float:
+        """Keep a new token of `username` (hashed); return when it expires."""
+        now = self._clock()
+        with self.transaction() as db:
+            db.execute("DELETE FROM tokens WHERE expires < ?", (now,))
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?)",
+                (session_key(token), username, now, now + TOKEN_SECONDS),
+            )
+        return now + TOKEN_SECONDS
+
+    def token_account(self, token: str) -> Account | None:
+        """The person a live token belongs to, or None (unknown, revoked or expired)."""
+        row = self.db.execute(
+            "SELECT a.username, a.name, a.role FROM tokens t "
+            "JOIN accounts a ON a.username = t.username WHERE t.id_hash = ? AND t.expires > ?",
+            (session_key(token), self._clock()),
+        ).fetchone()
+        return None if row is None else Account(*row)
+
+    def revoke_tokens(self, username: str) -> int:
+        """End every notebook token of `username`; return how many there were."""
+        with self.transaction() as db:
+            return int(db.execute("DELETE FROM tokens WHERE username = ?", (username,)).rowcount)
 
     def end_session(self, session_id: str) -> None:
         with self.transaction() as db:
