@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Header, Request
@@ -75,10 +75,62 @@ class Streams:
             self._open[person] -= 1
 
 
-def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
+class Live:
+    """The class's live feed as the pages and the notebooks' API serve it: a device's story,
+    its stream and its LED, for a person the caller has checked may see it."""
+
+    def __init__(self, pages: Pages, feed: ClassFeed) -> None:
+        self.store, self.cloud, self.feed = pages.store, pages.cloud, feed
+        self.streams = Streams()
+
+    def story(self, thing: str) -> dict[str, Any]:
+        """History and what the feed kept of `thing`, with the number to follow from."""
+        snapshot = self.feed.snapshot(thing, since=self.store.registered_at(thing) or time.time())
+        presence = self.cloud.presence(thing)
+        return {
+            "thing": thing,
+            "recorded": snapshot.recorded,
+            "kept": snapshot.kept,
+            "last_id": snapshot.last_id,
+            "connected": presence.connected,
+            "last_seen": presence.last_seen,
+            "feed": self.feed.connected,
+        }
+
+    def stream(self, person: str, everything: bool, thing: str, after: int) -> Response:
+        """The Server-Sent Events stream of `thing` (EVERY: the class) after number `after`,
+        for `person` (`everything`: the instructor)."""
+        if not self.streams.open(person):
+            return PlainTextResponse(
+                "Too many live pages are open: close some tabs and reload this one.", 429
+            )
+
+        def shown(name: str) -> bool:
+            # Asked again at every event: a device can change hands while a page is open.
+            owner = self.store.owner(name)
+            return owner is not None and (everything or owner == person)
+
+        return StreamingResponse(
+            self.streams.closing(person, _frames(self.feed, thing, after, shown)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    def led(self, thing: str, value: str) -> str:
+        """Ask `thing` to set its LED to `value` percent: "" when sent, else why not."""
+        brightness = number(value)
+        if brightness is None:
+            return "The LED brightness is a whole number from 0 to 100."
+        try:
+            self.feed.led(thing, telemetry.check_brightness(brightness))
+        except KitError as error:
+            return str(error)
+        return ""
+
+
+def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
     """The dashboard pages and their data, all behind the owner check."""
     store = pages.store
-    streams = Streams()
 
     def allowed(request: Request, thing: str) -> Session | None:
         session = pages.current(request)
@@ -105,19 +157,7 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
         """History and what the feed kept of `thing`, with the number to follow from."""
         if thing == EVERY or allowed(request, thing) is None:
             return not_yours()
-        snapshot = feed.snapshot(thing, since=store.registered_at(thing) or time.time())
-        presence = pages.cloud.presence(thing)
-        return JSONResponse(
-            {
-                "thing": thing,
-                "recorded": snapshot.recorded,
-                "kept": snapshot.kept,
-                "last_id": snapshot.last_id,
-                "connected": presence.connected,
-                "last_seen": presence.last_seen,
-                "feed": feed.connected,
-            }
-        )
+        return JSONResponse(live.story(thing))
 
     @app.get("/live/{thing}/events")
     async def events(
@@ -132,23 +172,8 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
         if session is None:
             return not_yours()
         if last_event_id is not None:
-            after = _number(last_event_id) or 0  # an unreadable id: from before this feed
-        person, everything = session.account.username, teaches(session)
-        if not streams.open(person):
-            return PlainTextResponse(
-                "Too many live pages are open: close some tabs and reload this one.", 429
-            )
-
-        def shown(name: str) -> bool:
-            # Asked again at every event: a device can change hands while a page is open.
-            owner = store.owner(name)
-            return owner is not None and (everything or owner == person)
-
-        return StreamingResponse(
-            streams.closing(person, _frames(feed, thing, after, shown)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+            after = number(last_event_id) or 0  # an unreadable id: from before this feed
+        return live.stream(session.account.username, teaches(session), thing, after)
 
     @app.post("/live/{thing}/led")
     def led(
@@ -168,21 +193,17 @@ def add_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
             return not_yours()
         if switch == "0" or (switch == "100" and value == "0"):
             value = switch  # "off" wins over the slider; "on" with the slider at 0 is full on
-        brightness = _number(value)
-        if brightness is None:
-            return PlainTextResponse("The LED brightness is a whole number from 0 to 100.", 400)
-        try:
-            feed.led(thing, telemetry.check_brightness(brightness))
-        except KitError as error:
-            return PlainTextResponse(str(error), 400)
+        problem = live.led(thing, value)
+        if problem:
+            return PlainTextResponse(problem, 400)
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse(f"/dashboard?thing={quote(thing)}", status_code=303)
         return PlainTextResponse("sent", 202)
 
 
-def add_instructor_routes(app: FastAPI, pages: Pages, feed: ClassFeed) -> None:
+def add_instructor_routes(app: FastAPI, pages: Pages, live: Live) -> None:
     """The instructor's live view of every device, and every LED off at once."""
-    store = pages.store
+    store, feed = pages.store, live.feed
 
     @app.get("/class/live", response_class=HTMLResponse)
     def live_view(request: Request) -> Response:
@@ -243,7 +264,7 @@ async def _frames(
                 return  # no longer this person's: the reconnecting page meets the owner check
 
 
-def _number(text: str) -> int | None:
+def number(text: str) -> int | None:
     """A whole number as a form or header sends it (ASCII digits, at most 18), else None."""
     if text.isascii() and text.isdigit() and len(text) <= 18:
         return int(text)

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 
 from kit import certs, config_h
-from kit.classroom import dashboard, passwords
+from kit.classroom import api, dashboard, passwords
 from kit.classroom.guards import guard, same
 from kit.classroom.live import ClassFeed
 from kit.classroom.ownership import may_see, remove_devices, teaches
@@ -63,8 +63,10 @@ def create_app(
     _devices(app, pages)
     _instructor(app, pages)
     if feed is not None:
-        dashboard.add_routes(app, pages, feed)
-        dashboard.add_instructor_routes(app, pages, feed)
+        live = dashboard.Live(pages, feed)
+        dashboard.add_routes(app, pages, live)
+        dashboard.add_instructor_routes(app, pages, live)
+        app.mount("/api", api.create_api(pages, live))
     return app
 
 

@@ -1,0 +1,251 @@
+"""The class server's JSON API for the notebooks (kit.cloud.class_cloud.ClassCloud).
+
+A notebook exchanges the student's username and password once for a bearer token (kept hashed
+in the class store, ended by the instructor, a new password or the account's removal), then
+registers CSRs, lists, watches and commands the student's own devices, and nothing else: every
+route with a device in it asks kit.classroom.ownership first and answers 404 for anyone else's.
+FastAPI describes it all at /api/openapi.json. (No `from __future__ import annotations`:
+FastAPI reads the routes' annotations at run time, and `Person` is local to create_api.)
+"""
+
+import base64
+import secrets
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from kit import certs
+from kit.classroom import passwords
+from kit.classroom.dashboard import Live, number
+from kit.classroom.ownership import remove_devices
+from kit.classroom.pages import Pages
+from kit.classroom.store import Account
+from kit.errors import KitError
+
+HISTORY_LIMIT = 5000
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class Token(BaseModel):
+    token: str
+    username: str
+    expires: float  # Unix time
+
+
+class CsrUpload(BaseModel):
+    csr: str = Field(max_length=64 * 1024, description="the CSR as pasted or captured")
+    slot: int = Field(0, ge=0, le=4, description="the chip's key slot the CSR sketch used")
+
+
+class RegistrationOut(BaseModel):
+    thing: str
+    certificate_pem: str
+    certificate_id: str
+    broker_host: str
+    broker_port: int
+    ca_pem: str
+    cloud: str
+    created: bool
+
+
+class ThingOut(BaseModel):
+    thing: str
+    connected: bool | None
+    last_seen: float | None
+
+
+class PresenceOut(BaseModel):
+    thing: str
+    connected: bool | None
+    changed: float | None
+    last_message: float | None
+
+
+class MessageOut(BaseModel):
+    topic: str
+    payload: str = Field(description="the payload's bytes, base64")
+    received: float
+
+
+class LedCommand(BaseModel):
+    value: int = Field(ge=0, le=100)
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "not a device of yours"}
+}
+
+
+def create_api(pages: Pages, live: Live) -> FastAPI:
+    """The API application, mounted at /api by the class site."""
+    store, cloud = pages.store, pages.cloud
+    api = FastAPI(
+        title="IoT course class server",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        responses={401: {"model": Problem, "description": "no token, or not a live one"}},
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    def person(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Account:
+        account = store.token_account(credentials.credentials) if credentials else None
+        if account is None:
+            raise HTTPException(
+                401,
+                "No live token: run course.use(cloud='class', ...) again to log in.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return account
+
+    Person = Annotated[Account, Depends(person)]
+
+    def mine(account: Account, thing: str) -> None:
+        owner = store.owner(thing)
+        if owner is None or (owner != account.username and account.role != "instructor"):
+            raise HTTPException(404, "There is no such device of yours.")
+
+    @api.post(
+        "/token",
+        response_model=Token,
+        responses={429: {"model": Problem}, 503: {"model": Problem}},
+    )
+    def token(request: Request, asked: TokenRequest) -> Token | JSONResponse:
+        """A token for this student's notebooks, for their username and password."""
+        username = asked.username.strip().lower()
+        client = request.client.host if request.client else "?"
+        try:
+            answer = passwords.check_login(store, username, asked.password, client)
+        except passwords.Busy:
+            return _problem(503, "Many people are logging in right now: try again soon.")
+        if answer.wait > 0:
+            return _problem(429, f"Too many wrong passwords: wait {answer.wait:.0f} s.")
+        if not answer.right:
+            return _problem(401, "That username and password do not match your card.")
+        issued = secrets.token_urlsafe(32)
+        return Token(token=issued, username=username, expires=store.issue_token(username, issued))
+
+    @api.get("/things", response_model=list[ThingOut])
+    def things(account: Person) -> list[ThingOut]:
+        """The student's devices, with whether each is connected now."""
+        found = []
+        for thing in store.things_of(account.username):
+            presence = cloud.presence(thing)
+            found.append(
+                ThingOut(thing=thing, connected=presence.connected, last_seen=presence.last_seen)
+            )
+        return found
+
+    @api.post(
+        "/things",
+        response_model=RegistrationOut,
+        status_code=201,
+        responses={400: {"model": Problem}},
+    )
+    def register(account: Person, upload: CsrUpload) -> RegistrationOut | JSONResponse:
+        """Register a CSR: the certificate and the broker the board needs."""
+        try:
+            csr = certs.load_csr(upload.csr)
+        except KitError as error:
+            return _problem(400, str(error))
+        problem, registration = pages.registrar.register(account.username, csr, upload.slot)
+        if registration is None:
+            return _problem(400, problem)
+        return RegistrationOut(**registration.__dict__)
+
+    @api.delete("/things/{thing}", status_code=204, responses=NOT_YOURS)
+    def remove(account: Person, thing: str) -> Response:
+        """Remove a device: its certificate stops working."""
+        mine(account, thing)
+        remove_devices(store, cloud, [thing])
+        return Response(status_code=204)
+
+    @api.get("/things/{thing}/presence", response_model=PresenceOut, responses=NOT_YOURS)
+    def presence(account: Person, thing: str) -> PresenceOut:
+        """Whether the device is connected now, and when it was last seen."""
+        mine(account, thing)
+        found = cloud.presence(thing)
+        return PresenceOut(
+            thing=thing,
+            connected=found.connected,
+            changed=found.changed,
+            last_message=found.last_message,
+        )
+
+    @api.get("/things/{thing}/history", response_model=list[MessageOut], responses=NOT_YOURS)
+    def history(
+        account: Person,
+        thing: str,
+        since: float | None = None,
+        until: float | None = None,
+        latest: Annotated[int | None, Query(ge=1, le=HISTORY_LIMIT)] = None,
+    ) -> list[MessageOut]:
+        """What was recorded of the device since it became the student's (oldest first)."""
+        mine(account, thing)
+        registered = store.registered_at(thing) or time.time()
+        messages = cloud.history(
+            thing,
+            since=max(since or 0.0, registered),
+            until=until,
+            latest=min(latest or HISTORY_LIMIT, HISTORY_LIMIT),
+        )
+        return [
+            MessageOut(
+                topic=m.topic, payload=base64.b64encode(m.payload).decode(), received=m.received
+            )
+            for m in messages
+        ]
+
+    @api.get(
+        "/things/{thing}/events",
+        responses={
+            **NOT_YOURS,
+            200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+            429: {"model": Problem},
+        },
+    )
+    async def events(
+        account: Person,
+        thing: str,
+        after: int = 0,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """The device's live events (readings, LED states, connections) after `after`."""
+        mine(account, thing)
+        if last_event_id is not None:
+            after = number(last_event_id) or 0
+        return live.stream(account.username, False, thing, after)
+
+    @api.post(
+        "/things/{thing}/led",
+        status_code=202,
+        responses={**NOT_YOURS, 400: {"model": Problem}},
+    )
+    def led(account: Person, thing: str, command: LedCommand) -> dict[str, str]:
+        """Ask the device to set its LED (0-100 %); its answer arrives as an `led` event."""
+        mine(account, thing)
+        problem = live.led(thing, str(command.value))
+        if problem:
+            raise HTTPException(400, problem)
+        return {"sent": str(command.value)}
+
+    return api
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
