@@ -19,7 +19,7 @@ import ipywidgets as widgets
 from kit import board, certs, config_h, devices, diagnosis, environment, settings, steps, telemetry
 from kit import repair as repair_data
 from kit.cloud import Registration
-from kit.errors import CloudError, KitError, ThingTakenError
+from kit.errors import CloudError, KitError, SettingsError, ThingTakenError
 from kit.printable import mark_commands, printable
 from kit.widgets import Dashboard
 
@@ -36,9 +36,22 @@ class Notice(str):
 
 
 def use(
-    board_name: str | None = None, cloud: str | None = None, profile: str = "", region: str = ""
-) -> settings.Settings:
-    """The settings cell: which board ("virtual" or a port) and which cloud ("local" or "aws")."""
+    board_name: str | None = None,
+    cloud: str | None = None,
+    profile: str = "",
+    region: str = "",
+    url: str = "",
+    user: str = "",
+) -> Any:
+    """The settings cell: which board ("virtual" or a port) and which cloud ("local", "aws",
+    or "class" with the class server's `url` and your `user` from your card: then a login
+    form, which switches the course to the class once you log in)."""
+    if cloud == "class" and (url or user):
+        from kit.class_login import ClassLogin
+
+        if not (url and user):
+            raise SettingsError("Logging in to a class needs both url= and user= (from your card).")
+        return ClassLogin(url, user)
     current = settings.load()
     chosen = settings.Settings(
         board=board_name or current.board,

@@ -19,6 +19,7 @@ from kit.places import damaged, kit_home, read_json, write_private
 from kit.printable import printable
 
 VIRTUAL = "virtual"
+CLOUDS = ("local", "aws", "class")  # class: through the instructor's class server
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Settings:
     """Which board and which cloud the course uses."""
 
     board: str = VIRTUAL  # "virtual", or a serial port / URL of a real board
-    cloud: str = "local"  # "local" or "aws"
+    cloud: str = "local"  # "local", "aws", or "class" (the instructor's class server)
     profile: str = ""  # AWS profile ("" = the standard chain)
     region: str = ""  # AWS region ("" = the profile's)
     interval: float = 10.0  # the virtual board's seconds between readings
@@ -48,6 +49,8 @@ class Settings:
                 if part
             )
             cloud = f"AWS IoT Core ({where})" if where else "AWS IoT Core"
+        elif self.cloud == "class":
+            cloud = "the class server (your teacher's cloud)"
         else:
             cloud = "the local cloud"
         return f"The course uses {board} and {cloud}."
@@ -106,8 +109,8 @@ def check(settings: Settings) -> Settings:
 
 def _problem(name: str, value: str) -> str:
     """What is wrong with a text setting ("" when nothing is)."""
-    if name == "cloud" and value not in ("local", "aws"):
-        return "must be 'local' or 'aws'"
+    if name == "cloud" and value not in CLOUDS:
+        return "must be 'local', 'aws' or 'class'"
     if name == "interval":
         return (
             "" if _interval(value) is not None else "must be a number of seconds from 0.1 to 86400"

@@ -28,6 +28,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kit.certs import validate_device_name
+from kit.class_events import ClassEvents
 from kit.cloud import ObserverIdentity
 from kit.cloud.policy import OBSERVER_ID_PREFIX, PRESENCE_PREFIX
 from kit.cloud.store import Message, Store
@@ -140,7 +141,7 @@ class Telemetry:
         keep: int = 5000,
         on_event: Callable[[Event], None] | None = None,
         clock: Callable[[], float] = time.time,
-        transport: Literal["tcp", "websockets"] | None = None,
+        transport: Literal["tcp", "websockets", "events"] | None = None,
         record_to: Path | None = None,
         renew: Callable[[], ObserverIdentity] | None = None,
     ) -> None:
@@ -175,8 +176,17 @@ class Telemetry:
         self._recorder: Store | None = None  # opened on paho's thread, which alone writes
         client_id = observer.client_id_prefix + secrets.token_hex(4)
         self.transport = transport
+        # In class mode the class server's stream stands in for the broker (the paho client
+        # below is then made but never connected).
+        self._events = (
+            ClassEvents(observer, thing, self.arrived, self.connected)
+            if transport == "events"
+            else None
+        )
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            transport="tcp" if transport == "events" else transport,
         )
         if transport == "websockets":
             self.client.ws_set_options(path=observer.ws_path)
@@ -205,6 +215,9 @@ class Telemetry:
 
     def start(self, timeout: float = 10.0) -> Telemetry:
         """Connect and subscribe; raise with the reason if the broker cannot be reached."""
+        if self._events is not None:
+            self._events.start(timeout)
+            return self
         port = self.observer.ws_port if self.transport == "websockets" else self.observer.port
         try:
             self.client.connect(self.observer.host, port, keepalive=30)
@@ -221,6 +234,9 @@ class Telemetry:
         return self
 
     def stop(self) -> None:
+        if self._events is not None:
+            self._events.stop()
+            return
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -271,6 +287,9 @@ class Telemetry:
         """
         validate_device_name(thing)
         check_brightness(value)
+        if self._events is not None:
+            self._events.led(thing, value)
+            return
         self.client.publish(f"things/{thing}/led", str(value), qos=1)
 
     def _on_connect(self, reason: ReasonCode) -> None:
@@ -288,14 +307,17 @@ class Telemetry:
                 self.client.ws_set_options(path=self._renew().ws_path)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        now = self._clock()
+        self.arrived(message.topic, bytes(message.payload), self._clock())
+
+    def arrived(self, topic: str, payload: bytes, now: float) -> None:
+        """Keep one message as the broker (or the class server's stream) delivered it."""
         if self._record_to is not None:
             if self._recorder is None:
                 self._recorder = Store(self._record_to)
-            self._recorder.record(message.topic, bytes(message.payload), now)
-        if message.topic.startswith(PRESENCE_PREFIX):
+            self._recorder.record(topic, payload, now)
+        if topic.startswith(PRESENCE_PREFIX):
             # A lifecycle event: who connected or left, not a message of the device's own.
-            kind, _, client_id = message.topic[len(PRESENCE_PREFIX) :].partition("/")
+            kind, _, client_id = topic[len(PRESENCE_PREFIX) :].partition("/")
             if kind not in ("connected", "disconnected"):
                 return  # connect_failed: a refused try changes nothing about the device
             with self._lock:
@@ -303,12 +325,12 @@ class Telemetry:
             if not client_id.startswith(OBSERVER_ID_PREFIX):  # AWS tells of observers too
                 self._tell(Lifecycle(client_id, now, kind == "connected"))
             return
-        event = decode(message.topic, bytes(message.payload), now)
+        event = decode(topic, payload, now)
         with self._lock:
-            self.raw.append((now, message.topic, bytes(message.payload)))
+            self.raw.append((now, topic, payload))
             self.received += 1
             self.last_message = now
-            levels = message.topic.split("/")
+            levels = topic.split("/")
             if len(levels) >= 3 and levels[0] == "things":
                 self._last_of[levels[1]] = now
             if event is None:

@@ -19,7 +19,7 @@ import uvicorn
 from helpers import wait_until
 from mqtt_peers import DeviceFiles, Peer, connect, make_device
 
-from kit.classroom import passwords
+from kit.classroom import passwords, web_certificate
 from kit.classroom.live import ClassFeed
 from kit.classroom.site import SiteOptions, create_app
 from kit.classroom.store import Account, ClassStore
@@ -58,16 +58,16 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
 class Site:
     """The class site served by uvicorn in a thread, with its feed running."""
 
-    def __init__(self, app, store: ClassStore, feed: ClassFeed) -> None:
+    def __init__(self, app, store: ClassStore, feed: ClassFeed, tls: dict | None = None) -> None:
         self.store, self.feed = store, feed
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **(tls or {}))
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_until(lambda: self.server.started, what="the site to start")
         port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if tls else 'http'}://localhost:{port}"
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -85,22 +85,44 @@ class Site:
         return client
 
 
-@pytest.fixture
-def site(tmp_path: Path, cloud: LocalCloud) -> Iterator[Site]:
-    store = ClassStore(tmp_path / "class" / "class.db")
+def serve_class(folder: Path, cloud: LocalCloud, https: bool = False) -> Site:
+    """A class of a teacher, Ada and Bob, served (over HTTPS with the class's own web
+    certificate, as `kit class serve` does, if `https`)."""
+    store = ClassStore(folder / "class.db")
     for username, role in (("teacher", "instructor"), ("ada", "student"), ("bob", "student")):
         store.add_account(
             Account(username, username.title(), role), passwords.hash_password(PASSWORDS[username])
         )
     feed = ClassFeed(cloud)
-    app = create_app(store, cloud, SiteOptions("http://127.0.0.1/", https=False), feed)
-    running = Site(app, store, feed)
+    tls = None
+    if https:
+        made = web_certificate.ensure(folder, ["localhost", "127.0.0.1"])
+        tls = {"ssl_certfile": str(made.certificate), "ssl_keyfile": str(made.key)}
+    options = SiteOptions("https://localhost/" if https else "http://localhost/", https=https)
+    running = Site(create_app(store, cloud, options, feed), store, feed, tls)
     wait_until(lambda: feed.connected, what="the feed's observer")
-    yield running
+    return running
+
+
+def close_class(running: Site, cloud: LocalCloud) -> None:
     running.stop()
-    for thing in store.all_things():
+    for thing in running.store.all_things():
         cloud.unregister(thing)
-    store.close()
+    running.store.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, cloud: LocalCloud) -> Iterator[Site]:
+    running = serve_class(tmp_path / "class", cloud)
+    yield running
+    close_class(running, cloud)
+
+
+@pytest.fixture
+def https_site(tmp_path: Path, cloud: LocalCloud) -> Iterator[Site]:
+    running = serve_class(tmp_path / "class", cloud, https=True)
+    yield running
+    close_class(running, cloud)
 
 
 def own_device(site: Site, cloud: LocalCloud, folder: Path, thing: str, owner: str) -> Peer:

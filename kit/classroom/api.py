@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from kit import certs
 from kit.classroom import passwords
 from kit.classroom.dashboard import Live, number
+from kit.classroom.live import EVERY, Watched
 from kit.classroom.ownership import remove_devices
 from kit.classroom.pages import Pages
 from kit.classroom.store import Account
@@ -222,14 +223,19 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     async def events(
         account: Person,
         thing: str,
-        after: int = 0,
+        after: int | None = None,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> Response:
-        """The device's live events (readings, LED states, connections) after `after`."""
-        mine(account, thing)
+        """The device's live events (readings, LED states, connections) after `after` (left
+        out: from now on); `*` for all of the student's devices."""
+        watched: Watched = tuple(store.things_of(account.username)) if thing == EVERY else thing
+        if thing != EVERY:
+            mine(account, thing)
         if last_event_id is not None:
             after = number(last_event_id) or 0
-        return live.stream(account.username, False, thing, after)
+        return live.stream(
+            account.username, False, watched, live.feed.last_id if after is None else after
+        )
 
     @api.post(
         "/things/{thing}/led",

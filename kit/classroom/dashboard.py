@@ -26,7 +26,7 @@ from fastapi.responses import (
 )
 
 from kit import telemetry
-from kit.classroom.live import EVERY, ClassFeed, Numbered, Signal
+from kit.classroom.live import EVERY, ClassFeed, Numbered, Signal, Watched
 from kit.classroom.ownership import may_see, teaches
 from kit.classroom.pages import Pages
 from kit.classroom.store import Session
@@ -97,9 +97,9 @@ class Live:
             "feed": self.feed.connected,
         }
 
-    def stream(self, person: str, everything: bool, thing: str, after: int) -> Response:
-        """The Server-Sent Events stream of `thing` (EVERY: the class) after number `after`,
-        for `person` (`everything`: the instructor)."""
+    def stream(self, person: str, everything: bool, watched: Watched, after: int) -> Response:
+        """The Server-Sent Events stream of `watched` (a device, several, or EVERY: the
+        class) after number `after`, for `person` (`everything`: the instructor)."""
         if not self.streams.open(person):
             return PlainTextResponse(
                 "Too many live pages are open: close some tabs and reload this one.", 429
@@ -111,7 +111,7 @@ class Live:
             return owner is not None and (everything or owner == person)
 
         return StreamingResponse(
-            self.streams.closing(person, _frames(self.feed, thing, after, shown)),
+            self.streams.closing(person, _frames(self.feed, watched, after, shown)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -247,12 +247,12 @@ def add_instructor_routes(app: FastAPI, pages: Pages, live: Live) -> None:
 
 
 async def _frames(
-    feed: ClassFeed, thing: str, after: int, shown: Callable[[str], bool]
+    feed: ClassFeed, watched: Watched, after: int, shown: Callable[[str], bool]
 ) -> AsyncIterator[str]:
     """Server-Sent Events frames: the events after `after` of the devices `shown`, a comment
     now and then while quiet, and a `reload` event when the page must load the story again."""
     yield f"retry: {RETRY_MS}\n\n"
-    async for item in feed.follow(thing, after, keepalive=KEEPALIVE):
+    async for item in feed.follow(watched, after, keepalive=KEEPALIVE):
         if item is Signal.QUIET:
             yield ": quiet\n\n"
         elif item is Signal.RELOAD:
@@ -260,7 +260,7 @@ async def _frames(
         elif isinstance(item, Numbered):
             if shown(item.event.thing):
                 yield item.frame()
-            elif thing != EVERY:
+            elif watched != EVERY:
                 return  # no longer this person's: the reconnecting page meets the owner check
 
 

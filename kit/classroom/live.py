@@ -29,6 +29,7 @@ from kit.cloud.store import Message
 from kit.errors import TelemetryError
 
 EVERY = "*"  # a follower of every device (the instructor's live view)
+Watched = str | tuple[str, ...]  # a device, several (a student's), or EVERY
 KEEP_PER_DEVICE = 600  # 10 minutes at 1 message/s; 100 at the sketch's one per 10 s
 QUEUE_LIMIT = 1000  # a page this far behind is dropped; it reconnects and catches up
 HISTORY_SECONDS = 3600
@@ -90,9 +91,9 @@ class Signal(enum.Enum):
 
 @dataclass(eq=False)
 class Follower:
-    """One open page: the device it follows (or EVERY) and its queue of events."""
+    """One open page: the devices it follows (or EVERY) and its queue of events."""
 
-    thing: str
+    keys: tuple[str, ...]
     queue: asyncio.Queue[Numbered | Signal] = field(
         default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
     )
@@ -188,15 +189,18 @@ class ClassFeed:
                     follower.queue.put_nowait(Signal.ENDED)
 
     def _forget(self, follower: Follower) -> None:
-        self._followers.get(follower.thing, set()).discard(follower)
+        for key in follower.keys:
+            self._followers.get(key, set()).discard(follower)
 
-    def kept_since(self, thing: str, after: int) -> list[Numbered] | None:
-        """The kept events of `thing` (or EVERY device) numbered after `after`, oldest first;
-        None when some of them were let go already (the page must load the history again)."""
+    def kept_since(self, watched: Watched, after: int) -> list[Numbered] | None:
+        """The kept events of `watched` (a device, several, or EVERY) numbered after `after`,
+        oldest first; None when some of them were let go already (the page must load the
+        history again)."""
         if after < self.first_id:
             return None  # numbered by an earlier run of the server: what came between is lost
+        keys = _keys(watched)
         with self._lock:
-            things = list(self._kept) if thing == EVERY else [thing]
+            things = list(self._kept) if EVERY in keys else keys
             found: list[Numbered] = []
             for name in things:
                 dropped = self._dropped.get(name)
@@ -211,15 +215,16 @@ class ClassFeed:
             return list(self._kept.get(thing, ()))[-count:]
 
     async def follow(
-        self, thing: str, after: int, keepalive: float = 15.0
+        self, watched: Watched, after: int, keepalive: float = 15.0
     ) -> AsyncIterator[Numbered | Signal]:
-        """The events of `thing` (or EVERY device) after number `after`: first those kept,
-        then live ones as they come, QUIET after `keepalive` seconds without any. Ends after
-        RELOAD (the gap cannot be filled) or ENDED."""
-        follower = Follower(thing)
-        self._followers.setdefault(thing, set()).add(follower)
+        """The events of `watched` (a device, several, or EVERY) after number `after`: first
+        those kept, then live ones as they come, QUIET after `keepalive` seconds without any.
+        Ends after RELOAD (the gap cannot be filled) or ENDED."""
+        follower = Follower(_keys(watched))
+        for key in follower.keys:
+            self._followers.setdefault(key, set()).add(follower)
         try:
-            caught_up = self.kept_since(thing, after)
+            caught_up = self.kept_since(watched, after)
             if caught_up is None:
                 yield Signal.RELOAD
                 return
@@ -256,6 +261,10 @@ class ClassFeed:
         )
         recorded = [describe(event) for event in _decoded(messages)]
         return Snapshot(recorded, [n.as_json() for n in kept], last_id)
+
+
+def _keys(watched: Watched) -> tuple[str, ...]:
+    return (watched,) if isinstance(watched, str) else watched
 
 
 def _decoded(messages: list[Message]) -> list[telemetry.Event]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kit import arguments
 from kit.cli.parser import Command
+from kit.errors import UsageError
 from kit.places import checkout, kit_home
 
 
@@ -28,9 +29,22 @@ def register(command: Command) -> None:
 
     use = command("use", cmd_use, "Choose the board and the cloud for the course.")
     use.add_argument("board", nargs="?", help="'virtual', 'auto' (the attached board) or a port")
-    use.add_argument("--cloud", choices=("local", "aws"), help="which cloud (default: unchanged)")
+    use.add_argument(
+        "--cloud", choices=("local", "aws", "class"), help="which cloud (default: unchanged)"
+    )
     use.add_argument("--profile", help="AWS profile")
     use.add_argument("--region", help="AWS region")
+    use.add_argument("--url", help="the class server's address, as on your card (--cloud class)")
+    use.add_argument("--user", help="your username on the class server (--cloud class)")
+    use.add_argument(
+        "--fingerprint",
+        help="the class server's certificate fingerprint from your card (else you are asked)",
+    )
+    use.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the class password from standard input (scripts), not from a prompt",
+    )
 
     command("stop", cmd_stop, "Stop the virtual boards and the local cloud the kit started.")
 
@@ -78,8 +92,37 @@ def cmd_use(args: argparse.Namespace) -> None:
     """Save which board and cloud the course uses."""
     from kit import course
 
+    if args.cloud == "class" and (args.url or args.user):
+        _log_in_to_class(args)
     chosen = course.use(args.board, args.cloud, args.profile or "", args.region or "")
     print(chosen.describe())
+
+
+def _log_in_to_class(args: argparse.Namespace) -> None:
+    """Compare the class server's fingerprint with the card, then trade the password for a
+    token kept in the data folder (the password is never kept)."""
+    import getpass
+
+    from kit.cloud import class_cloud
+
+    if not (args.url and args.user):
+        raise UsageError("Logging in to a class needs both --url and --user (from your card).")
+    shown = class_cloud.fingerprint_of(class_cloud.served_certificate(args.url))
+    if args.fingerprint:
+        confirmed = args.fingerprint
+    else:
+        print(f"The class server shows the certificate fingerprint (SHA-256):\n  {shown}")
+        answer = input("Is it the one on your card? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise UsageError("Not logged in: ask your teacher which fingerprint is right.")
+        confirmed = shown
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if args.password_stdin
+        else getpass.getpass(f"Password of {args.user}: ")
+    )
+    link = class_cloud.log_in(args.url, args.user, password, confirmed)
+    print(f"Logged in to {link.url} as {link.username}.")
 
 
 def cmd_stop(args: argparse.Namespace) -> None:

@@ -67,11 +67,13 @@ class ObserverIdentity:
     key_file: Path | None
     client_id_prefix: str
     ws_path: str = "/mqtt"  # on AWS: the SigV4-signed path
-    # "websockets" where only MQTT over WebSocket is open to observers
-    transport: Literal["tcp", "websockets"] = "tcp"
+    # "websockets" where only MQTT over WebSocket is open to observers; "events" for the class
+    # server's Server-Sent Events (host is then its address, ca_file its pinned certificate)
+    transport: Literal["tcp", "websockets", "events"] = "tcp"
     # Where the observer keeps what it sees, when the cloud records nothing for it (AWS):
     # the history the next session backfills from.
     record_to: Path | None = None
+    token: str = ""  # the class server's bearer token ("events" only)
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,8 @@ def open_cloud(
     region: str | None = None,
     local: LocalOptions | None = None,
 ) -> Cloud:
-    """The cloud called `name` ("local" or "aws"); the local one with the broker `local`
-    describes, when the kit starts it."""
+    """The cloud called `name` ("local", "aws", or "class": the class server this computer
+    logged in to); the local one with the broker `local` describes, when the kit starts it."""
     if name == "local":
         from kit.cloud.local import LocalCloud
 
@@ -179,6 +181,10 @@ def open_cloud(
         from kit.cloud.aws import AwsCloud
 
         return AwsCloud(profile=profile, region=region)
+    if name == "class":
+        from kit.cloud.class_cloud import ClassCloud
+
+        return ClassCloud()
     from kit.errors import CloudError
 
-    raise CloudError(f"Unknown cloud '{name}': use 'local' or 'aws'.")
+    raise CloudError(f"Unknown cloud '{name}': use 'local', 'aws' or 'class'.")

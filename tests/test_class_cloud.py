@@ -1,0 +1,135 @@
+"""A student's computer in class mode: ClassCloud over the class server's API (HTTPS with the
+class's own certificate, pinned at the first login), the telemetry layer reading the class's
+stream, the login form, and `kit use --cloud class`."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from class_site import PASSWORDS, Site, cloud, https_site, own_device, publish
+from helpers import csr_pem, wait_until
+
+from kit import certs, settings, telemetry
+from kit.class_login import ClassLogin
+from kit.classroom import web_certificate
+from kit.cloud import class_cloud, open_cloud
+from kit.cloud.class_cloud import ClassCloud, ClassLink
+from kit.cloud.local import LocalCloud
+from kit.errors import CloudError
+from kit.places import kit_home
+
+__all__ = ["cloud", "https_site"]  # fixtures
+
+
+def fingerprint(site: Site) -> str:
+    return class_cloud.fingerprint_of(class_cloud.served_certificate(site.url))
+
+
+def everything_kept() -> bytes:
+    return b"".join(p.read_bytes() for p in kit_home().rglob("*") if p.is_file())
+
+
+def test_logging_in_pins_the_certificate_and_keeps_only_a_token(https_site: Site) -> None:
+    with pytest.raises(CloudError, match="not the one you confirmed"):
+        class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], "AA:BB:CC")
+    assert ClassLink.load() is None
+    link = class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    assert link.username == "ada" and link.token
+    for name in (class_cloud.LINK_FILE, class_cloud.CERTIFICATE_FILE):
+        assert stat.S_IMODE((kit_home() / name).stat().st_mode) == 0o600
+    assert PASSWORDS["ada"].encode() not in everything_kept()
+    with pytest.raises(CloudError, match="do not match"):
+        class_cloud.log_in(https_site.url, "ada", "wrong", fingerprint(https_site))
+
+
+def test_the_class_cloud_registers_watches_and_commands_ones_own_devices(
+    https_site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    settings.save(settings.Settings(cloud="class"))
+    mine = open_cloud("class")
+    assert isinstance(mine, ClassCloud) and mine.status().reachable
+    registration = mine.register(certs.load_csr(csr_pem("cc_paper")))
+    assert registration.cloud == "class" and mine.things() == ["cc_paper"]
+    mine.unregister("cc_paper")
+    assert mine.things() == []
+
+    board = own_device(https_site, cloud, tmp_path, "cc_board", "ada")
+    board.client.subscribe("things/cc_board/led", qos=1)
+    wait_until(board.subscribed.is_set, what="the board's subscription")
+    publish(board, "cc_board", 61.0)
+    wait_until(lambda: mine.history("cc_board"), what="the recorded reading")
+    assert json.loads(mine.history("cc_board")[-1].payload)["temperature"] == 61.0
+    assert mine.presence("cc_board").connected is True
+    # The telemetry layer, unchanged for the notebooks, reads the class's stream.
+    with telemetry.Telemetry(mine.observer()) as watch:
+        publish(board, "cc_board", 62.5)
+        wait_until(lambda: watch.readings("cc_board"), what="a live reading")
+        assert watch.readings("cc_board")[-1].temperature == 62.5
+        watch.led("cc_board", 55)
+        assert board.wait_for(1) == [("things/cc_board/led", b"55")]
+    board.close()
+
+
+def test_a_server_with_another_certificate_is_refused_with_an_explanation(
+    https_site: Site, tmp_path: Path
+) -> None:
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    # The pinned certificate is not the one served any more (another computer, or a new one).
+    other = web_certificate.ensure(tmp_path / "other", ["localhost"])
+    ClassLink.certificate_file().write_text(other.certificate.read_text())
+    with pytest.raises(CloudError, match="no longer shows the certificate you confirmed"):
+        ClassCloud().things()
+
+
+def test_without_a_login_the_class_cloud_says_how_to_log_in() -> None:
+    with pytest.raises(CloudError, match=r"course\.use\(cloud='class'"):
+        ClassCloud()
+
+
+def test_the_login_form_logs_in_and_keeps_no_password(https_site: Site) -> None:
+    form = ClassLogin(https_site.url, "ada")
+    assert fingerprint(https_site) in form.children[0].value
+    form.password.value = "not-her-password"
+    form.button.click()
+    assert "do not match" in form.message.value and form.password.value == ""
+    form.password.value = PASSWORDS["ada"]
+    form.button.click()
+    assert "Logged in as ada" in form.message.value
+    assert form.password.value == "" and settings.load().cloud == "class"
+    link = ClassLink.load()
+    shown = repr(form) + form.message.value + json.dumps(form.get_state(), default=str)
+    assert link.token not in shown and PASSWORDS["ada"] not in shown
+
+
+def test_kit_use_logs_in_from_a_terminal(https_site: Site) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kit.cli",
+            "use",
+            "--cloud",
+            "class",
+            "--url",
+            https_site.url,
+            "--user",
+            "bob",
+            "--fingerprint",
+            fingerprint(https_site).lower(),
+            "--password-stdin",
+        ],
+        input=PASSWORDS["bob"] + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Logged in to" in done.stdout and "class server" in done.stdout
+    assert ClassLink.load().username == "bob"
+    assert PASSWORDS["bob"] not in done.stdout + done.stderr
+    assert ClassLink.load().token not in done.stdout + done.stderr
