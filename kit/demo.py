@@ -44,11 +44,14 @@ def run(
     progress: Callable[[str], None] = print,
     notebooks: tuple[str, ...] = COURSE,
     stop: bool = True,
+    prepare: Callable[[dict[str, str]], None] | None = None,
 ) -> int:
     """Run the course; return 0 if every step worked, 1 otherwise (the failing step is named).
 
     With `stop=False` the virtual board and the local cloud keep running afterwards (in
-    build/kit-home), for a person, or a browser test, to carry on from there.
+    build/kit-home), for a person, or a browser test, to carry on from there. `prepare` gets
+    the kernels' environment before the first notebook and may change it (log in to a class
+    and set KIT_CLOUD=class, say).
     """
     build = Path(build or checkout() / "build")
     home = build / "kit-home"
@@ -70,6 +73,8 @@ def run(
     started = time.monotonic()
     with using_home(home):
         try:
+            if prepare is not None:
+                prepare(kernel_env)
             for name in notebooks:
                 step = time.monotonic()
                 progress(f"{name} ...")
