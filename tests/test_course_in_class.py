@@ -27,10 +27,18 @@ def test_notebooks_01_to_04_run_through_the_class_server(tmp_path: Path) -> None
     token: list[str] = []
 
     def log_in(env: dict[str, str]) -> None:
-        command = [sys.executable, "-m", "kit.cli", "use", "--cloud", "class"]
+        login = ["--url", running.site, "--user", username, "--fingerprint", running.fingerprint]
         done = subprocess.run(
-            [*command, "--url", running.site, "--user", username]
-            + ["--fingerprint", running.fingerprint, "--password-stdin"],
+            [
+                sys.executable,
+                "-m",
+                "kit.cli",
+                "use",
+                "--cloud",
+                "class",
+                *login,
+                "--password-stdin",
+            ],
             input=password + "\n",
             env=env,
             capture_output=True,
