@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +132,21 @@ def test_wrong_passwords_for_a_token_slow_down_as_logins_do(site: Site) -> None:
         f"{site.url}/api/token", json={"username": "bob", "password": PASSWORDS["bob"]}
     )
     assert waiting.status_code == 429 and "wait" in waiting.json()["detail"]
+
+
+def test_the_instructor_ends_a_students_notebook_logins(site: Site, tmp_path: Path) -> None:
+    # A lost laptop: `kit class roster revoke NAME` ends the tokens and browser sessions.
+    ada = notebook(site, token_for(site, "ada"))
+    browser = site.browser("ada")
+    assert ada.get("/things").status_code == 200 and browser.get("/devices").status_code == 200
+    folder = str(site.store.path.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "class", "--folder", folder, "roster", "revoke", "ada"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Ended 1 notebook login(s)" in done.stdout
+    assert ada.get("/things").status_code == 401
+    assert browser.get("/devices").status_code == 303  # to the login page
+    assert token_for(site, "ada")  # the password still works

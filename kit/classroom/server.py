@@ -135,6 +135,16 @@ def reset_password(folder: Path, username: str) -> Path:
     return roster.handout([card], address, fingerprint, _handout_path(folder, username))
 
 
+def revoke(folder: Path, username: str) -> int:
+    """End a person's notebook tokens and browser sessions (a lost laptop); return how many
+    tokens there were. Their password stays."""
+    with open_store(folder) as store:
+        if store.account(username) is None:
+            raise ClassError(f"There is no account called '{username}'.")
+        store.end_sessions_of(username)
+        return store.revoke_tokens(username)
+
+
 def remove(folder: Path, username: str, cloud: Cloud) -> list[str]:
     """Remove a person: their devices from the cloud first, then their account."""
     with open_store(folder) as store:

@@ -259,6 +259,11 @@ class ClassStore:
         with self.transaction() as db:
             return int(db.execute("DELETE FROM tokens WHERE username = ?", (username,)).rowcount)
 
+    def end_sessions_of(self, username: str) -> None:
+        """End every browser session of `username`."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+
     def end_session(self, session_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE id_hash = ?", (session_key(session_id),))

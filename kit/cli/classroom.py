@@ -34,9 +34,10 @@ def register(command: Command) -> None:
     init.add_argument("--region", default="", help="AWS region (with --cloud aws)")
 
     roster = actions.add_parser(
-        "roster", help="the students: add FILE.csv | list | reset-password NAME | remove NAME"
+        "roster",
+        help="the students: add FILE.csv | list | reset-password NAME | revoke NAME | remove NAME",
     )
-    roster.add_argument("what", choices=("add", "list", "reset-password", "remove"))
+    roster.add_argument("what", choices=("add", "list", "reset-password", "revoke", "remove"))
     roster.add_argument("target", nargs="?", help="the CSV file (add) or the username")
 
     serve = actions.add_parser("serve", help="run the class site (HTTPS) until Ctrl+C")
@@ -154,6 +155,12 @@ def _roster(folder: Path, args: argparse.Namespace) -> None:
     elif args.what == "reset-password":
         handout = server.reset_password(folder, args.target)
         print(f"New password for {args.target} (their sessions ended), on the handout: {handout}")
+    elif args.what == "revoke":
+        ended = server.revoke(folder, args.target)
+        print(
+            f"Ended {ended} notebook login(s) and every browser session of {args.target}: "
+            "their password still works to log in again."
+        )
     else:
         removed = server.remove(folder, args.target, _class_cloud(folder))
         print(
