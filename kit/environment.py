@@ -32,6 +32,7 @@ class Environment:
     home: str = ""  # KIT_HOME: the data folder ("" for the platform's default)
     broker_port: int | None = None  # KIT_BROKER_PORT: the local cloud's MQTT/TLS port
     broker_ws_port: int | None = None  # KIT_BROKER_WS_PORT
+    class_port: int | None = None  # KIT_CLASS_PORT: the class site's port (instructor notebook)
     config_h: Path | None = None  # KIT_CONFIG_H: where the course writes config.h
     headless: bool = False  # KIT_HEADLESS: no front end draws widgets (kit demo, tests)
     settings: Mapping[str, str] = field(default_factory=dict)  # overrides, by settings field
@@ -47,6 +48,7 @@ def read(environ: Mapping[str, str] | None = None) -> Environment:
         home=values.get("KIT_HOME", ""),
         broker_port=_port(values, "KIT_BROKER_PORT"),
         broker_ws_port=_port(values, "KIT_BROKER_WS_PORT"),
+        class_port=_port(values, "KIT_CLASS_PORT"),
         config_h=Path(config_h).expanduser() if config_h else None,
         headless=bool(values.get("KIT_HEADLESS")),
         settings={name: values[v] for name, v in SETTINGS_VARIABLES.items() if values.get(v)},

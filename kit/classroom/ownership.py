@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from kit import certs
 from kit.classroom.store import ClassStore, Session
@@ -30,6 +31,32 @@ def may_see(store: ClassStore, session: Session, thing: str) -> bool:
     the instructor (never a thing the class does not hold)."""
     owner = store.owner(thing)
     return owner is not None and (owner == session.account.username or teaches(session))
+
+
+def device_row(cloud: Cloud, thing: str) -> dict[str, Any]:
+    """A device's line on My devices and the class page: connected now, last seen."""
+    try:
+        presence = cloud.presence(thing)
+    except KitError:
+        return {"thing": thing, "connected": None, "last_seen": None}
+    return {"thing": thing, "connected": presence.connected, "last_seen": presence.last_seen}
+
+
+def class_rows(store: ClassStore, cloud: Cloud) -> list[dict[str, Any]]:
+    """A row per student: when their CSR arrived, their devices and the state of each."""
+    received = store.csr_received_at()
+    owners: dict[str, list[str]] = {}
+    for thing, owner in sorted(store.all_things().items()):
+        owners.setdefault(owner, []).append(thing)
+    return [
+        {
+            "account": account,
+            "csr": received.get(account.username),
+            "devices": [device_row(cloud, thing) for thing in owners.get(account.username, [])],
+        }
+        for account in store.accounts()
+        if account.role == "student"
+    ]
 
 
 def remove_device(store: ClassStore, cloud: Cloud, thing: str, known: set[str]) -> None:

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 
 from kit import certs, config_h
-from kit.classroom import api, dashboard, passwords
+from kit.classroom import api, dashboard, ownership, passwords
 from kit.classroom.guards import guard, same
 from kit.classroom.live import ClassFeed
 from kit.classroom.ownership import may_see, remove_devices, teaches
@@ -202,7 +202,10 @@ def _devices(app: FastAPI, pages: Pages) -> None:
         session = pages.current(request)
         if session is None:
             return pages.to_login()
-        rows = [_row(cloud, thing) for thing in store.things_of(session.account.username)]
+        rows = [
+            ownership.device_row(cloud, thing)
+            for thing in store.things_of(session.account.username)
+        ]
         return pages.page(request, "devices.html", session, rows=rows)
 
     @app.get("/devices/{thing}/{name}")
@@ -241,20 +244,7 @@ def _instructor(app: FastAPI, pages: Pages) -> None:
     store, cloud = pages.store, pages.cloud
 
     def class_rows() -> list[dict[str, Any]]:
-        """A row per student: when their CSR arrived, their devices and the state of each."""
-        received = store.csr_received_at()
-        owners: dict[str, list[str]] = {}
-        for thing, owner in sorted(store.all_things().items()):
-            owners.setdefault(owner, []).append(thing)
-        return [
-            {
-                "account": account,
-                "csr": received.get(account.username),
-                "devices": [_row(cloud, thing) for thing in owners.get(account.username, [])],
-            }
-            for account in store.accounts()
-            if account.role == "student"
-        ]
+        return ownership.class_rows(store, cloud)
 
     @app.get("/class", response_class=HTMLResponse)
     def whole_class(request: Request) -> Response:
@@ -304,12 +294,3 @@ def _ready(registration: Registration, slot: int) -> Ready:
         local_ca=local_ca,
     )
     return Ready(registration, rendered.text)
-
-
-def _row(cloud: Cloud, thing: str) -> dict[str, Any]:
-    """A device's line on My devices and the class page: connected now, last seen."""
-    try:
-        presence = cloud.presence(thing)
-    except KitError:
-        return {"thing": thing, "connected": None, "last_seen": None}
-    return {"thing": thing, "connected": presence.connected, "last_seen": presence.last_seen}

@@ -1,0 +1,188 @@
+"""The instructor's notebook (notebooks/instructor_class.ipynb): start the class, add the
+roster, watch the class table and every board.
+
+Nothing secret reaches the notebook: the instructor's own password and the students' go only
+to printable handouts (0600 files in the class folder); the notebook shows where they are. The
+site runs as a background process of its own, so it outlives the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from kit import background, environment
+from kit.classroom import ownership, roster, server
+from kit.classroom.store import open_store
+from kit.cloud import Cloud
+from kit.course import Notice
+from kit.errors import ClassError
+from kit.printable import printable
+from kit.telemetry import Reading, decode
+
+REFRESH_SECONDS = 5.0
+
+
+def start(host: str = "", broker_host: str = "") -> Notice:
+    """Create the class if there is none, and run its site in the background; say where."""
+    folder = server.class_folder()
+    port = environment.read().class_port or server.SITE_PORT
+    if not (folder / "class.db").exists():
+        created = server.init(folder, host or server.default_host(), port)
+        card = roster.Card("Instructor", created.username, created.password)
+        roster.handout([card], created.address, created.fingerprint, folder / "instructor.html")
+    if _running(folder) is None:
+        command = [sys.executable, "-m", "kit.classroom", "--folder", str(folder)]
+        command += ["--port", str(port)] + (["--broker-host", broker_host] if broker_host else [])
+        process = background.spawn(command, folder / "serve.log")
+        (folder / "serve.pid").write_text(str(process.pid))
+        _wait_for_site(port, folder)
+    with open_store(folder) as store:
+        address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
+    return Notice(
+        f"The class site runs at {address} (certificate fingerprint {fingerprint}). Your own "
+        f"login is on {folder / 'instructor.html'}; `kit class roster list` shows the class."
+    )
+
+
+def stop() -> Notice:
+    """Stop the class site (the class and its devices stay)."""
+    folder = server.class_folder()
+    pid = _running(folder)
+    if pid is None:
+        return Notice("The class site was not running.")
+    background.stop(pid)
+    (folder / "serve.pid").unlink(missing_ok=True)
+    return Notice("The class site is stopped; start() runs it again with everything kept.")
+
+
+def add_roster(csv_file: str | Path) -> Notice:
+    """Accounts for every student of the roster; say where their cards are."""
+    cards, handout = server.add_roster(server.class_folder(), Path(csv_file))
+    return Notice(
+        f"Added {len(cards)} student(s). Print their cards (passwords are only there): "
+        f"{handout.as_uri()}"
+    )
+
+
+class ClassTable(widgets.HTML):  # type: ignore[misc]  # ipywidgets is untyped
+    """The class at a glance, refreshed every few seconds: each student, their CSR, their
+    devices, connected or not, and the last reading of each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._task: asyncio.Task[None] | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        folder = server.class_folder()
+        cloud = server.open_class_cloud(folder, env=environment.read())
+        with open_store(folder) as store:
+            rows = ownership.class_rows(store, cloud)
+        self.value = _table(rows, cloud)
+
+    def start(self) -> ClassTable:
+        """Refresh on the kernel's event loop until stop()."""
+
+        async def run() -> None:
+            while True:
+                await asyncio.sleep(REFRESH_SECONDS)
+                self.refresh()
+
+        self._task = asyncio.get_event_loop().create_task(run())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def live_view() -> Notice:
+    """Where the live view of every board is: the class site, in a browser tab of its own
+    (its pages refuse to be framed, so it cannot show inside the notebook)."""
+    with open_store(server.class_folder()) as store:
+        address = store.fact("address") or ""
+    return Notice(
+        f"Every board, live, with its chart: open {address}class/live in your browser and log "
+        "in with your card. The table above shows each board's last reading here too."
+    )
+
+
+def class_table() -> Any:
+    """The class table, kept up to date while the notebook is open (where no front end draws
+    widgets, KIT_HEADLESS=1, the table as it is now)."""
+    table = ClassTable()
+    if environment.headless():
+        from IPython.display import HTML
+
+        return HTML(table.value)  # type: ignore[no-untyped-call]  # IPython: unannotated
+    return table.start()
+
+
+def _table(rows: list[dict[str, Any]], cloud: Cloud) -> str:
+    """The class table as HTML, every name and value escaped."""
+
+    def e(value: object) -> str:
+        return html.escape(printable(str(value)))
+
+    lines = [
+        "<table><tr><th>Student</th><th>CSR</th><th>Device</th><th>State</th>"
+        "<th>Last reading</th></tr>"
+    ]
+    for row in rows:
+        name, csr = e(row["account"].name), "yes" if row["csr"] else "no"
+        if not row["devices"]:
+            lines.append(f"<tr><td>{name}</td><td>{csr}</td><td>—</td><td>not registered</td>")
+            lines.append("<td></td></tr>")
+        for device in row["devices"]:
+            state = STATES[device["connected"]]
+            reading = _last_reading(cloud, device["thing"])
+            lines.append(
+                f"<tr><td>{name}</td><td>{csr}</td><td><code>{e(device['thing'])}</code></td>"
+                f"<td>{state}</td><td>{e(reading)}</td></tr>"
+            )
+    lines.append("</table>")
+    return "".join(lines)
+
+
+STATES = {True: "connected", False: "not connected", None: "registered"}
+
+
+def _last_reading(cloud: Cloud, thing: str) -> str:
+    """The device's last reading as a sentence ("none yet" without one)."""
+    latest = cloud.history(thing, latest=1, topic_suffix="/environment")
+    if not latest:
+        return "none yet"
+    event = decode(latest[-1].topic, latest[-1].payload, latest[-1].received)
+    if not isinstance(event, Reading):
+        return "not readable"
+    moment = time.strftime("%H:%M:%S", time.localtime(event.time))
+    return f"{event.temperature:.1f} °F, {event.humidity:.0f} % at {moment}"
+
+
+def _running(folder: Path) -> int | None:
+    pid_file = folder / "serve.pid"
+    pid = background.read_pid(pid_file) if pid_file.exists() else None
+    return pid if pid is not None and background.alive(pid) else None
+
+
+def _wait_for_site(port: int, folder: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or _running(folder) is None:
+                raise ClassError(
+                    f"The class site did not start: its log is {folder / 'serve.log'}. Is "
+                    f"port {port} taken by another program?"
+                ) from None
+            time.sleep(0.3)
