@@ -34,6 +34,20 @@ def kit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def log_in_from_a_terminal(
+    url: str, user: str, fingerprint: str, password: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`kit use --cloud class` as a student types it, the password on standard input."""
+    login = ["--url", url, "--user", user, "--fingerprint", fingerprint, "--password-stdin"]
+    return subprocess.run(
+        [sys.executable, "-m", "kit.cli", "use", "--cloud", "class", *login],
+        input=password + "\n",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
 def kit_ok(env: dict[str, str], *args: str) -> str:
     done = kit(env, *args)
     assert done.returncode == 0, done.stderr

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from class_site import PASSWORDS, Site, cloud, https_site, own_device, publish
+from class_server import log_in_from_a_terminal
+from class_site import PASSWORDS, Site, cloud, https_site, listening, own_device, publish
 from helpers import csr_pem, wait_until
 
 from kit import certs, settings, telemetry
@@ -59,9 +58,7 @@ def test_the_class_cloud_registers_watches_and_commands_ones_own_devices(
     mine.unregister("cc_paper")
     assert mine.things() == []
 
-    board = own_device(https_site, cloud, tmp_path, "cc_board", "ada")
-    board.client.subscribe("things/cc_board/led", qos=1)
-    wait_until(board.subscribed.is_set, what="the board's subscription")
+    board = listening(own_device(https_site, cloud, tmp_path, "cc_board", "ada"), "cc_board")
     publish(board, "cc_board", 61.0)
     wait_until(lambda: mine.history("cc_board"), what="the recorded reading")
     assert json.loads(mine.history("cc_board")[-1].payload)["temperature"] == 61.0
@@ -108,25 +105,8 @@ def test_the_login_form_logs_in_and_keeps_no_password(https_site: Site) -> None:
 
 
 def test_kit_use_logs_in_from_a_terminal(https_site: Site) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kit.cli",
-            "use",
-            "--cloud",
-            "class",
-            "--url",
-            https_site.url,
-            "--user",
-            "bob",
-            "--fingerprint",
-            fingerprint(https_site).lower(),
-            "--password-stdin",
-        ],
-        input=PASSWORDS["bob"] + "\n",
-        capture_output=True,
-        text=True,
+    done = log_in_from_a_terminal(
+        https_site.url, "bob", fingerprint(https_site).lower(), PASSWORDS["bob"]
     )
     assert done.returncode == 0, done.stderr
     assert "Logged in to" in done.stdout and "class server" in done.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from class_site import PASSWORDS, Site, Stream, cloud, own_device, publish, site
+from class_site import PASSWORDS, Site, Stream, cloud, listening, own_device, publish, site
 from helpers import csr_pem, wait_until
 
 from kit.classroom import passwords
@@ -54,9 +54,7 @@ def test_a_notebook_registers_lists_watches_and_removes_its_device(
 def test_history_presence_stream_and_led_of_ones_own_device(
     site: Site, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    board = own_device(site, cloud, tmp_path, "api_live", "ada")
-    board.client.subscribe("things/api_live/led", qos=1)
-    wait_until(board.subscribed.is_set, what="the board's subscription")
+    board = listening(own_device(site, cloud, tmp_path, "api_live", "ada"), "api_live")
     ada = notebook(site, token_for(site, "ada"))
     assert ada.get("/things/api_live/presence").json()["connected"] is True
     stream = Stream(ada, f"/things/api_live/events?after={site.feed.last_id}")
@@ -75,9 +73,7 @@ def test_history_presence_stream_and_led_of_ones_own_device(
 def test_a_token_for_one_student_reaches_nothing_of_another(
     site: Site, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    board = own_device(site, cloud, tmp_path, "api_adas", "ada")
-    board.client.subscribe("things/api_adas/led", qos=1)
-    wait_until(board.subscribed.is_set, what="the board's subscription")
+    board = listening(own_device(site, cloud, tmp_path, "api_adas", "ada"), "api_adas")
     bob = notebook(site, token_for(site, "bob"))
     assert bob.get("/things").json() == []
     for method, path, body in [

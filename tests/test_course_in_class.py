@@ -6,13 +6,11 @@ class server; the student's token never reaches a notebook."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from class_server import new_class, serving
+from class_server import log_in_from_a_terminal, new_class, serving
 
 from kit import demo
 from kit.cloud import class_cloud
@@ -27,22 +25,8 @@ def test_notebooks_01_to_04_run_through_the_class_server(tmp_path: Path) -> None
     token: list[str] = []
 
     def log_in(env: dict[str, str]) -> None:
-        login = ["--url", running.site, "--user", username, "--fingerprint", running.fingerprint]
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "kit.cli",
-                "use",
-                "--cloud",
-                "class",
-                *login,
-                "--password-stdin",
-            ],
-            input=password + "\n",
-            env=env,
-            capture_output=True,
-            text=True,
+        done = log_in_from_a_terminal(
+            running.site, username, running.fingerprint, password, env=env
         )
         assert done.returncode == 0, done.stderr
         token.append(class_cloud.ClassLink.load().token)
