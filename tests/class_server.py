@@ -65,14 +65,19 @@ class RunningClass:
     cards: dict[str, tuple[str, str]]  # name on the card -> (username, password)
 
 
-def new_class(home: Path, names: list[str], roster_file: Path) -> RunningClass:
-    """`kit class init` and `kit class roster add` for these names (nothing served yet)."""
-    env = {
+def class_env(home: Path) -> dict[str, str]:
+    """An instructor's environment: their own data folder and free broker ports."""
+    return {
         **os.environ,
         "KIT_HOME": str(home),
         "KIT_BROKER_PORT": free_port(),
         "KIT_BROKER_WS_PORT": free_port(),
     }
+
+
+def new_class(home: Path, names: list[str], roster_file: Path) -> RunningClass:
+    """`kit class init` and `kit class roster add` for these names (nothing served yet)."""
+    env = class_env(home)
     made = kit_ok(env, "class", "init", "--host", "localhost")
     roster_file.write_text("name\n" + "\n".join(names) + "\n", encoding="utf-8")
     added = kit_ok(env, "class", "roster", "add", str(roster_file))

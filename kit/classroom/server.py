@@ -158,8 +158,11 @@ def remove(folder: Path, username: str, cloud: Cloud) -> list[str]:
 
 
 def teardown(folder: Path, cloud: Cloud, accounts: bool = False) -> list[str]:
-    """Remove every device the class registered, in the cloud too; with `accounts`, the
-    students' accounts as well. Returns the devices removed."""
+    """Stop the class's virtual boards and remove every device the class registered, in the
+    cloud too; with `accounts`, the students' accounts as well. Returns the devices removed."""
+    from kit.classroom import provision  # the virtual boards' side: loaded only here
+
+    provision.remove_boards(folder)
     with open_store(folder) as store:
         removed = remove_devices(store, cloud, sorted(store.all_things()))
         if accounts:

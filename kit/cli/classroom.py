@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from kit import arguments, environment
@@ -65,6 +66,22 @@ def register(command: Command) -> None:
         help="the name boards use for the local broker (default: <hostname>.local)",
     )
 
+    provision = actions.add_parser(
+        "provision", help="a roster to accounts, and with --virtual a publishing board each"
+    )
+    provision.add_argument("roster_file", type=Path, metavar="FILE.csv", help="the roster")
+    provision.add_argument(
+        "--virtual", action="store_true", help="a virtual board for each student (a demo class)"
+    )
+    provision.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between readings (default 10)"
+    )
+    provision.add_argument(
+        "--broker-host",
+        type=arguments.host_name,
+        help="the name boards use for the local broker (default: <hostname>.local)",
+    )
+
     teardown = actions.add_parser("teardown", help="remove every device the class registered")
     teardown.add_argument(
         "--accounts", action="store_true", help="remove the students' accounts too"
@@ -95,6 +112,8 @@ def cmd_class(args: argparse.Namespace) -> None:
         print(f"Instructor: {created.username}, password {created.password} (shown only now)")
     elif args.action == "roster":
         _roster(folder, args)
+    elif args.action == "provision":
+        _provision(folder, args)
     elif args.action == "serve":
         listen = args.listen or ("127.0.0.1" if args.http else "0.0.0.0")
         # Checked here as well as in serve: a refused --http fails before the cloud starts.
@@ -167,3 +186,41 @@ def _roster(folder: Path, args: argparse.Namespace) -> None:
             f"Removed {args.target}"
             + (f" and their devices: {', '.join(removed)}." if removed else ".")
         )
+
+
+def _provision(folder: Path, args: argparse.Namespace) -> None:
+    from kit.classroom import provision
+
+    cloud = _class_cloud(folder, args.broker_host)
+    done = provision.provision(
+        folder, args.roster_file, cloud, args.virtual, args.interval, progress=_progress_bar
+    )
+    if done.handout is not None:
+        print(f"Added {len(done.cards)} student(s); their cards: {done.handout}")
+    else:
+        print("Every student of the roster has an account already.")
+    if args.virtual:
+        print(
+            f"Registered {len(done.registered)} virtual board(s) now; {done.boards} run in the "
+            "background (`kit class teardown --yes` stops and removes them)."
+        )
+
+
+def _progress_bar(step: object) -> None:
+    """A progress bar with counts, time so far and time left (a line per tenth off a tty)."""
+    from kit.classroom.provision import Progress
+
+    assert isinstance(step, Progress)
+    tty = sys.stdout.isatty()
+    tenth = max(1, step.total // 10)
+    if not tty and step.done % tenth and step.done != step.total:
+        return
+    width = 30
+    filled = width * step.done // max(1, step.total)
+    left = "?" if step.left is None else f"{step.left:.0f} s"
+    line = (
+        f"[{'#' * filled}{'.' * (width - filled)}] {step.done}/{step.total} students · "
+        f"{step.elapsed:.0f} s so far · {left} left"
+    )
+    end = "\n" if not tty or step.done == step.total else ""
+    print(("\r" if tty else "") + line, end=end, flush=True)

@@ -1,0 +1,150 @@
+"""A class provisioned in one command: a roster to accounts and, for a demo or a dry run,
+one virtual board per student, registered in the student's name and publishing.
+
+`kit class provision FILE.csv [--virtual]` runs this. Each student is one step: an account (as
+`kit class roster add` makes it), then a chip (locked, a key in slot 0), its CSR, the
+registration through the class's rules (kit.classroom.ownership.Registrar) and a config.h.
+What is done stays done: run again after an interruption, it carries on where it stopped. The
+boards run together in one process (kit.sim.fleet), not a process each.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit import certs, config_h
+from kit.classroom import roster
+from kit.classroom.ownership import Registrar
+from kit.classroom.store import Account, ClassStore, open_store
+from kit.cloud import Cloud
+from kit.errors import ClassError
+from kit.places import write_private
+from kit.sim import fleet
+from kit.sim.eccx08 import ChipTiming, VirtualEccx08
+from kit.sim.eccx08_csr import chip_pem
+
+FLEET = "fleet"  # the class folder's folder of virtual boards
+WIFI = ("classroom", "virtual-wifi")  # a virtual board joins any network
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far provisioning is: students done of all, seconds so far, seconds left (a guess
+    from the pace so far; None before the first)."""
+
+    done: int
+    total: int
+    elapsed: float
+    left: float | None
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What one run did: new accounts (their cards), devices registered now, boards running."""
+
+    cards: list[roster.Card]
+    handout: Path | None
+    registered: list[str]
+    boards: int
+
+
+def provision(
+    folder: Path,
+    csv_file: Path,
+    cloud: Cloud,
+    virtual: bool = False,
+    interval: float = 10.0,
+    progress: Callable[[Progress], None] = lambda _: None,
+) -> Provisioned:
+    """Accounts for the roster's students who have none, and with `virtual` a registered,
+    publishing virtual board for each who has no device yet."""
+    rows = roster.read(csv_file)
+    with open_store(folder) as store:
+        cards, handout = _accounts(store, folder, rows)
+        registered: list[str] = []
+        if virtual:
+            names = {name for name, _ in rows}
+            students = [a for a in store.accounts() if a.role == "student" and a.name in names]
+            registered = _boards(store, cloud, folder / FLEET, students, progress)
+    boards = 0
+    if virtual:
+        boards = len(fleet.boards_in(folder / FLEET))
+        fleet.start(folder / FLEET, interval)
+    return Provisioned(cards, handout, registered, boards)
+
+
+def remove_boards(folder: Path) -> bool:
+    """Stop the class's virtual boards and remove them, chips and all (kit class teardown);
+    whether they ran."""
+    ran = fleet.stop(folder / FLEET)
+    shutil.rmtree(folder / FLEET, ignore_errors=True)
+    return ran
+
+
+def device_name(username: str) -> str:
+    """The virtual board's name for a student: their username as a device name allows it."""
+    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in username)[:56] + "_board"
+    certs.validate_device_name(name)
+    return name
+
+
+def _accounts(
+    store: ClassStore, folder: Path, rows: list[tuple[str, str]]
+) -> tuple[list[roster.Card], Path | None]:
+    """Accounts for the rows whose student has none yet (by name), and their handout."""
+    present = {account.name for account in store.accounts()}
+    new = [row for row in rows if row[0] not in present]
+    if not new:
+        return [], None
+    cards = roster.add(store, new)
+    address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return cards, roster.handout(cards, address, fingerprint, folder / f"handout-{stamp}.html")
+
+
+def _boards(
+    store: ClassStore,
+    cloud: Cloud,
+    boards: Path,
+    students: list[Account],
+    progress: Callable[[Progress], None],
+) -> list[str]:
+    """A registered virtual board for each student without a device; return their names."""
+    registrar = Registrar(store, cloud)
+    started, registered = time.monotonic(), []
+    todo = [s for s in students if not store.things_of(s.username)]
+    done = len(students) - len(todo)
+    progress(Progress(done, len(students), 0.0, None))
+    for number, student in enumerate(todo, start=1):
+        registered.append(_board(store, registrar, boards / student.username, student))
+        elapsed = time.monotonic() - started
+        left = elapsed / number * (len(todo) - number)
+        progress(Progress(done + number, len(students), elapsed, left))
+    return registered
+
+
+def _board(store: ClassStore, registrar: Registrar, folder: Path, student: Account) -> str:
+    """One student's virtual board: chip, key, CSR, registration, config.h."""
+    chip = VirtualEccx08(folder / "chip", ChipTiming.instant())
+    if not chip.locked:
+        chip.write_configuration_and_lock()
+    if not chip.has_key(0):
+        chip.generate_key(0)
+    thing = device_name(student.username)
+    csr = certs.load_csr(chip_pem(chip.csr(0, {"CN": thing})))
+    problem, registration = registrar.register(student.username, csr, 0)
+    if registration is None:
+        raise ClassError(f"{student.name}'s virtual board was not registered: {problem}")
+    rendered = config_h.render(
+        *WIFI,
+        registration.broker_host,
+        registration.certificate_pem,
+        port=registration.broker_port,
+        local_ca=config_h.trust_anchor(registration.ca_pem),
+    )
+    write_private(folder / "config.h", rendered.text)
+    return thing
