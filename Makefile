@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/broker_floods.py
 	$(BIN)/python bench/class_register.py
 	$(BIN)/python bench/class_live.py
+	$(BIN)/python bench/aws_provision.py
 
 # The whole course, headless, on the virtual board and the local cloud; results in build/.
 demo: $(STAMP)

@@ -14,6 +14,7 @@ import io
 import re
 import unicodedata
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +107,13 @@ def add(store: ClassStore, rows: list[tuple[str, str]]) -> list[Card]:
         username = user or username_for(name, taken)
         taken.add(username)
         cards.append(Card(name, username, passwords.generate()))
+    # argon2 lets go of the interpreter while it hashes: a room's passwords, a few at a time.
+    with ThreadPoolExecutor(max_workers=passwords.HASHING_AT_ONCE) as pool:
+        hashes = list(pool.map(passwords.hash_password, (card.password for card in cards)))
     store.add_accounts(
         [
-            (Account(card.username, card.name, "student"), passwords.hash_password(card.password))
-            for card in cards
+            (Account(card.username, card.name, "student"), hashed)
+            for card, hashed in zip(cards, hashes, strict=True)
         ]
     )
     return cards
