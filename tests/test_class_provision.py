@@ -77,11 +77,13 @@ def test_an_interrupted_provisioning_carries_on_where_it_stopped(tmp_path: Path)
         try:
             with pytest.raises(KeyboardInterrupt):
                 provision.provision(folder, roster, cloud, True, progress=interrupt_after_three)
-            assert len(cloud.things()) == 3
+            # What had begun finished (a few at a time); nothing more started.
+            first = len(cloud.things())
+            assert 3 <= first <= 3 + provision.AT_ONCE
             again = provision.provision(
                 folder, roster, cloud, True, progress=lambda step: seen.append(step.done)
             )
-            assert len(again.registered) == 5 and again.cards == [] and again.boards == 8
+            assert len(again.registered) == 8 - first and again.cards == [] and again.boards == 8
             with open_store(folder) as store:
                 owners = store.all_things()
             assert len(owners) == 8 and len(set(owners.values())) == 8
