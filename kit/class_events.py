@@ -30,6 +30,8 @@ def as_message(kind: str, event: dict[str, Any]) -> tuple[str, bytes] | None:
     thing = str(event.get("thing", ""))
     if kind == "reading":
         payload = {"temperature": event["temperature"], "humidity": event["humidity"]}
+        if "sent" in event:
+            payload["sent"] = event["sent"]
         return f"things/{thing}/environment", json.dumps(payload).encode()
     if kind == "led":
         return f"things/{thing}/led/state", str(event["value"]).encode()

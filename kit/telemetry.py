@@ -45,6 +45,7 @@ class Reading:
     time: float
     temperature: float  # degrees Fahrenheit
     humidity: float  # percent
+    sent: float | None = None  # when the device sent it, where it says (benchmark firmware)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,9 @@ def _reading(thing: str, received: float, topic: str, payload: bytes) -> Event:
         return rejected("not a finite number")
     if not all(math.isfinite(value) for value in values):
         return rejected("not a finite number")
-    return Reading(thing, received, *values)
+    sent = data.get("sent")
+    stamp = float(sent) if isinstance(sent, (int, float)) and math.isfinite(sent) else None
+    return Reading(thing, received, *values, sent=stamp)
 
 
 def check_brightness(value: int) -> int:

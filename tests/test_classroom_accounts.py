@@ -281,3 +281,25 @@ def test_a_web_certificate_about_to_run_out_is_made_again(tmp_path: Path) -> Non
     )
     kept = x509.load_pem_x509_certificate(renewed.certificate.read_bytes())
     assert kept.not_valid_after_utc > now + datetime.timedelta(days=300)
+
+
+def test_a_room_behind_one_address_logging_in_at_once_is_not_told_to_wait(
+    store: ClassStore,
+) -> None:
+    # Tries in flight are not failures of the client: thirty right passwords sent together.
+    import threading
+
+    hashed, room = passwords.hash_password("pw"), passwords.CLIENT_FREE_FAILURES + 10
+    for number in range(room):
+        store.add_account(Account(f"r{number}", "R", "student"), hashed)
+    answers: list[passwords.Login] = []
+
+    def log_in(number: int) -> None:
+        answers.append(passwords.check_login(store, f"r{number}", "pw", "10.0.0.2"))
+
+    threads = [threading.Thread(target=log_in, args=(n,)) for n in range(room)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == room and all(answer.right for answer in answers)

@@ -71,6 +71,8 @@ def describe(event: telemetry.Event) -> dict[str, Any]:
     fields: dict[str, Any] = {"thing": event.thing, "time": round(event.time, 3)}
     if isinstance(event, telemetry.Reading):
         fields.update(temperature=event.temperature, humidity=event.humidity)
+        if event.sent is not None:
+            fields.update(sent=event.sent)
     elif isinstance(event, telemetry.LedState):
         fields.update(value=event.value)
     elif isinstance(event, telemetry.Rejected):

@@ -92,16 +92,17 @@ def check_login(store: ClassStore, username: str, password: str, client: str) ->
     """Check a password, unless this client must wait first (Busy if no hashing slot frees
     up in time).
 
-    The try counts as a failure before the hash is checked, in the same step that decides
-    whether to wait, so many tries sent at once cannot all slip through the backoff; a right
-    password then takes its count back.
+    A try counts against its account before the hash is checked, in the same step that
+    decides whether to wait, so many guesses at one account sent at once cannot all slip
+    through the backoff; a right password then clears that count. Against the client as a
+    whole only wrong answers count, once known: a room behind one address logging in at the
+    same moment must not be told to wait by its own tries in flight.
     """
     with _counting:
         wait = wait_before_next_try(store, username, client)
         if wait > 0:
             return Login(False, wait)
         store.failed(username, client, FORGET_AFTER)
-        store.failed(ANY_NAME, client, FORGET_AFTER)
     stored = store.password_hash(username)
     if not _slots.acquire(timeout=HASH_WAIT):
         raise Busy
@@ -111,5 +112,6 @@ def check_login(store: ClassStore, username: str, password: str, client: str) ->
         _slots.release()
     if right:
         store.succeeded(username, client)
-        store.forgive(ANY_NAME, client)  # a right password was never a failure of the client
+    else:
+        store.failed(ANY_NAME, client, FORGET_AFTER)
     return Login(right)

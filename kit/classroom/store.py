@@ -294,14 +294,6 @@ class ClassStore:
                 (username, client, self._clock(), forget_after),
             )
 
-    def forgive(self, username: str, client: str) -> None:
-        """Take back one failure counted before a password was checked and found right."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE failures SET count = MAX(count - 1, 0) WHERE username = ? AND client = ?",
-                (username, client),
-            )
-
     def succeeded(self, username: str, client: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM failures WHERE username = ? AND client = ?", (username, client))

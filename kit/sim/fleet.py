@@ -33,13 +33,16 @@ def boards_in(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if (path / "config.h").is_file())
 
 
-def run(folder: Path, interval: float, stopped: threading.Event) -> int:
-    """Run every board of `folder` until `stopped`; return how many ran."""
+def run(folder: Path, interval: float, stopped: threading.Event, timestamp: bool = False) -> int:
+    """Run every board of `folder` until `stopped` (`timestamp`: each reading says when it
+    was sent, for benchmarks); return how many ran."""
     firmwares = []
     for board in boards_in(folder):
         config = config_h.parse((board / "config.h").read_text(encoding="utf-8"))
         chip = VirtualEccx08(board / "chip", ChipTiming.instant())
-        settings = FirmwareSettings(interval=interval, seed=zlib.crc32(board.name.encode()))
+        settings = FirmwareSettings(
+            interval=interval, seed=zlib.crc32(board.name.encode()), timestamp=timestamp
+        )
         firmware = AwsFirmware(
             config, chip, config.local_ca or amazon_root_ca(), lambda _line: None, settings
         )
@@ -53,10 +56,11 @@ def run(folder: Path, interval: float, stopped: threading.Event) -> int:
     return len(firmwares)
 
 
-def start(folder: Path, interval: float) -> int:
+def start(folder: Path, interval: float, timestamp: bool = False) -> int:
     """Run the fleet in the background (again, if it ran: boards may have been added)."""
     stop(folder)
     command = [sys.executable, "-m", "kit.sim.fleet", str(folder), "--interval", str(interval)]
+    command += ["--timestamp"] if timestamp else []
     process = background.spawn(command, folder / LOG_FILE)
     (folder / PID_FILE).write_text(f"{process.pid}\n")
     return process.pid
@@ -83,11 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kit.sim.fleet", description=__doc__)
     parser.add_argument("folder", type=Path)
     parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--timestamp", action="store_true", help="readings say when sent")
     args = parser.parse_args(argv)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C in a terminal: stop as SIGTERM does
-        run(args.folder, args.interval, stopped)
+        run(args.folder, args.interval, stopped, args.timestamp)
     return 0
 
 
