@@ -25,15 +25,16 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 from classroom import ServedClass, cpu_seconds, memory, percentile, served_class
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kit.classroom.provision import device_name
 from kit.places import using_home
 from kit.sim import fleet
 from kit.sim.eccx08_csr import chip_csr, chip_pem
@@ -46,18 +47,24 @@ def view(site: str, pairs: list[tuple[str, str]], stop_file: str, out: str) -> N
     """One viewer process: follow each (token, thing) stream until `stop_file` appears; write
     what came."""
 
+    problems: list[str] = []
+
     async def follow(client: httpx.AsyncClient, token: str, thing: str, got: list) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         try:
             async with client.stream(
                 "GET", f"/api/things/{thing}/events", headers=headers, timeout=None
             ) as response:
+                if response.status_code != 200:
+                    problems.append(f"HTTP {response.status_code}")
                 async for line in response.aiter_lines():
                     if line.startswith("data: "):
                         event = json.loads(line[6:])
                         if event.get("kind") == "reading" and "sent" in event:
                             got.append((thing, event["sent"], time.time()))
-        except (httpx.HTTPError, asyncio.CancelledError):
+        except httpx.HTTPError as error:
+            problems.append(type(error).__name__)
+        except asyncio.CancelledError:
             pass
 
     async def main() -> list:
@@ -72,7 +79,8 @@ def view(site: str, pairs: list[tuple[str, str]], stop_file: str, out: str) -> N
             await asyncio.gather(*tasks, return_exceptions=True)
         return got
 
-    Path(out).write_text(json.dumps(asyncio.run(main())))
+    got = asyncio.run(main())
+    Path(out).write_text(json.dumps({"got": got, "problems": problems}))
 
 
 def tokens(site: str, logins: list[tuple[str, str]]) -> list[str]:
@@ -139,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     n = args.students
     with served_class(n + BURST) as served:
-        roster = Path(served.env["KIT_HOME"]).parent / "provision.csv"
+        work = Path(tempfile.mkdtemp(prefix="kit-class-load-"))  # this run's own files
+        roster = work / "provision.csv"
         roster.write_text("name\n" + "".join(f"Student {i}\n" for i in range(n)))
         began = time.monotonic()
         subprocess.run(
@@ -157,19 +166,19 @@ def main() -> None:
         things = {name: f"{re.sub(r'[^a-z0-9]', '_', name)}_board" for name, _ in served.logins[:n]}
         issued = tokens(served.site, served.logins[:n])
         pairs = [(issued[i], things[served.logins[i][0]]) for i in range(n)]
-        results = measure(served, pairs, args, fleet_pid)
+        results = measure(served, pairs, args, fleet_pid, work)
         results["provisioned"] = provisioned
     report(results, args)
 
 
 def measure(
-    served: ServedClass, pairs: list, args: argparse.Namespace, fleet_pid: int | None
+    served: ServedClass, pairs: list, args: argparse.Namespace, fleet_pid: int | None, work: Path
 ) -> dict:
     """Run the viewers, the burst in the middle, and the sampling; gather the numbers."""
     home = Path(served.env["KIT_HOME"])
-    stop_file = str(home.parent / "viewers.stop")
+    stop_file = str(work / "viewers.stop")
     shares = [pairs[i :: args.viewer_processes] for i in range(args.viewer_processes)]
-    outs = [str(home.parent / f"viewer-{i}.json") for i in range(args.viewer_processes)]
+    outs = [str(work / f"viewer-{i}.json") for i in range(args.viewer_processes)]
     context = multiprocessing.get_context("spawn")
     viewers = [
         context.Process(target=view, args=(served.site, share, stop_file, out))
@@ -204,7 +213,9 @@ def measure(
     Path(stop_file).touch()
     for viewer in viewers:
         viewer.join(timeout=60)
-    got = [tuple(row) for out in outs for row in json.loads(Path(out).read_text())]
+    written = [json.loads(Path(out).read_text()) for out in outs]
+    got = [tuple(row) for part in written for row in part["got"]]
+    problems = Counter(problem for part in written for problem in part["problems"])
     with using_home(home):
         from kit.cloud.local import LocalCloud
 
@@ -242,6 +253,8 @@ def measure(
         "viewer_cpu": viewer_cpu,
         "memories": memories,
         "samples": samples,
+        "problems": problems,
+        "tokens": sum(1 for token, _ in pairs if token),
     }
 
 
@@ -264,6 +277,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
                 f"{percentile(values, 0.99) * 1000:>6.0f}ms{max(values) * 1000:>6.0f}ms{len(values):>9}"
             )
     print(f"events lost: {results['lost']} of {results['expected']} the broker recorded")
+    print(f"viewers with a token: {results['tokens']} of {n}")
+    for problem, count in results["problems"].most_common():
+        print(f"  streams that failed: {count} x {problem}")
     times = results["burst_times"]
     if times:
         print(

@@ -113,3 +113,9 @@ def test_kit_use_logs_in_from_a_terminal(https_site: Site) -> None:
     assert ClassLink.load().username == "bob"
     assert PASSWORDS["bob"] not in done.stdout + done.stderr
     assert ClassLink.load().token not in done.stdout + done.stderr
+
+
+def test_the_token_is_in_no_repr(https_site: Site) -> None:
+    link = class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    assert link.token not in repr(link)
+    assert link.token not in repr(ClassCloud().observer())

@@ -146,3 +146,68 @@ def test_the_instructor_ends_a_students_notebook_logins(site: Site, tmp_path: Pa
     assert ada.get("/things").status_code == 401
     assert browser.get("/devices").status_code == 303  # to the login page
     assert token_for(site, "ada")  # the password still works
+
+
+def test_a_device_passed_on_shows_its_new_owner_nothing_of_the_old(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    # A board handed to another student keeps its name (the chip's serial number).
+    board = own_device(site, cloud, tmp_path, "api_passed", "ada")
+    publish(board, "api_passed", 11.0)
+    wait_until(lambda: site.feed.recent("api_passed", 5), what="Ada's reading")
+    board.close()
+    ada = notebook(site, token_for(site, "ada"))
+    assert ada.delete("/things/api_passed").status_code == 204
+    time.sleep(0.05)  # Bob's registration comes after Ada's last message
+    bob = notebook(site, token_for(site, "bob"))
+    assert bob.post("/things", json={"csr": csr_pem("api_passed")}).status_code == 201
+    stream = Stream(bob, f"/things/api_passed/events?after={site.feed.first_id}")
+    time.sleep(0.5)
+    assert [e for e in stream.events if "temperature" in e] == []
+    seen = bob.get("/things/api_passed/presence").json()
+    assert seen["last_message"] is None and seen["connected"] is None
+    assert bob.get("/things/api_passed/history").json() == []
+    stream.close()
+
+
+def test_a_revoked_token_ends_the_stream_it_opened(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "api_cut", "bob")
+    bob = notebook(site, token_for(site, "bob"))
+    stream = Stream(bob, "/things/api_cut/events")
+    site.store.revoke_tokens("bob")  # a lost laptop
+    time.sleep(1.1)
+    publish(board, "api_cut", 30.0)
+    wait_until(stream.closed.is_set, what="the stream to end")
+    assert [e for e in stream.events if e.get("temperature") == 30.0] == []
+    board.close()
+
+
+def test_history_carries_readings_not_whatever_a_device_sends(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "api_big", "ada")
+    huge = b'{"temperature": 70, "humidity": 40, "pad": "' + b"x" * 100_000 + b'"}'
+    board.client.publish("things/api_big/environment", huge, qos=1).wait_for_publish(5)
+    publish(board, "api_big", 71.0)
+    ada = notebook(site, token_for(site, "ada"))
+    wait_until(lambda: ada.get("/things/api_big/history").json(), what="the recorder")
+    sizes = [len(base64.b64decode(m["payload"])) for m in ada.get("/things/api_big/history").json()]
+    assert sizes and max(sizes) <= 2048
+    board.close()
+
+
+def test_characters_json_cannot_carry_back_are_refused_and_never_echoed(site: Site) -> None:
+    body = '{"username": "ada", "password": "secret-\\ud800"}'
+    answer = httpx.post(
+        f"{site.url}/api/token", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code in (401, 422) and "secret" not in answer.text
+    ada = notebook(site, token_for(site, "ada"))
+    led = ada.post(
+        "/things/x/led",
+        content='{"value": "\\ud800"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert led.status_code in (404, 422) and "ud800" not in led.text

@@ -14,6 +14,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -22,12 +23,13 @@ from kit import certs
 from kit.classroom import passwords
 from kit.classroom.dashboard import Live, number
 from kit.classroom.live import EVERY, Watched
-from kit.classroom.ownership import remove_devices
+from kit.classroom.ownership import presence_since, remove_devices
 from kit.classroom.pages import Pages
 from kit.classroom.store import Account
 from kit.errors import KitError
 
-HISTORY_LIMIT = 5000
+HISTORY_LIMIT = 3600  # an hour at one message a second
+READING_BYTES = 2048  # a reading or an LED state is tens of bytes: bigger is no reading
 
 
 class TokenRequest(BaseModel):
@@ -102,10 +104,22 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     )
     bearer = HTTPBearer(auto_error=False)
 
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        """What was wrong, never what was sent: it may hold a password, or characters no
+        JSON can carry back (FastAPI's own answer echoed them, and failed with 500)."""
+        detail = [
+            {"loc": [str(part) for part in problem.get("loc", ())], "msg": problem.get("msg", "")}
+            for problem in error.errors()
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     def person(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Account:
         account = store.token_account(credentials.credentials) if credentials else None
+        request.state.token = credentials.credentials if credentials else ""
         if account is None:
             raise HTTPException(
                 401,
@@ -146,7 +160,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         """The student's devices, with whether each is connected now."""
         found = []
         for thing in store.things_of(account.username):
-            presence = cloud.presence(thing)
+            presence = presence_since(store, cloud, thing)
             found.append(
                 ThingOut(thing=thing, connected=presence.connected, last_seen=presence.last_seen)
             )
@@ -180,7 +194,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     def presence(account: Person, thing: str) -> PresenceOut:
         """Whether the device is connected now, and when it was last seen."""
         mine(account, thing)
-        found = cloud.presence(thing)
+        found = presence_since(store, cloud, thing)
         return PresenceOut(
             thing=thing,
             connected=found.connected,
@@ -204,6 +218,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
             since=max(since or 0.0, registered),
             until=until,
             latest=min(latest or HISTORY_LIMIT, HISTORY_LIMIT),
+            max_bytes=READING_BYTES,
         )
         return [
             MessageOut(
@@ -221,6 +236,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         },
     )
     async def events(
+        request: Request,
         account: Person,
         thing: str,
         after: int | None = None,
@@ -233,9 +249,13 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
             mine(account, thing)
         if last_event_id is not None:
             after = number(last_event_id) or 0
-        return live.stream(
-            account.username, False, watched, live.feed.last_id if after is None else after
-        )
+        start = live.feed.last_id if after is None else after
+        token = request.state.token
+
+        def still_allowed() -> bool:
+            return store.token_account(token) is not None
+
+        return live.stream(account.username, False, watched, start, still_allowed)
 
     @api.post(
         "/things/{thing}/led",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Header, Request
@@ -27,7 +27,7 @@ from fastapi.responses import (
 
 from kit import telemetry
 from kit.classroom.live import EVERY, ClassFeed, Numbered, Signal, Watched
-from kit.classroom.ownership import may_see, teaches
+from kit.classroom.ownership import may_see, presence_since, teaches
 from kit.classroom.pages import Pages
 from kit.classroom.store import Session
 from kit.errors import KitError
@@ -37,6 +37,7 @@ RETRY_MS = 2000  # how soon a browser reconnects a dropped stream
 RECENT = 60  # readings per device on the instructor's small charts
 STREAMS_EACH = 8  # live pages one person may keep open (tabs, a projector, a phone)
 STREAMS_TOTAL = 1500  # for the whole class: 300 students with a few pages each
+Verdict = Literal["show", "skip", "gone"]  # an event for a stream: its own, too old, not theirs
 
 
 def stream_budget() -> int:
@@ -86,7 +87,7 @@ class Live:
     def story(self, thing: str) -> dict[str, Any]:
         """History and what the feed kept of `thing`, with the number to follow from."""
         snapshot = self.feed.snapshot(thing, since=self.store.registered_at(thing) or time.time())
-        presence = self.cloud.presence(thing)
+        presence = presence_since(self.store, self.cloud, thing)
         return {
             "thing": thing,
             "recorded": snapshot.recorded,
@@ -97,21 +98,34 @@ class Live:
             "feed": self.feed.connected,
         }
 
-    def stream(self, person: str, everything: bool, watched: Watched, after: int) -> Response:
+    def stream(
+        self,
+        person: str,
+        everything: bool,
+        watched: Watched,
+        after: int,
+        still_allowed: Callable[[], bool],
+    ) -> Response:
         """The Server-Sent Events stream of `watched` (a device, several, or EVERY: the
-        class) after number `after`, for `person` (`everything`: the instructor)."""
+        class) after number `after`, for `person` (`everything`: the instructor), for as long
+        as `still_allowed()` (their session or token is still live)."""
         if not self.streams.open(person):
             return PlainTextResponse(
                 "Too many live pages are open: close some tabs and reload this one.", 429
             )
 
-        def shown(name: str) -> bool:
-            # Asked again at every event: a device can change hands while a page is open.
-            owner = self.store.owner(name)
-            return owner is not None and (everything or owner == person)
+        def verdict(event: telemetry.Event) -> Verdict:
+            # Asked again at every event: a device can change hands while a page is open, and
+            # nothing from before it became its owner's reaches them.
+            owner = self.store.owner(event.thing)
+            if owner is None or not (everything or owner == person):
+                return "gone"
+            since = self.store.registered_at(event.thing)
+            return "show" if since is not None and event.time >= since else "skip"
 
+        frames = _frames(self.feed, watched, after, verdict, still_allowed)
         return StreamingResponse(
-            self.streams.closing(person, _frames(self.feed, watched, after, shown)),
+            self.streams.closing(person, frames),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -173,7 +187,12 @@ def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
             return not_yours()
         if last_event_id is not None:
             after = number(last_event_id) or 0  # an unreadable id: from before this feed
-        return live.stream(session.account.username, teaches(session), thing, after)
+        session_id = request.cookies.get(pages.cookie, "")
+
+        def still_allowed() -> bool:
+            return store.session(session_id) is not None
+
+        return live.stream(session.account.username, teaches(session), thing, after, still_allowed)
 
     @app.post("/live/{thing}/led")
     def led(
@@ -218,7 +237,7 @@ def add_instructor_routes(app: FastAPI, pages: Pages, live: Live) -> None:
         names = {account.username: account.name for account in store.accounts()}
         devices = []
         for thing, owner in sorted(store.all_things().items()):
-            presence = pages.cloud.presence(thing)
+            presence = presence_since(store, pages.cloud, thing)
             devices.append(
                 {
                     "thing": thing,
@@ -247,21 +266,34 @@ def add_instructor_routes(app: FastAPI, pages: Pages, live: Live) -> None:
 
 
 async def _frames(
-    feed: ClassFeed, watched: Watched, after: int, shown: Callable[[str], bool]
+    feed: ClassFeed,
+    watched: Watched,
+    after: int,
+    verdict: Callable[[telemetry.Event], Verdict],
+    still_allowed: Callable[[], bool],
 ) -> AsyncIterator[str]:
-    """Server-Sent Events frames: the events after `after` of the devices `shown`, a comment
-    now and then while quiet, and a `reload` event when the page must load the story again."""
+    """Server-Sent Events frames: the events after `after` whose `verdict` is "show", a
+    comment now and then while quiet, and a `reload` event when the page must load the story
+    again. The stream ends when a device it follows is "gone" (no longer the person's: the
+    reconnecting page meets the owner check), and once `still_allowed()` is not (asked at most
+    once a second): a revoked token or an ended session stops what it had opened."""
     yield f"retry: {RETRY_MS}\n\n"
+    asked = time.monotonic()
     async for item in feed.follow(watched, after, keepalive=KEEPALIVE):
+        if time.monotonic() - asked >= 1.0:
+            asked = time.monotonic()
+            if not still_allowed():
+                return
         if item is Signal.QUIET:
             yield ": quiet\n\n"
         elif item is Signal.RELOAD:
             yield "event: reload\ndata: {}\n\n"
         elif isinstance(item, Numbered):
-            if shown(item.event.thing):
+            judged = verdict(item.event)
+            if judged == "show":
                 yield item.frame()
-            elif watched != EVERY:
-                return  # no longer this person's: the reconnecting page meets the owner check
+            elif judged == "gone" and watched != EVERY:
+                return
 
 
 def number(text: str) -> int | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from kit import certs
 from kit.classroom.store import ClassStore, Session
-from kit.cloud import Cloud, Registration
+from kit.cloud import Cloud, Presence, Registration
 from kit.errors import KitError, ThingTakenError
 from kit.printable import printable
 
@@ -33,10 +33,27 @@ def may_see(store: ClassStore, session: Session, thing: str) -> bool:
     return owner is not None and (owner == session.account.username or teaches(session))
 
 
-def device_row(cloud: Cloud, thing: str) -> dict[str, Any]:
+def presence_since(store: ClassStore, cloud: Cloud, thing: str) -> Presence:
+    """The device's presence as its owner in this class may see it: nothing from before it
+    became theirs (a board passed on keeps its name, and the cloud remembers it)."""
+    found = cloud.presence(thing)
+    since = store.registered_at(thing)
+    if since is None:
+        return Presence(thing, None, None, None)
+    changed_ok = found.changed is not None and found.changed >= since
+    last_ok = found.last_message is not None and found.last_message >= since
+    return Presence(
+        thing,
+        found.connected if changed_ok else None,
+        found.changed if changed_ok else None,
+        found.last_message if last_ok else None,
+    )
+
+
+def device_row(store: ClassStore, cloud: Cloud, thing: str) -> dict[str, Any]:
     """A device's line on My devices and the class page: connected now, last seen."""
     try:
-        presence = cloud.presence(thing)
+        presence = presence_since(store, cloud, thing)
     except KitError:
         return {"thing": thing, "connected": None, "last_seen": None}
     return {"thing": thing, "connected": presence.connected, "last_seen": presence.last_seen}
@@ -52,7 +69,9 @@ def class_rows(store: ClassStore, cloud: Cloud) -> list[dict[str, Any]]:
         {
             "account": account,
             "csr": received.get(account.username),
-            "devices": [device_row(cloud, thing) for thing in owners.get(account.username, [])],
+            "devices": [
+                device_row(store, cloud, thing) for thing in owners.get(account.username, [])
+            ],
         }
         for account in store.accounts()
         if account.role == "student"

@@ -203,7 +203,7 @@ def _devices(app: FastAPI, pages: Pages) -> None:
         if session is None:
             return pages.to_login()
         rows = [
-            ownership.device_row(cloud, thing)
+            ownership.device_row(store, cloud, thing)
             for thing in store.things_of(session.account.username)
         ]
         return pages.page(request, "devices.html", session, rows=rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -73,7 +73,7 @@ class ObserverIdentity:
     # Where the observer keeps what it sees, when the cloud records nothing for it (AWS):
     # the history the next session backfills from.
     record_to: Path | None = None
-    token: str = ""  # the class server's bearer token ("events" only)
+    token: str = field(default="", repr=False)  # the class server's bearer token ("events")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import base64
 import hashlib
 import json
 import ssl
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,8 +39,8 @@ class ClassLink:
 
     url: str
     username: str
-    token: str
-    fingerprint: str
+    token: str = field(repr=False)  # a secret: never in a repr a notebook could show
+    fingerprint: str = ""
 
     def save(self, certificate_pem: str) -> None:
         write_private(kit_home() / CERTIFICATE_FILE, certificate_pem)
