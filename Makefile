@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/class_register.py
 	$(BIN)/python bench/class_live.py
 	$(BIN)/python bench/aws_provision.py
+	$(BIN)/python bench/class_load.py
 
 # The whole course, headless, on the virtual board and the local cloud; results in build/.
 demo: $(STAMP)
