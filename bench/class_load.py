@@ -40,6 +40,8 @@ from kit.sim import fleet
 from kit.sim.eccx08_csr import chip_csr, chip_pem
 
 BURST = 30
+KIT = [sys.executable, "-m", "kit.cli"]
+PROVISION = ["--interval", "1", "--broker-host", "localhost"]  # a reading a second, boards here
 WARM_UP = 20.0
 
 
@@ -152,8 +154,7 @@ def main() -> None:
         roster.write_text("name\n" + "".join(f"Student {i}\n" for i in range(n)))
         began = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "kit.cli", "class", "provision", str(roster), "--virtual"]
-            + ["--interval", "1", "--broker-host", "localhost"],
+            [*KIT, "class", "provision", str(roster), "--virtual", *PROVISION],
             env=served.env,
             check=True,
             capture_output=True,
@@ -262,7 +263,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
     n = args.students
     print(
         f"{n} virtual boards at 1 message/s, {n} viewers in {args.viewer_processes} processes, "
-        f"{args.seconds} s after {WARM_UP:.0f} s warm-up, HTTPS, local cloud ({os.cpu_count()} cores)"
+        f"{args.seconds} s after {WARM_UP:.0f} s warm-up, HTTPS, local cloud "
+        f"({os.cpu_count()} cores)"
     )
     print(f"provisioning {n} virtual students: {results['provisioned']:.0f} s")
     print(f"{'publish -> event at the viewer':<36}{'p50':>8}{'p99':>8}{'max':>8}{'events':>9}")
@@ -274,7 +276,8 @@ def report(results: dict, args: argparse.Namespace) -> None:
         if values:
             print(
                 f"{label:<36}{statistics.median(values) * 1000:>6.0f}ms"
-                f"{percentile(values, 0.99) * 1000:>6.0f}ms{max(values) * 1000:>6.0f}ms{len(values):>9}"
+                f"{percentile(values, 0.99) * 1000:>6.0f}ms"
+                f"{max(values) * 1000:>6.0f}ms{len(values):>9}"
             )
     print(f"events lost: {results['lost']} of {results['expected']} the broker recorded")
     print(f"viewers with a token: {results['tokens']} of {n}")
@@ -289,10 +292,12 @@ def report(results: dict, args: argparse.Namespace) -> None:
     for name, share in results["cpu"].items():
         resident, peak = results["memories"][name]
         print(
-            f"{name}: CPU {share * 100:.0f}% of one core, memory {resident:.0f} MB (peak {peak:.0f} MB)"
+            f"{name}: CPU {share * 100:.0f}% of one core, "
+            f"memory {resident:.0f} MB (peak {peak:.0f} MB)"
         )
     print(
-        f"viewers ({args.viewer_processes} processes): CPU {results['viewer_cpu'] * 100:.0f}% of one core"
+        f"viewers ({args.viewer_processes} processes): "
+        f"CPU {results['viewer_cpu'] * 100:.0f}% of one core"
     )
     print("class server memory every 5 s (MB): " + " ".join(f"{m:.0f}" for m in results["samples"]))
 
