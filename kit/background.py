@@ -147,6 +147,18 @@ def alive(pid: int) -> bool:
     return not _zombie(pid)
 
 
+def runs_module(pid: int, module: str) -> bool:
+    """Whether `pid` runs and is `python -m module` (where the system says: Linux), so that a
+    pid file left from before a reboot never names another program's process."""
+    if not alive(pid):
+        return False
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc here: alive is all that can be known
+    return module.encode() in arguments
+
+
 def _zombie(pid: int) -> bool:
     """Whether `pid` has exited but its parent has not collected it yet (Linux; else False).
 

@@ -23,6 +23,13 @@ from kit.cloud.policy import PRESENCE_PREFIX
 from kit.errors import TelemetryError
 
 Arrived = Callable[[str, bytes, float], None]  # topic, payload, when
+REFUSALS = {
+    401: "The class server no longer accepts this computer's login (your teacher ended it, or "
+    "your password changed): run course.use(cloud='class', ...) again.",
+    404: "That device is not yours on the class server: course.look_inside() shows yours.",
+    429: "You have too many live pages open on the class server: close some (other notebooks' "
+    "dashboards, browser tabs), then run this cell again.",
+}
 
 
 def as_message(kind: str, event: dict[str, Any]) -> tuple[str, bytes] | None:
@@ -56,6 +63,7 @@ class ClassEvents:
         self.observer, self.thing = observer, thing
         self._arrived, self.connected = arrived, connected
         self._stop = threading.Event()
+        self.refused = ""  # why the server last refused the stream, for the student
         self._thread: threading.Thread | None = None
         self._last_id: str | None = None
         self._client = httpx.Client(
@@ -71,7 +79,8 @@ class ClassEvents:
         if not self.connected.wait(timeout):
             self.stop()
             raise TelemetryError(
-                f"The class server at {self.observer.host} did not open the live stream in "
+                self.refused
+                or f"The class server at {self.observer.host} did not open the live stream in "
                 "time. Is it running? Ask your teacher; course.look_inside() shows the settings."
             )
 
@@ -95,7 +104,8 @@ class ClassEvents:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 self._follow()
             self.connected.clear()
-            self._stop.wait(2.0)
+            # Refused (a revoked login, too many pages): ask again now and then, not at once.
+            self._stop.wait(30.0 if self.refused else 2.0)
 
     def _follow(self) -> None:
         """One connection: read frames until the stream ends."""
@@ -103,7 +113,12 @@ class ClassEvents:
         headers = {"Last-Event-ID": self._last_id} if self._last_id else {}
         with self._client.stream("GET", path, headers=headers) as response:
             if response.status_code != 200:
+                self.refused = REFUSALS.get(
+                    response.status_code,
+                    f"The class server refused the live stream (HTTP {response.status_code}).",
+                )
                 return
+            self.refused = ""
             self.connected.set()
             frame: dict[str, str] = {}
             for line in response.iter_lines():

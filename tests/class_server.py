@@ -126,8 +126,12 @@ class Serving:
                 httpx.get(f"{self.running.site}/login", verify=False, timeout=2)
                 return process
             except httpx.HTTPError:
-                assert process.poll() is None, self.log.read_text()
-                assert time.monotonic() < deadline, "the class site never answered"
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.terminate()  # never left running by a failed test
+                    process.wait(timeout=30)
+                    raise AssertionError(
+                        "the class site never answered:\n" + self.log.read_text()
+                    ) from None
                 time.sleep(0.3)
 
     def stop(self) -> None:

@@ -119,3 +119,25 @@ def test_the_token_is_in_no_repr(https_site: Site) -> None:
     link = class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
     assert link.token not in repr(link)
     assert link.token not in repr(ClassCloud().observer())
+
+
+def test_history_asks_the_server_for_the_last_reading_not_the_last_message(
+    https_site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    board = own_device(https_site, cloud, tmp_path, "cc_last", "ada")
+    publish(board, "cc_last", 66.0)
+    board.client.publish("things/cc_last/led/state", b"20", qos=1).wait_for_publish(5)
+    mine = ClassCloud()
+    wait_until(lambda: mine.history("cc_last", topic_suffix="/led/state"), what="the LED state")
+    [last] = mine.history("cc_last", latest=1, topic_suffix="/environment")
+    assert json.loads(last.payload)["temperature"] == 66.0
+    board.close()
+
+
+def test_a_revoked_login_says_to_log_in_again(https_site: Site) -> None:
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    observer = ClassCloud().observer()
+    https_site.store.revoke_tokens("ada")
+    with pytest.raises(telemetry.TelemetryError, match=r"log in|course\.use"):
+        telemetry.Telemetry(observer).start(timeout=3)

@@ -32,12 +32,13 @@ def test_thirty_virtual_students_then_teardown_leaves_nothing(tmp_path: Path) ->
     try:
         command = ("class", "provision", str(roster), "--virtual", "--interval", "1")
         local = ("--broker-host", "localhost")  # the name boards use for this computer here
-        said = kit_ok(env, *command, *local) + kit_ok(env, *command, *local)
-        assert "Added 30 student(s)" in said and "Registered 30 virtual board(s) now" in said
-        assert "30/30 students" in said and "s left" in said  # the progress bar
+        first = kit_ok(env, *command, *local)
+        assert "Added 30 student(s)" in first and "Registered 30 virtual board(s) now" in first
+        assert "30/30 students" in first and "s left" in first  # the progress bar
         # Run again: nothing new, nothing twice.
-        assert "Every student of the roster has an account already." in said
-        assert "Registered 0 virtual board(s) now; 30 run" in said
+        again = kit_ok(env, *command, *local)
+        assert "Every student of the roster has an account already." in again
+        assert "Registered 0 virtual board(s) now; 30 run" in again
         boards = home / "class" / provision.FLEET
         pid = fleet.running(boards)
         assert pid is not None
@@ -96,7 +97,10 @@ def test_an_interrupted_provisioning_carries_on_where_it_stopped(tmp_path: Path)
                 cloud.unregister(thing)
 
 
-def test_a_student_without_a_usable_device_name_gets_one() -> None:
-    assert provision.device_name("ada.lovelace") == "ada_lovelace_board"
-    assert re.fullmatch(r"[a-z0-9_]+_board", provision.device_name("élise-2"))
+def test_every_student_gets_a_usable_device_name_of_their_own() -> None:
+    assert provision.device_name("ada.lovelace").startswith("ada_lovelace_")
+    assert re.fullmatch(r"[a-z0-9_]+_[0-9a-f]{8}", provision.device_name("élise-2"))
+    # Usernames that read alike as device names still get names of their own.
+    alike = {provision.device_name(name) for name in ("ann.lee", "ann_lee", "ann-lee")}
+    assert len(alike) == 3
     assert len(provision.device_name("x" * 80)) <= 64  # a CN is at most 64 characters

@@ -211,3 +211,16 @@ def test_characters_json_cannot_carry_back_are_refused_and_never_echoed(site: Si
         headers={"Content-Type": "application/json"},
     )
     assert led.status_code in (404, 422) and "ud800" not in led.text
+
+
+def test_the_instructors_token_follows_a_students_device(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    board = own_device(site, cloud, tmp_path, "api_watched", "ada")
+    teacher = notebook(site, token_for(site, "teacher"))
+    stream = Stream(teacher, "/things/api_watched/events")
+    publish(board, "api_watched", 44.0)
+    assert stream.wait_for(1, "reading")[0]["temperature"] == 44.0
+    assert not stream.closed.is_set()
+    stream.close()
+    board.close()

@@ -289,3 +289,29 @@ def test_numbers_in_any_characters_are_refused_not_a_crash(
         assert stream.status == 200
         wait_until(stream.closed.is_set, what="the reload")
         assert stream.events[-1]["event"]["event"] == "reload"
+
+
+def test_stopping_the_feed_ends_even_a_full_follower(cloud: LocalCloud) -> None:
+    # A follower whose queue is full (a page far behind) gets its end signal all the same.
+    import asyncio
+
+    from kit.classroom.live import QUEUE_LIMIT
+    from kit.telemetry import Reading
+
+    feed = ClassFeed(cloud)
+
+    async def scenario() -> list:
+        feed._loop = asyncio.get_running_loop()  # as start() sets it, without a broker
+        follower = feed.follow(("a", "b"), feed.first_id, keepalive=0.05)
+        assert await anext(follower) is not None  # following now (a QUIET)
+        for number in range(QUEUE_LIMIT):
+            feed._arrived(Reading("a", float(number), 70.0, 40.0))
+        await asyncio.sleep(0.1)  # the loop hands them over
+        feed.stop()
+        seen = []
+        async for item in follower:
+            seen.append(item)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen and seen[-1].name == "ENDED"

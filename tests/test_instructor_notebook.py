@@ -53,3 +53,9 @@ def test_the_instructor_notebook_runs_the_class(tmp_path: Path) -> None:
     assert len(passwords) == 4  # the instructor and three students
     saved = nbformat.writes(notebook)
     assert not any(password in saved for password in passwords)
+    # The roster cell run again adds nobody twice.
+    from kit.classroom import teach
+
+    with using_home(home):
+        again = teach.add_roster(source.parent / "examples" / "roster.csv")
+    assert "Every student of the roster has an account already." in again

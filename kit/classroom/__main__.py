@@ -15,8 +15,11 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--broker-host")
+    parser.add_argument("--broker-port", type=int)
+    parser.add_argument("--broker-ws-port", type=int)
     args = parser.parse_args()
-    cloud = server.open_class_cloud(args.folder, args.broker_host, environment.read())
+    env = environment.Environment(broker_port=args.broker_port, broker_ws_port=args.broker_ws_port)
+    cloud = server.open_class_cloud(args.folder, args.broker_host, env)
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)), flush=True)
     server.serve(args.folder, cloud, listen="0.0.0.0", port=args.port)
 

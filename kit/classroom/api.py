@@ -209,6 +209,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         since: float | None = None,
         until: float | None = None,
         latest: Annotated[int | None, Query(ge=1, le=HISTORY_LIMIT)] = None,
+        topic_suffix: Annotated[str | None, Query(max_length=32)] = None,
     ) -> list[MessageOut]:
         """What was recorded of the device since it became the student's (oldest first)."""
         mine(account, thing)
@@ -219,6 +220,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
             until=until,
             latest=min(latest or HISTORY_LIMIT, HISTORY_LIMIT),
             max_bytes=READING_BYTES,
+            topic_suffix=topic_suffix,
         )
         return [
             MessageOut(
@@ -244,8 +246,12 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     ) -> Response:
         """The device's live events (readings, LED states, connections) after `after` (left
         out: from now on); `*` for all of the student's devices."""
-        watched: Watched = tuple(store.things_of(account.username)) if thing == EVERY else thing
-        if thing != EVERY:
+        teacher = account.role == "instructor"
+        watched: Watched = thing
+        if thing == EVERY and not teacher:
+            # A student's `*`: their devices as they are now (a reconnection sees new ones).
+            watched = tuple(store.things_of(account.username))
+        elif thing != EVERY:
             mine(account, thing)
         if last_event_id is not None:
             after = number(last_event_id) or 0
@@ -255,7 +261,9 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         def still_allowed() -> bool:
             return store.token_account(token) is not None
 
-        return live.stream(account.username, False, watched, start, still_allowed)
+        return live.stream(
+            account.username, watched, start, everything=teacher, still_allowed=still_allowed
+        )
 
     @api.post(
         "/things/{thing}/led",

@@ -101,9 +101,10 @@ class Live:
     def stream(
         self,
         person: str,
-        everything: bool,
         watched: Watched,
         after: int,
+        *,
+        everything: bool,
         still_allowed: Callable[[], bool],
     ) -> Response:
         """The Server-Sent Events stream of `watched` (a device, several, or EVERY: the
@@ -192,7 +193,13 @@ def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
         def still_allowed() -> bool:
             return store.session(session_id) is not None
 
-        return live.stream(session.account.username, teaches(session), thing, after, still_allowed)
+        return live.stream(
+            session.account.username,
+            thing,
+            after,
+            everything=teaches(session),
+            still_allowed=still_allowed,
+        )
 
     @app.post("/live/{thing}/led")
     def led(

@@ -146,9 +146,9 @@ class ClassFeed:
         if self._watch is not None:
             self._watch.stop()
             self._watch = None
-        for followers in self._followers.values():
-            for follower in followers:
-                follower.queue.put_nowait(Signal.ENDED)  # never full: full ones were dropped
+        every = {follower for followers in self._followers.values() for follower in followers}
+        for follower in every:  # one follower of several devices is under each of them
+            _end(follower)
 
     @property
     def connected(self) -> bool:
@@ -186,9 +186,7 @@ class ClassFeed:
                     # Too slow: end its stream; the browser reconnects with the last id it
                     # saw and catches up from what is kept, so nothing is lost.
                     self._forget(follower)
-                    while not follower.queue.empty():
-                        follower.queue.get_nowait()
-                    follower.queue.put_nowait(Signal.ENDED)
+                    _end(follower)
 
     def _forget(self, follower: Follower) -> None:
         for key in follower.keys:
@@ -263,6 +261,14 @@ class ClassFeed:
         )
         recorded = [describe(event) for event in _decoded(messages)]
         return Snapshot(recorded, [n.as_json() for n in kept], last_id)
+
+
+def _end(follower: Follower) -> None:
+    """End a follower's stream: what it had not taken yet is dropped (it catches up on
+    reconnecting), so there is always room for the signal."""
+    while not follower.queue.empty():
+        follower.queue.get_nowait()
+    follower.queue.put_nowait(Signal.ENDED)
 
 
 def _keys(watched: Watched) -> tuple[str, ...]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import shutil
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from kit import certs, config_h
-from kit.classroom import roster
+from kit.classroom import roster, server
 from kit.classroom.ownership import Registrar
 from kit.classroom.store import Account, ClassStore, open_store
 from kit.cloud import Cloud
@@ -64,17 +65,16 @@ def provision(
 ) -> Provisioned:
     """Accounts for the roster's students who have none, and with `virtual` a registered,
     publishing virtual board for each who has no device yet."""
+    cards, handout = server.add_roster(folder, csv_file, only_new=True)
     rows = roster.read(csv_file)
     with open_store(folder) as store:
-        cards, handout = _accounts(store, folder, rows)
         registered: list[str] = []
         if virtual:
             names = {name for name, _ in rows}
             students = [a for a in store.accounts() if a.role == "student" and a.name in names]
             registered = _boards(store, cloud, folder / FLEET, students, progress)
-    boards = 0
-    if virtual:
-        boards = len(fleet.boards_in(folder / FLEET))
+    boards = len(fleet.boards_in(folder / FLEET)) if virtual else 0
+    if boards:
         fleet.start(folder / FLEET, interval)
     return Provisioned(cards, handout, registered, boards)
 
@@ -88,24 +88,12 @@ def remove_boards(folder: Path) -> bool:
 
 
 def device_name(username: str) -> str:
-    """The virtual board's name for a student: their username as a device name allows it."""
-    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in username)[:56] + "_board"
+    """The virtual board's name for a student: their username as a device name allows it,
+    and a short checksum of it, since `ann.lee` and `ann-lee` read alike as names."""
+    plain = "".join(c if c.isascii() and c.isalnum() else "_" for c in username)[:48]
+    name = f"{plain}_{zlib.crc32(username.encode()):08x}"
     certs.validate_device_name(name)
     return name
-
-
-def _accounts(
-    store: ClassStore, folder: Path, rows: list[tuple[str, str]]
-) -> tuple[list[roster.Card], Path | None]:
-    """Accounts for the rows whose student has none yet (by name), and their handout."""
-    present = {account.name for account in store.accounts()}
-    new = [row for row in rows if row[0] not in present]
-    if not new:
-        return [], None
-    cards = roster.add(store, new)
-    address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return cards, roster.handout(cards, address, fingerprint, folder / f"handout-{stamp}.html")
 
 
 def _boards(

@@ -112,10 +112,19 @@ def _handout_path(folder: Path, what: str) -> Path:
     return folder / f"handout-{what}-{time.strftime('%Y%m%d-%H%M%S')}.html"
 
 
-def add_roster(folder: Path, csv_file: Path) -> tuple[list[roster.Card], Path]:
-    """Accounts for every student of the roster, and the handout with their passwords."""
+def add_roster(
+    folder: Path, csv_file: Path, only_new: bool = False
+) -> tuple[list[roster.Card], Path | None]:
+    """Accounts for every student of the roster (`only_new`: those without an account of
+    that name yet, so a roster can be added again), and the handout with their passwords
+    (None when nobody was added)."""
     rows = roster.read(csv_file)
     with open_store(folder) as store:
+        if only_new:
+            present = {account.name for account in store.accounts()}
+            rows = [row for row in rows if row[0] not in present]
+        if not rows:
+            return [], None
         cards = roster.add(store, rows)
         address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
     handout = roster.handout(cards, address, fingerprint, _handout_path(folder, "roster"))

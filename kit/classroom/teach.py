@@ -20,10 +20,10 @@ import ipywidgets as widgets
 
 from kit import background, environment
 from kit.classroom import ownership, roster, server
-from kit.classroom.store import open_store
+from kit.classroom.store import ClassStore, open_store
 from kit.cloud import Cloud
 from kit.course import Notice
-from kit.errors import ClassError
+from kit.errors import ClassError, KitError
 from kit.printable import printable
 from kit.telemetry import Reading, decode
 
@@ -39,8 +39,14 @@ def start(host: str = "", broker_host: str = "") -> Notice:
         card = roster.Card("Instructor", created.username, created.password)
         roster.handout([card], created.address, created.fingerprint, folder / "instructor.html")
     if _running(folder) is None:
+        env = environment.read()
         command = [sys.executable, "-m", "kit.classroom", "--folder", str(folder)]
         command += ["--port", str(port)] + (["--broker-host", broker_host] if broker_host else [])
+        # A background process is given KIT_HOME only: the broker's ports go on its command line.
+        if env.broker_port:
+            command += ["--broker-port", str(env.broker_port)]
+        if env.broker_ws_port:
+            command += ["--broker-ws-port", str(env.broker_ws_port)]
         process = background.spawn(command, folder / "serve.log")
         (folder / "serve.pid").write_text(str(process.pid))
         _wait_for_site(port, folder)
@@ -65,7 +71,9 @@ def stop() -> Notice:
 
 def add_roster(csv_file: str | Path) -> Notice:
     """Accounts for every student of the roster; say where their cards are."""
-    cards, handout = server.add_roster(server.class_folder(), Path(csv_file))
+    cards, handout = server.add_roster(server.class_folder(), Path(csv_file), only_new=True)
+    if handout is None:
+        return Notice("Every student of the roster has an account already.")
     return Notice(
         f"Added {len(cards)} student(s). Print their cards (passwords are only there): "
         f"{handout.as_uri()}"
@@ -83,10 +91,13 @@ class ClassTable(widgets.HTML):  # type: ignore[misc]  # ipywidgets is untyped
 
     def refresh(self) -> None:
         folder = server.class_folder()
-        cloud = server.open_class_cloud(folder, env=environment.read())
-        with open_store(folder) as store:
-            rows = ownership.class_rows(store, cloud)
-        self.value = _table(rows, cloud)
+        try:
+            cloud = server.open_class_cloud(folder, env=environment.read())
+            with open_store(folder) as store:
+                rows = ownership.class_rows(store, cloud)
+                self.value = _table(rows, cloud, store)
+        except KitError as error:  # the table says so, and the next round tries again
+            self.value = f"<p>⚠️ {html.escape(printable(str(error)))}</p>"
 
     def start(self) -> ClassTable:
         """Refresh on the kernel's event loop until stop()."""
@@ -126,7 +137,7 @@ def class_table() -> Any:
     return table.start()
 
 
-def _table(rows: list[dict[str, Any]], cloud: Cloud) -> str:
+def _table(rows: list[dict[str, Any]], cloud: Cloud, store: ClassStore) -> str:
     """The class table as HTML, every name and value escaped."""
 
     def e(value: object) -> str:
@@ -143,7 +154,7 @@ def _table(rows: list[dict[str, Any]], cloud: Cloud) -> str:
             lines.append("<td></td></tr>")
         for device in row["devices"]:
             state = STATES[device["connected"]]
-            reading = _last_reading(cloud, device["thing"])
+            reading = _last_reading(cloud, device["thing"], store.registered_at(device["thing"]))
             lines.append(
                 f"<tr><td>{name}</td><td>{csr}</td><td><code>{e(device['thing'])}</code></td>"
                 f"<td>{state}</td><td>{e(reading)}</td></tr>"
@@ -155,9 +166,9 @@ def _table(rows: list[dict[str, Any]], cloud: Cloud) -> str:
 STATES = {True: "connected", False: "not connected", None: "registered"}
 
 
-def _last_reading(cloud: Cloud, thing: str) -> str:
-    """The device's last reading as a sentence ("none yet" without one)."""
-    latest = cloud.history(thing, latest=1, topic_suffix="/environment")
+def _last_reading(cloud: Cloud, thing: str, since: float | None) -> str:
+    """The device's last reading since it became its owner's, as a sentence."""
+    latest = cloud.history(thing, since=since, latest=1, topic_suffix="/environment")
     if not latest:
         return "none yet"
     event = decode(latest[-1].topic, latest[-1].payload, latest[-1].received)
@@ -170,7 +181,7 @@ def _last_reading(cloud: Cloud, thing: str) -> str:
 def _running(folder: Path) -> int | None:
     pid_file = folder / "serve.pid"
     pid = background.read_pid(pid_file) if pid_file.exists() else None
-    return pid if pid is not None and background.alive(pid) else None
+    return pid if pid is not None and background.runs_module(pid, "kit.classroom") else None
 
 
 def _wait_for_site(port: int, folder: Path, timeout: float = 60.0) -> None:

@@ -28,6 +28,7 @@ from kit.errors import CloudError, ThingTakenError
 from kit.places import kit_home, read_json, write_private
 
 LINK_FILE = "class.json"
+HISTORY_QUERY = ("since", "until", "latest", "topic_suffix")  # as Store.messages takes them
 CERTIFICATE_FILE = "class-server.pem"
 _AFTER_REPAIR = "and log in to the class again: course.use(cloud='class', url=..., user=...)"
 
@@ -195,15 +196,15 @@ class ClassCloud(Cloud):
         )
 
     def history(self, thing: str, **query: Any) -> list[Message]:
-        wanted = {k: v for k, v in query.items() if k in ("since", "until", "latest")}
+        wanted = {k: v for k, v in query.items() if k in HISTORY_QUERY and v is not None}
         answer = self._call("GET", f"things/{thing}/history", params=wanted)
+        if answer.status_code == 404:
+            return []  # not (or no longer) this student's device
         if answer.status_code != 200:
-            return []
-        suffix = query.get("topic_suffix")
+            raise CloudError(_detail(answer, f"The class server did not give {thing}'s history"))
         return [
             Message(thing, row["topic"], base64.b64decode(row["payload"]), row["received"])
             for row in answer.json()
-            if suffix is None or row["topic"].endswith(suffix)
         ]
 
     def presence(self, thing: str) -> Presence:

@@ -22,6 +22,7 @@ from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
 from kit.trust import amazon_root_ca
 
+MODULE = "kit.sim.fleet"
 PID_FILE = "fleet.pid"
 LOG_FILE = "fleet.log"
 
@@ -59,7 +60,7 @@ def run(folder: Path, interval: float, stopped: threading.Event, timestamp: bool
 def start(folder: Path, interval: float, timestamp: bool = False) -> int:
     """Run the fleet in the background (again, if it ran: boards may have been added)."""
     stop(folder)
-    command = [sys.executable, "-m", "kit.sim.fleet", str(folder), "--interval", str(interval)]
+    command = [sys.executable, "-m", MODULE, str(folder), "--interval", str(interval)]
     command += ["--timestamp"] if timestamp else []
     process = background.spawn(command, folder / LOG_FILE)
     (folder / PID_FILE).write_text(f"{process.pid}\n")
@@ -70,7 +71,7 @@ def running(folder: Path) -> int | None:
     """The fleet's process id, if it runs."""
     pid_file = folder / PID_FILE
     pid = background.read_pid(pid_file) if pid_file.exists() else None
-    return pid if pid is not None and background.alive(pid) else None
+    return pid if pid is not None and background.runs_module(pid, MODULE) else None
 
 
 def stop(folder: Path) -> bool:
