@@ -12,7 +12,7 @@ from helpers import csr_pem
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from kit.classroom.dashboard import number
+from kit.classroom.streams import number
 from kit.cloud.local import LocalCloud
 
 BOBS = "bob_secret_board"  # another student's device: its name must never reach Ada

@@ -258,7 +258,7 @@ def test_a_device_that_changes_hands_ends_the_old_owners_stream(
 
 
 def test_one_person_cannot_open_streams_without_end(site: Site) -> None:
-    from kit.classroom.dashboard import STREAMS_EACH
+    from kit.classroom.streams import STREAMS_EACH
 
     teacher = site.browser("teacher")
     after = site.feed.last_id

@@ -21,15 +21,14 @@ from pydantic import BaseModel, Field
 
 from kit import certs
 from kit.classroom import passwords
-from kit.classroom.dashboard import Live, number
-from kit.classroom.live import EVERY, Watched
-from kit.classroom.ownership import presence_since, remove_devices
+from kit.classroom.live import EVERY, HISTORY_ROWS, READING_BYTES, Watched
+from kit.classroom.ownership import may_see, presence_since, remove_devices
 from kit.classroom.pages import Pages
 from kit.classroom.store import Account
+from kit.classroom.streams import Live, number
 from kit.errors import KitError
 
-HISTORY_LIMIT = 3600  # an hour at one message a second
-READING_BYTES = 2048  # a reading or an LED state is tens of bytes: bigger is no reading
+HISTORY_LIMIT = HISTORY_ROWS
 
 
 class TokenRequest(BaseModel):
@@ -131,8 +130,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     Person = Annotated[Account, Depends(person)]
 
     def mine(account: Account, thing: str) -> None:
-        owner = store.owner(thing)
-        if owner is None or (owner != account.username and account.role != "instructor"):
+        if not may_see(store, account, thing):
             raise HTTPException(404, "There is no such device of yours.")
 
     @api.post(

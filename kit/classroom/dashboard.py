@@ -9,10 +9,7 @@ own devices, the instructor every device of the class (`/live/*/events`).
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Header, Request
@@ -22,125 +19,16 @@ from fastapi.responses import (
     PlainTextResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
 
-from kit import telemetry
-from kit.classroom.live import EVERY, ClassFeed, Numbered, Signal, Watched
+from kit.classroom.live import EVERY
 from kit.classroom.ownership import may_see, presence_since, teaches
 from kit.classroom.pages import Pages
 from kit.classroom.store import Session
+from kit.classroom.streams import Live, number
 from kit.errors import KitError
 
-KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
-RETRY_MS = 2000  # how soon a browser reconnects a dropped stream
 RECENT = 60  # readings per device on the instructor's small charts
-STREAMS_EACH = 8  # live pages one person may keep open (tabs, a projector, a phone)
-STREAMS_TOTAL = 1500  # for the whole class: 300 students with a few pages each
-Verdict = Literal["show", "skip", "gone"]  # an event for a stream: its own, too old, not theirs
-
-
-def stream_budget() -> int:
-    """How many streams the limit on open files leaves room for (some kept for the rest)."""
-    try:
-        import resource
-    except ImportError:  # Windows: no such limit to ask
-        return STREAMS_TOTAL
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return STREAMS_TOTAL
-    return max(50, min(STREAMS_TOTAL, soft - 300))
-
-
-class Streams:
-    """How many live streams each person has open, within a bound for each and for all: a
-    stream holds a connection and a file descriptor for as long as the page stays open."""
-
-    def __init__(self, each: int = STREAMS_EACH, total: int | None = None) -> None:
-        self.each, self.total = each, total if total is not None else stream_budget()
-        self._open: Counter[str] = Counter()  # touched on the event loop's thread only
-
-    def open(self, person: str) -> bool:
-        """Count one more stream for `person`, if both bounds allow it."""
-        if self._open[person] >= self.each or self._open.total() >= self.total:
-            return False
-        self._open[person] += 1
-        return True
-
-    async def closing(self, person: str, frames: AsyncIterator[str]) -> AsyncIterator[str]:
-        """`frames`, counting the stream as closed when they end or the page goes away."""
-        try:
-            async for frame in frames:
-                yield frame
-        finally:
-            self._open[person] -= 1
-
-
-class Live:
-    """The class's live feed as the pages and the notebooks' API serve it: a device's story,
-    its stream and its LED, for a person the caller has checked may see it."""
-
-    def __init__(self, pages: Pages, feed: ClassFeed) -> None:
-        self.store, self.cloud, self.feed = pages.store, pages.cloud, feed
-        self.streams = Streams()
-
-    def story(self, thing: str) -> dict[str, Any]:
-        """History and what the feed kept of `thing`, with the number to follow from."""
-        snapshot = self.feed.snapshot(thing, since=self.store.registered_at(thing) or time.time())
-        presence = presence_since(self.store, self.cloud, thing)
-        return {
-            "thing": thing,
-            "recorded": snapshot.recorded,
-            "kept": snapshot.kept,
-            "last_id": snapshot.last_id,
-            "connected": presence.connected,
-            "last_seen": presence.last_seen,
-            "feed": self.feed.connected,
-        }
-
-    def stream(
-        self,
-        person: str,
-        watched: Watched,
-        after: int,
-        *,
-        everything: bool,
-        still_allowed: Callable[[], bool],
-    ) -> Response:
-        """The Server-Sent Events stream of `watched` (a device, several, or EVERY: the
-        class) after number `after`, for `person` (`everything`: the instructor), for as long
-        as `still_allowed()` (their session or token is still live)."""
-        if not self.streams.open(person):
-            return PlainTextResponse(
-                "Too many live pages are open: close some tabs and reload this one.", 429
-            )
-
-        def verdict(event: telemetry.Event) -> Verdict:
-            # Asked again at every event: a device can change hands while a page is open, and
-            # nothing from before it became its owner's reaches them.
-            owner = self.store.owner(event.thing)
-            if owner is None or not (everything or owner == person):
-                return "gone"
-            since = self.store.registered_at(event.thing)
-            return "show" if since is not None and event.time >= since else "skip"
-
-        frames = _frames(self.feed, watched, after, verdict, still_allowed)
-        return StreamingResponse(
-            self.streams.closing(person, frames),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
-    def led(self, thing: str, value: str) -> str:
-        """Ask `thing` to set its LED to `value` percent: "" when sent, else why not."""
-        brightness = number(value)
-        if brightness is None:
-            return "The LED brightness is a whole number from 0 to 100."
-        try:
-            self.feed.led(thing, telemetry.check_brightness(brightness))
-        except KitError as error:
-            return str(error)
-        return ""
 
 
 def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
@@ -153,7 +41,7 @@ def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
             return None
         if thing == EVERY:
             return session if teaches(session) else None
-        return session if may_see(store, session, thing) else None
+        return session if may_see(store, session.account, thing) else None
 
     def not_yours() -> Response:
         return PlainTextResponse("There is no such device of yours.", 404)
@@ -215,7 +103,7 @@ def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
         session = pages.checked(request, csrf)
         if session is None:
             return pages.refused()
-        if thing == EVERY or not may_see(store, session, thing):
+        if thing == EVERY or not may_see(store, session.account, thing):
             return not_yours()
         if switch == "0" or (switch == "100" and value == "0"):
             value = switch  # "off" wins over the slider; "on" with the slider at 0 is full on
@@ -270,41 +158,3 @@ def add_instructor_routes(app: FastAPI, pages: Pages, live: Live) -> None:
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse("/class/live", status_code=303)
         return PlainTextResponse("sent", 202)
-
-
-async def _frames(
-    feed: ClassFeed,
-    watched: Watched,
-    after: int,
-    verdict: Callable[[telemetry.Event], Verdict],
-    still_allowed: Callable[[], bool],
-) -> AsyncIterator[str]:
-    """Server-Sent Events frames: the events after `after` whose `verdict` is "show", a
-    comment now and then while quiet, and a `reload` event when the page must load the story
-    again. The stream ends when a device it follows is "gone" (no longer the person's: the
-    reconnecting page meets the owner check), and once `still_allowed()` is not (asked at most
-    once a second): a revoked token or an ended session stops what it had opened."""
-    yield f"retry: {RETRY_MS}\n\n"
-    asked = time.monotonic()
-    async for item in feed.follow(watched, after, keepalive=KEEPALIVE):
-        if time.monotonic() - asked >= 1.0:
-            asked = time.monotonic()
-            if not still_allowed():
-                return
-        if item is Signal.QUIET:
-            yield ": quiet\n\n"
-        elif item is Signal.RELOAD:
-            yield "event: reload\ndata: {}\n\n"
-        elif isinstance(item, Numbered):
-            judged = verdict(item.event)
-            if judged == "show":
-                yield item.frame()
-            elif judged == "gone" and watched != EVERY:
-                return
-
-
-def number(text: str) -> int | None:
-    """A whole number as a form or header sends it (ASCII digits, at most 18), else None."""
-    if text.isascii() and text.isdigit() and len(text) <= 18:
-        return int(text)
-    return None

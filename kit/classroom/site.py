@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 
 from kit import certs, config_h
-from kit.classroom import api, dashboard, ownership, passwords
+from kit.classroom import api, dashboard, ownership, passwords, streams
 from kit.classroom.guards import guard, same
 from kit.classroom.live import ClassFeed
 from kit.classroom.ownership import may_see, remove_devices, teaches
@@ -63,7 +63,7 @@ def create_app(
     _devices(app, pages)
     _instructor(app, pages)
     if feed is not None:
-        live = dashboard.Live(pages, feed)
+        live = streams.Live(pages, feed)
         dashboard.add_routes(app, pages, live)
         dashboard.add_instructor_routes(app, pages, live)
         app.mount("/api", api.create_api(pages, live))
@@ -213,7 +213,7 @@ def _devices(app: FastAPI, pages: Pages) -> None:
         session = pages.current(request)
         if session is None:
             return pages.to_login()
-        found = store.registration(thing) if may_see(store, session, thing) else None
+        found = store.registration(thing) if may_see(store, session.account, thing) else None
         if found is None or name not in ("certificate.pem", "config.h", "ca.pem"):
             return PlainTextResponse("There is no such file of yours.", 404)
         registration, slot = found
@@ -233,7 +233,7 @@ def _devices(app: FastAPI, pages: Pages) -> None:
         session = pages.checked(request, csrf)
         if session is None:
             return pages.refused()
-        if not may_see(store, session, thing):
+        if not may_see(store, session.account, thing):
             return PlainTextResponse("There is no such device of yours.", 404)
         remove_devices(store, cloud, [thing])
         return RedirectResponse("/class" if teaches(session) else "/devices", status_code=303)
