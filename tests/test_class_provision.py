@@ -16,6 +16,7 @@ from kit.background import alive
 from kit.classroom import provision, server
 from kit.classroom.store import open_store
 from kit.cloud.local import LocalCloud
+from kit.cloud.service import service_state
 from kit.places import using_home
 from kit.sim import fleet
 
@@ -57,6 +58,7 @@ def test_thirty_virtual_students_then_teardown_leaves_nothing(tmp_path: Path) ->
         assert not boards.exists()
         with using_home(home):
             assert LocalCloud().things() == []
+            assert service_state() is None  # nothing left running
     finally:
         with using_home(home):
             steps.stop_everything()

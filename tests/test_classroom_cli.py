@@ -97,7 +97,9 @@ def test_a_class_from_init_to_teardown_over_https(tmp_path: Path) -> None:
         assert re.search(r"ada\.lovelace\s+student\s+Ada Lovelace\s+ada_1", listed)
         assert kit(env, "class", "teardown").returncode == 1  # asks for --yes
         gone = kit(env, "class", "teardown", "--yes", "--accounts")
-        assert "Removed 1 device(s) and the students' accounts." in gone.stdout
+        assert (
+            "Removed 1 device(s) and the virtual boards, and the students' accounts." in gone.stdout
+        )
         things = kit(env, "things")
         assert things.returncode == 0 and "ada_1" not in things.stdout
         left = kit(env, "class", "roster", "list")

@@ -147,9 +147,13 @@ def cmd_class(args: argparse.Namespace) -> None:
             )
         removed = server.teardown(folder, _class_cloud(folder), accounts=args.accounts)
         print(
-            f"Removed {len(removed)} device(s)"
-            + (" and the students' accounts." if args.accounts else ".")
+            f"Removed {len(removed)} device(s) and the virtual boards"
+            + (", and the students' accounts." if args.accounts else ".")
         )
+        from kit.cloud import service  # the class's local cloud, if it runs: the course is over
+
+        if service.stop_service():
+            print("Stopped the local cloud (`kit class serve` starts it again).")
 
 
 def _roster(folder: Path, args: argparse.Namespace) -> None:
