@@ -18,6 +18,9 @@ from kit.cloud import class_cloud
 from kit.errors import KitError
 from kit.printable import printable
 
+# A fingerprint is 95 characters without a space: let it break anywhere rather than be cut.
+WRAP = "overflow-wrap:anywhere;word-break:break-all"
+
 
 class ClassLogin(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
     """The fingerprint to compare, a password field and the button that logs in."""
@@ -29,15 +32,19 @@ class ClassLogin(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         where = html.escape(printable(url))
         intro = widgets.HTML(
             f"<p>The class server at <code>{where}</code> shows this certificate fingerprint "
-            f"(SHA-256):<br><code>{shown}</code><br>Compare it with the one on your card. "
-            "Log in only if they are the same.</p>"
+            f"(SHA-256):</p><p><code style='{WRAP}'>{shown}</code></p><p>Compare it with the "
+            "one on your card. Log in only if they are the same.</p>"
         )
         self.password = widgets.Password(
             description=f"Password of {printable(username)}",
             style={"description_width": "initial"},
             layout=widgets.Layout(width="480px"),
         )
-        self.button = widgets.Button(description="It matches my card: log in", icon="sign-in")
+        self.button = widgets.Button(
+            description="It matches my card: log in",
+            icon="sign-in",
+            layout=widgets.Layout(width="auto"),  # the whole sentence, never cut short
+        )
         self.message = widgets.HTML()
         self.button.on_click(lambda _: self.log_in())
         super().__init__([intro, self.password, self.button, self.message])
@@ -62,8 +69,11 @@ class ClassLogin(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped
         return True
 
     def _say(self, text: str, ok: bool) -> None:
-        mark = "✅" if ok else "⚠️"
-        self.message.value = f"<p>{mark} {html.escape(printable(text))}</p>"
+        colour = "#009E73" if ok else "#D55E00"  # as the course's notes: a coloured edge
+        self.message.value = (
+            f"<div style='border-left:4px solid {colour};padding:4px 10px'>"
+            f"{html.escape(printable(text))}</div>"
+        )
 
     def __repr__(self) -> str:
         # An export or a console shows this: never the password.
