@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,17 @@ def test_a_revoked_login_says_to_log_in_again(https_site: Site) -> None:
     https_site.store.revoke_tokens("ada")
     with pytest.raises(telemetry.TelemetryError, match=r"log in|course\.use"):
         telemetry.Telemetry(observer).start(timeout=3)
+
+
+def test_the_kit_command_follows_the_course_to_the_class(https_site: Site) -> None:
+    import os
+
+    env = {**os.environ, "KIT_HOME": str(kit_home())}
+    things = [sys.executable, "-m", "kit.cli", "things"]
+    settings.save(settings.Settings(cloud="class"))
+    before = subprocess.run(things, env=env, capture_output=True, text=True)
+    assert before.returncode == 1 and "not logged in to a class yet" in before.stderr
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    ClassCloud().register(certs.load_csr(csr_pem("cc_listed")))
+    listed = subprocess.run(things, env=env, capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.split() == ["cc_listed"]

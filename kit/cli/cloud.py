@@ -38,9 +38,8 @@ def register(command: Command) -> None:
     def cloud_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--cloud",
-            choices=("local", "aws"),
-            default="local",
-            help="which cloud (default: local)",
+            choices=settings.CLOUDS,
+            help="which cloud (default: the course's, as `kit use` chose it)",
         )
         sub.add_argument("--profile", help="AWS profile (default: the standard chain)")
         sub.add_argument("--region", help="AWS region (default: the profile's)")
@@ -126,7 +125,7 @@ def cmd_register(args: argparse.Namespace) -> None:
     """Register a CSR and write the device record."""
     out = output_folder(args.out)
     csr = certs.load_csr(read_text(args.csr))
-    cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
+    cloud = _chosen_cloud(args)
     registered = steps.register(cloud, csr, slot=args.slot)
     registration = registered.registration
     verb = "Registered" if registration.created else "Already registered:"
@@ -147,13 +146,13 @@ def cmd_register(args: argparse.Namespace) -> None:
 
 def cmd_things(args: argparse.Namespace) -> None:
     """List the registered things."""
-    names = open_cloud(args.cloud, profile=args.profile, region=args.region).things()
+    names = _chosen_cloud(args).things()
     print("\n".join(map(printable, names)) if names else "No things registered yet.")
 
 
 def cmd_unregister(args: argparse.Namespace) -> int:
     """Remove one thing (or all) with its certificates."""
-    cloud = open_cloud(args.cloud, profile=args.profile, region=args.region)
+    cloud = _chosen_cloud(args)
     targets = cloud.made_by_kit() if args.all else [args.thing or devices.current_name()]
     if not targets:
         print("No things registered.")
@@ -204,4 +203,17 @@ def _running(state: ServiceState) -> str:
     return (
         f"The local cloud runs (process {state.pid}): MQTT/TLS on "
         f"{printable(state.broker_host)}:{state.port}, WebSocket/TLS on port {state.ws_port}."
+    )
+
+
+def _chosen_cloud(args: argparse.Namespace) -> Cloud:
+    """The cloud --cloud names, else the course's (local, AWS with its profile and region, or
+    the class this computer logged in to)."""
+    if args.cloud:
+        return open_cloud(args.cloud, profile=args.profile, region=args.region)
+    course = settings.load()
+    return open_cloud(
+        course.cloud,
+        profile=args.profile or course.profile or None,
+        region=args.region or course.region or None,
     )
