@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import ssl
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def start(host: str = "", broker_host: str = "") -> Notice:
             command += ["--broker-ws-port", str(env.broker_ws_port)]
         process = background.spawn(command, folder / "serve.log")
         (folder / "serve.pid").write_text(str(process.pid))
-        _wait_for_site(port, folder)
+        _wait_for_site(port, folder, process)
     with open_store(folder) as store:
         address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
     return Notice(
@@ -184,14 +185,18 @@ def _running(folder: Path) -> int | None:
     return pid if pid is not None and background.runs_module(pid, "kit.classroom") else None
 
 
-def _wait_for_site(port: int, folder: Path, timeout: float = 60.0) -> None:
+def _wait_for_site(
+    port: int, folder: Path, process: subprocess.Popen[bytes], timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
             ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
             return
         except OSError:
-            if time.monotonic() > deadline or _running(folder) is None:
+            # The process itself, not its pid file: until it has started, its command line is
+            # still this kernel's.
+            if time.monotonic() > deadline or process.poll() is not None:
                 raise ClassError(
                     f"The class site did not start: its log is {folder / 'serve.log'}. Is "
                     f"port {port} taken by another program?"
