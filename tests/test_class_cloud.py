@@ -157,3 +157,15 @@ def test_the_kit_command_follows_the_course_to_the_class(https_site: Site) -> No
     ClassCloud().register(certs.load_csr(csr_pem("cc_listed")))
     listed = subprocess.run(things, env=env, capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.split() == ["cc_listed"]
+
+
+def test_a_name_held_with_another_key_is_a_thing_taken_error(https_site: Site) -> None:
+    # The same student brings a new key for a name the cloud holds: the API answers 409 and
+    # ClassCloud raises what the other clouds raise, so the course gives the same advice.
+    from kit.errors import ThingTakenError
+
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    mine = ClassCloud()
+    mine.register(certs.load_csr(csr_pem("cc_twice")))
+    with pytest.raises(ThingTakenError, match="already registered with another key"):
+        mine.register(certs.load_csr(csr_pem("cc_twice")))  # a new key each time

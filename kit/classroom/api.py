@@ -168,7 +168,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         "/things",
         response_model=RegistrationOut,
         status_code=201,
-        responses={400: {"model": Problem}},
+        responses={400: {"model": Problem}, 409: {"model": Problem}},
     )
     def register(account: Person, upload: CsrUpload) -> RegistrationOut | JSONResponse:
         """Register a CSR: the certificate and the broker the board needs."""
@@ -176,10 +176,11 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
             csr = certs.load_csr(upload.csr)
         except KitError as error:
             return _problem(400, str(error))
-        problem, registration = pages.registrar.register(account.username, csr, upload.slot)
-        if registration is None:
-            return _problem(400, problem)
-        return RegistrationOut(**registration.__dict__)
+        outcome = pages.registrar.register(account.username, csr, upload.slot)
+        if outcome.registration is None:
+            # 409: the cloud holds this name with another key (remove it, then register).
+            return _problem(409 if outcome.conflict else 400, outcome.problem)
+        return RegistrationOut(**outcome.registration.__dict__)
 
     @api.delete("/things/{thing}", status_code=204, responses=NOT_YOURS)
     def remove(account: Person, thing: str) -> Response:

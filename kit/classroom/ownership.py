@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from kit import certs
@@ -115,6 +116,16 @@ class Claims:
                 lock.release()
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What registering for a student came to: the registration, or the problem for the
+    student; `conflict` when the cloud holds the name with another key (the API's 409)."""
+
+    problem: str
+    registration: Registration | None = None
+    conflict: bool = False
+
+
 class Registrar:
     """Registering a student's CSR in the class's cloud: the name must be free in the class,
     a student has at most MAX_DEVICES, and a thing the cloud had before the class is nobody's
@@ -124,48 +135,43 @@ class Registrar:
         self.store, self.cloud = store, cloud
         self._claims = Claims()
 
-    def register(self, username: str, csr: certs.Csr, slot: int) -> tuple[str, Registration | None]:
+    def register(self, username: str, csr: certs.Csr, slot: int) -> Outcome:
         """Register `csr` (its key in `slot`) in the cloud for `username`: the registration,
         or why not (a message for the student)."""
         with self._claims.holding(f"student:{username}", f"thing:{csr.common_name}"):
             return self._register(username, csr, slot)
 
-    def _register(
-        self, username: str, csr: certs.Csr, slot: int
-    ) -> tuple[str, Registration | None]:
+    def _register(self, username: str, csr: certs.Csr, slot: int) -> Outcome:
         store, cloud, thing = self.store, self.cloud, csr.common_name
         owner = store.owner(thing)
         if owner is not None and owner != username:
-            return (
+            return Outcome(
                 f"The device name '{printable(thing)}' is taken by another student in this class. "
                 "Capture a new CSR with another name (notebook 01, or the CSR sketch's name "
-                "question).",
-                None,
+                "question)."
             )
         if owner is None and len(store.things_of(username)) >= MAX_DEVICES:
-            return (
+            return Outcome(
                 f"You have {MAX_DEVICES} devices registered already, the most a student may have: "
-                "remove one on My devices first.",
-                None,
+                "remove one on My devices first."
             )
         try:
             registration = cloud.register(csr)
         except ThingTakenError:
-            return (
+            return Outcome(
                 f"'{printable(thing)}' is already registered with another key. If it is yours, "
                 "remove it on My devices and register again.",
-                None,
+                conflict=True,
             )
         except KitError as error:
-            return str(error), None
+            return Outcome(str(error))
         if owner is None and not registration.created:
             # The cloud had it before this class did (a CSR is no secret: anyone may have a
             # copy), so nobody here may take it over.
-            return (
+            return Outcome(
                 f"'{printable(thing)}' was registered in the cloud outside this class. Ask your "
-                "teacher, or capture a CSR with another device name.",
-                None,
+                "teacher, or capture a CSR with another device name."
             )
         store.claim(thing, username)
         store.keep_registration(thing, registration, slot)
-        return "", registration
+        return Outcome("", registration)

@@ -135,9 +135,10 @@ def _board(registrar: Registrar, folder: Path, student: Account) -> str:
         chip.generate_key(0)
     thing = device_name(student.username)
     csr = certs.load_csr(chip_pem(chip.csr(0, {"CN": thing})))
-    problem, registration = registrar.register(student.username, csr, 0)
+    outcome = registrar.register(student.username, csr, 0)
+    registration = outcome.registration
     if registration is None:
-        raise ClassError(f"{student.name}'s virtual board was not registered: {problem}")
+        raise ClassError(f"{student.name}'s virtual board was not registered: {outcome.problem}")
     rendered = config_h.render(
         *WIFI,
         registration.broker_host,

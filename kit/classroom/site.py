@@ -174,9 +174,8 @@ def _registering(app: FastAPI, pages: Pages) -> None:
             except KitError as error:
                 problem = str(error)
             else:
-                problem, registration = pages.registrar.register(
-                    session.account.username, request_csr, int(slot)
-                )
+                outcome = pages.registrar.register(session.account.username, request_csr, int(slot))
+                problem, registration = outcome.problem, outcome.registration
                 if registration is not None:
                     ready = _ready(registration, int(slot))
                     return pages.page(

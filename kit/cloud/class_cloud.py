@@ -162,11 +162,10 @@ class ClassCloud(Cloud):
 
     def _register(self, csr: Csr) -> Registration:
         answer = self._call("POST", "things", json={"csr": csr.pem})
+        if answer.status_code == 409:  # the name is held with another key: ThingTakenError
+            raise ThingTakenError(_detail(answer, "The class server holds this name already"))
         if answer.status_code != 201:
-            detail = _detail(answer, "The class server refused the registration")
-            if "already registered with another key" in detail:
-                raise ThingTakenError(detail)
-            raise CloudError(detail)
+            raise CloudError(_detail(answer, "The class server refused the registration"))
         fields = answer.json()
         # The device's record says "class": its later steps go through the class server too.
         return Registration(**{**fields, "cloud": self.name})
