@@ -167,7 +167,10 @@ def main() -> None:
         things = {name: f"{re.sub(r'[^a-z0-9]', '_', name)}_board" for name, _ in served.logins[:n]}
         issued = tokens(served.site, served.logins[:n])
         pairs = [(issued[i], things[served.logins[i][0]]) for i in range(n)]
-        results = measure(served, pairs, args, fleet_pid, work)
+        try:
+            results = measure(served, pairs, args, fleet_pid, work)
+        finally:
+            fleet.stop(boards)  # started here again with timestamps: stopped here too
         results["provisioned"] = provisioned
     report(results, args)
 

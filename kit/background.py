@@ -153,10 +153,14 @@ def runs_module(pid: int, module: str) -> bool:
     if not alive(pid):
         return False
     try:
-        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc here: alive is all that can be known
-    return module.encode() in arguments
+    if not command_line:
+        # Empty while the process is still replacing itself with its program (the moment just
+        # after spawn() returns): it is the one just started, not a stranger.
+        return True
+    return module.encode() in command_line.split(b"\0")
 
 
 def _zombie(pid: int) -> bool:

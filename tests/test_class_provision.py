@@ -93,10 +93,14 @@ def test_an_interrupted_provisioning_carries_on_where_it_stopped(tmp_path: Path)
             assert sorted(cloud.things()) == sorted(owners)
             # The progress said where it was: counts up to all, with time left.
             assert seen[:4] == [0, 1, 2, 3] and seen[-1] == 8
+            # The boards run, and are found running the moment provisioning returns.
+            pid = fleet.running(folder / provision.FLEET)
+            assert pid is not None
         finally:
             provision.remove_boards(folder)
             for thing in cloud.things():
                 cloud.unregister(thing)
+    wait_until(lambda: not alive(pid), what="the boards' process to end")
 
 
 def test_every_student_gets_a_usable_device_name_of_their_own() -> None:

@@ -32,7 +32,10 @@ def test_the_instructor_notebook_runs_the_class(tmp_path: Path) -> None:
     try:
         demo.notebook_client(notebook, source.parent).execute(env=env)
     finally:
+        from kit.classroom import teach
+
         with using_home(home):
+            teach.stop()  # the site, if the notebook did not get to its last cell
             steps.stop_everything()
     shown = "\n".join(
         str(output.get("data", {}).get("text/html", "")) + str(output.get("text", ""))

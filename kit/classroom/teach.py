@@ -197,6 +197,7 @@ def _wait_for_site(
             # The process itself, not its pid file: until it has started, its command line is
             # still this kernel's.
             if time.monotonic() > deadline or process.poll() is not None:
+                background.stop(process.pid)  # never left half-started in the background
                 raise ClassError(
                     f"The class site did not start: its log is {folder / 'serve.log'}. Is "
                     f"port {port} taken by another program?"
