@@ -147,6 +147,22 @@ def alive(pid: int) -> bool:
     return not _zombie(pid)
 
 
+def noted_running(pid_file: Path, module: str) -> int | None:
+    """The pid `pid_file` notes, if that process runs `python -m module`."""
+    pid = read_pid(pid_file)
+    return pid if pid is not None and runs_module(pid, module) else None
+
+
+def stop_noted(pid_file: Path, module: str) -> bool:
+    """Stop the process `pid_file` notes (if it is `module`'s) and forget it; whether it ran."""
+    pid = noted_running(pid_file, module)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    stop(pid)
+    return True
+
+
 def runs_module(pid: int, module: str) -> bool:
     """Whether `pid` runs and is `python -m module` (where the system says: Linux), so that a
     pid file left from before a reboot never names another program's process."""

@@ -118,6 +118,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Account:
         account = store.token_account(credentials.credentials) if credentials else None
+        # Kept for the live stream, which asks again while it runs whether the token is live.
         request.state.token = credentials.credentials if credentials else ""
         if account is None:
             raise HTTPException(

@@ -3,8 +3,8 @@
 The class server holds a single observer (kit.telemetry) on the class's broker, local or AWS.
 Every event it decodes gets the next number and is kept, a few hundred per device, so a page
 that lost its stream comes back with `Last-Event-ID` and misses nothing. Followers (one per open
-page) say which device they watch, or every device (the instructor): the site checks who may
-follow what before it asks (kit.classroom.site); this module only delivers.
+page) say which device they watch, or every device (the instructor): kit.classroom.streams
+checks who may follow what, before and while it asks; this module only delivers.
 
 paho's network thread numbers and keeps events under a lock, then hands each one to the web
 server's event loop, which alone touches the followers' queues.

@@ -29,6 +29,8 @@ from kit.printable import printable
 from kit.telemetry import Reading, decode
 
 REFRESH_SECONDS = 5.0
+MODULE = "kit.classroom"  # the site as a background process (kit/classroom/__main__.py)
+PID_FILE = "serve.pid"
 
 
 def start(host: str = "", broker_host: str = "") -> Notice:
@@ -41,7 +43,7 @@ def start(host: str = "", broker_host: str = "") -> Notice:
         roster.handout([card], created.address, created.fingerprint, folder / "instructor.html")
     if _running(folder) is None:
         env = environment.read()
-        command = [sys.executable, "-m", "kit.classroom", "--folder", str(folder)]
+        command = [sys.executable, "-m", MODULE, "--folder", str(folder)]
         command += ["--port", str(port)] + (["--broker-host", broker_host] if broker_host else [])
         # A background process is given KIT_HOME only: the broker's ports go on its command line.
         if env.broker_port:
@@ -49,7 +51,7 @@ def start(host: str = "", broker_host: str = "") -> Notice:
         if env.broker_ws_port:
             command += ["--broker-ws-port", str(env.broker_ws_port)]
         process = background.spawn(command, folder / "serve.log")
-        (folder / "serve.pid").write_text(str(process.pid))
+        (folder / PID_FILE).write_text(f"{process.pid}\n")
         _wait_for_site(port, folder, process)
     with open_store(folder) as store:
         address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
@@ -61,12 +63,8 @@ def start(host: str = "", broker_host: str = "") -> Notice:
 
 def stop() -> Notice:
     """Stop the class site (the class and its devices stay)."""
-    folder = server.class_folder()
-    pid = _running(folder)
-    if pid is None:
+    if not background.stop_noted(server.class_folder() / PID_FILE, MODULE):
         return Notice("The class site was not running.")
-    background.stop(pid)
-    (folder / "serve.pid").unlink(missing_ok=True)
     return Notice("The class site is stopped; start() runs it again with everything kept.")
 
 
@@ -180,9 +178,7 @@ def _last_reading(cloud: Cloud, thing: str, since: float | None) -> str:
 
 
 def _running(folder: Path) -> int | None:
-    pid_file = folder / "serve.pid"
-    pid = background.read_pid(pid_file) if pid_file.exists() else None
-    return pid if pid is not None and background.runs_module(pid, "kit.classroom") else None
+    return background.noted_running(folder / PID_FILE, MODULE)
 
 
 def _wait_for_site(

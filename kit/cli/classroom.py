@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kit import arguments, environment
 from kit.cli.parser import Command
 from kit.cloud import Cloud
 from kit.errors import ClassError
+
+if TYPE_CHECKING:  # for the annotation only: provisioning loads the virtual board's code
+    from kit.classroom.provision import Progress
 
 
 def register(command: Command) -> None:
@@ -210,11 +214,8 @@ def _provision(folder: Path, args: argparse.Namespace) -> None:
         )
 
 
-def _progress_bar(step: object) -> None:
+def _progress_bar(step: Progress) -> None:
     """A progress bar with counts, time so far and time left (a line per tenth off a tty)."""
-    from kit.classroom.provision import Progress
-
-    assert isinstance(step, Progress)
     tty = sys.stdout.isatty()
     tenth = max(1, step.total // 10)
     if not tty and step.done % tenth and step.done != step.total:

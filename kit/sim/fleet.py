@@ -72,19 +72,12 @@ def start(folder: Path, interval: float, timestamp: bool = False) -> int:
 
 def running(folder: Path) -> int | None:
     """The fleet's process id, if it runs."""
-    pid_file = folder / PID_FILE
-    pid = background.read_pid(pid_file) if pid_file.exists() else None
-    return pid if pid is not None and background.runs_module(pid, MODULE) else None
+    return background.noted_running(folder / PID_FILE, MODULE)
 
 
 def stop(folder: Path) -> bool:
     """Stop the fleet of `folder`; whether one ran."""
-    pid = running(folder)
-    (folder / PID_FILE).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    background.stop(pid)
-    return True
+    return background.stop_noted(folder / PID_FILE, MODULE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
