@@ -8,7 +8,6 @@ nothing else, least of all the boards' certificates.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kit.certs import load_certificate
 from kit.places import write_private
 
 VALID_DAYS = 397  # browsers refuse server certificates valid for longer
@@ -34,8 +34,7 @@ class WebCertificate:
 
 def fingerprint_of(pem: bytes) -> str:
     """SHA-256 of the certificate's DER, colon-separated hex (as a browser shows it)."""
-    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    return load_certificate(pem).sha256_fingerprint
 
 
 def ensure(folder: Path, names: list[str]) -> WebCertificate:

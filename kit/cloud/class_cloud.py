@@ -11,7 +11,6 @@ pinned; a different certificate is refused with an explanation.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import ssl
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kit.certs import Csr
+from kit.certs import Csr, load_certificate
 from kit.cloud import Cloud, CloudStatus, ObserverIdentity, Registration
 from kit.cloud.store import Message, Presence
 from kit.errors import CloudError, ThingTakenError
@@ -61,8 +60,7 @@ class ClassLink:
 
 def fingerprint_of(pem: str) -> str:
     """SHA-256 of a certificate, colon-separated hex: as the handout and a browser show it."""
-    der = ssl.PEM_cert_to_DER_cert(pem)
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    return load_certificate(pem).sha256_fingerprint
 
 
 def same_fingerprint(shown: str, expected: str) -> bool:
