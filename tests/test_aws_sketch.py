@@ -4,8 +4,10 @@ library, whose X.509 engine must accept the local broker's chain with config.h's
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from helpers import make_ca, new_key
 
 from kit import config_h
 from kit.cloud.local_ca import LocalCA
+from kit.sim.aws_firmware import led_message
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = Path(__file__).parent / "arduino_stubs"
@@ -198,3 +201,184 @@ def test_bearssl_rejects_a_certificate_from_another_ca(validator, tmp_path) -> N
         [str(validator), "localhost", *chain_files(tmp_path, chain)], capture_output=True, text=True
     )
     assert done.stdout.strip() == "62"  # BR_ERR_X509_NOT_TRUSTED
+
+
+# The sketch running on the host (tests/arduino_stubs/aws_host.cpp stands in for the network,
+# the sensor and the LED), fed LED messages as ArduinoMqttClient hands them to its callback.
+
+LED_TOPIC = "things/device_01/led"
+BOARD_HEAP = 10 * 1024  # what a SAMD21 has left for heap and stack with this sketch
+
+
+@pytest.fixture(scope="module")
+def host_sketch(tmp_path_factory, local_ca, device_certificate) -> Path:
+    tmp_path = tmp_path_factory.mktemp("aws-host")
+    text = config_h.render(
+        "Class", "password1", "mylaptop.local", device_certificate, local_ca=local_ca.pem
+    ).text
+    folder = sketch_folder(tmp_path, text)
+    binary = tmp_path / "aws-sketch"
+    built = subprocess.run(
+        [
+            "g++",
+            "-std=gnu++11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-missing-field-initializers",
+            "-I",
+            str(STUBS),
+            "-I",
+            str(folder),
+            "-x",
+            "c++",
+            str(folder / "AWS.ino"),
+            "-x",
+            "c++",
+            str(STUBS / "aws_host.cpp"),
+            "-o",
+            str(binary),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    return binary
+
+
+@dataclass
+class HostMessage:
+    """What the callback did with one message: bytes it read, memory it held, acknowledged."""
+
+    size: int
+    read: int
+    heap: int
+    acknowledged: bool
+
+
+@dataclass
+class HostRun:
+    returncode: int
+    serial: list[str]
+    led_lines: list[str]  # the serial lines about the LED
+    analog_writes: list[tuple[int, int]]  # (pin, value)
+    published: list[tuple[str, int, str]]  # (topic, QoS, payload)
+    messages: list[HostMessage]
+    events: list[str]
+
+
+def run_host(binary: Path, tmp_path: Path, messages: list[tuple[bytes, int] | bytes]) -> HostRun:
+    """Run the sketch until it has had `messages` on its LED topic: payloads, or (payload, size)
+    for one whose connection drops after the payload's bytes, before `size` arrived."""
+    script = tmp_path / "messages.bin"
+    with script.open("wb") as out:
+        for message in messages:
+            payload, size = message if isinstance(message, tuple) else (message, len(message))
+            out.write(f"{LED_TOPIC} {size} {len(payload)}\n".encode() + payload)
+    log = tmp_path / "events.log"
+    done = subprocess.run(
+        [str(binary)],
+        env={
+            **os.environ,
+            "STUB_SERIAL_FD": "1",
+            "STUB_MQTT_SCRIPT": str(script),
+            "STUB_LOG": str(log),
+            "STUB_HEAP_LIMIT": str(BOARD_HEAP),
+        },
+        capture_output=True,
+        timeout=60,
+    )
+    serial = done.stdout.decode("latin-1").split("\r\n")
+    events = log.read_text().splitlines()
+    run = HostRun(
+        done.returncode, serial, [s for s in serial if s.startswith("LED: ")], [], [], [], events
+    )
+    acknowledged = 0
+    for event in events:
+        kind, *fields = event.split(" ", 3)
+        if kind == "analogWrite":
+            run.analog_writes.append((int(fields[0]), int(fields[1])))
+        elif kind == "publish":
+            run.published.append((fields[0], int(fields[1]), fields[2] if len(fields) > 2 else ""))
+        elif kind == "puback":
+            acknowledged += 1
+        elif kind == "message":
+            words = event.split()
+            run.messages.append(
+                HostMessage(int(words[2]), int(words[4]), int(words[6]), acknowledged > 0)
+            )
+            acknowledged = 0
+    return run
+
+
+def test_a_128_kb_led_message_is_read_out_and_ignored(host_sketch, tmp_path) -> None:
+    huge = b"9" * (128 * 1024)  # the most AWS IoT delivers; its first digits read as 100
+    run = run_host(host_sketch, tmp_path, [huge, b"40"])
+    assert run.returncode == 0, run.events[-3:]
+    assert run.led_lines == [
+        "LED: ignored a message of 131072 bytes (a brightness is 0-100)",
+        "LED: 40%",
+    ]
+    # Read to its last byte, so the library acknowledged it and the next message is whole.
+    big, forty = run.messages
+    assert (big.size, big.read, big.acknowledged) == (131072, 131072, True)
+    assert (forty.size, forty.read, forty.acknowledged) == (2, 2, True)
+    # The handler held no more than the topic's copy and a few bytes, whatever the size.
+    assert big.heap <= 256 and forty.heap <= 256, (big.heap, forty.heap)
+    assert run.analog_writes == [(5, 102)]  # only the 40 % (102 of 255) reached the LED
+    assert run.published == [(LED_TOPIC + "/state", 1, "40")]
+
+
+def test_a_message_cut_short_is_ignored_and_the_next_applies(host_sketch, tmp_path) -> None:
+    # The connection drops 2000 bytes into a 128 KB message: the library's read() returns -1
+    # from then on while available() still counts the bytes that never came.
+    run = run_host(host_sketch, tmp_path, [(b"9" * 2000, 128 * 1024), b"40"])
+    assert run.returncode == 0, run.events[-3:]
+    assert run.led_lines == [
+        "LED: ignored a message cut short (2000 of 131072 bytes arrived)",
+        "LED: 40%",
+    ]
+    assert "MQTT: connected" in run.serial[run.serial.index(run.led_lines[0]) + 2]
+    assert run.messages[0].heap <= 256
+    assert run.analog_writes == [(5, 102)]
+    assert run.published == [(LED_TOPIC + "/state", 1, "40")]
+
+
+# A brightness is a whole number 0-100, whitespace around it allowed, in at most 8 bytes.
+LED_CASES = [
+    (b"100", "LED: 100%"),
+    (b"0", "LED: 0%"),
+    (b"4", "LED: 4%"),
+    (b" 40\r\n", "LED: 40%"),
+    (b"\t007\n", "LED: 7%"),
+    (b"  100   ", "LED: 100%"),  # 8 bytes: the most the board keeps
+    (b"  100    ", "LED: ignored a message of 9 bytes (a brightness is 0-100)"),
+    (b"101", "LED: ignored a message of 3 bytes (a brightness is 0-100)"),
+    (b"-1", "LED: ignored a message of 2 bytes (a brightness is 0-100)"),
+    (b"abc", "LED: ignored a message of 3 bytes (a brightness is 0-100)"),
+    (b"", "LED: ignored a message of 0 bytes (a brightness is 0-100)"),
+    (b"x", "LED: ignored a message of 1 byte (a brightness is 0-100)"),
+    (b"40abc", "LED: ignored a message of 5 bytes (a brightness is 0-100)"),
+    (b"4 0", "LED: ignored a message of 3 bytes (a brightness is 0-100)"),
+    (b"+40", "LED: ignored a message of 3 bytes (a brightness is 0-100)"),
+    (b"40.0", "LED: ignored a message of 4 bytes (a brightness is 0-100)"),
+    (b"40\x00", "LED: ignored a message of 3 bytes (a brightness is 0-100)"),
+    (b"\xff", "LED: ignored a message of 1 byte (a brightness is 0-100)"),
+    (b"99999999", "LED: ignored a message of 8 bytes (a brightness is 0-100)"),
+]
+
+
+def test_led_messages_on_the_sketch_and_the_virtual_firmware(host_sketch, tmp_path) -> None:
+    payloads = [payload for payload, _ in LED_CASES]
+    run = run_host(host_sketch, tmp_path, [*payloads, b"40"])
+    assert run.returncode == 0, run.events[-3:]
+    expected = [line for _, line in LED_CASES] + ["LED: 40%"]
+    assert run.led_lines == expected
+    assert all(m.read == m.size and m.acknowledged for m in run.messages)
+    applied = [int(line[5:-1]) for line in expected if not line.startswith("LED: ignored")]
+    assert run.analog_writes == [(5, value * 255 // 100) for value in applied]
+    assert run.published == [(LED_TOPIC + "/state", 1, str(value)) for value in applied]
+    # The virtual board prints the same line for each, and applies the same values.
+    twin = [led_message(payload) for payload in [*payloads, b"40"]]
+    assert [line for _, line in twin] == expected
+    assert [value for value, _ in twin if value is not None] == applied

@@ -26,7 +26,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kit.config_h import SketchConfig
-from kit.sim.csr_sketch import to_int
 from kit.sim.eccx08 import VirtualEccx08
 
 Misbehaviour = Literal["wrong-client-id", "forbidden-topic", "not-json", "silent"]
@@ -43,6 +42,9 @@ MQTT_REASONS = {
 }
 # paho reports MQTT 3.1.1 CONNACK codes as MQTT 5 reason codes; the sketch prints the 3.1.1 ones.
 MQTT311 = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
+# The most of an LED message the sketch keeps (its LED_MESSAGE_MAX): "100" with whitespace around
+# it fits; a longer message is not a brightness, whatever it holds.
+LED_MESSAGE_MAX = 8
 
 
 @dataclass
@@ -54,6 +56,19 @@ class FirmwareSettings:
     misbehave: Misbehaviour | None = None
     seed: int = 1
     timestamp: bool = False  # add "sent" (Unix time) to each reading: for latency benchmarks
+
+
+def led_message(payload: bytes | bytearray) -> tuple[int | None, str]:
+    """What the sketch makes of a message on its LED topic: the brightness to apply (None to
+    ignore it) and the serial line it prints. A brightness is a whole number 0-100, whitespace
+    around it allowed; only a message of at most LED_MESSAGE_MAX bytes is looked into."""
+    size = len(payload)
+    if size <= LED_MESSAGE_MAX:
+        text = payload.strip()  # the C locale's isspace(): space, \t, \n, \v, \f, \r
+        if text.isdigit() and int(text) <= 100:  # bytes.isdigit(): ASCII digits only
+            return int(text), f"LED: {int(text)}%"
+    unit = "byte" if size == 1 else "bytes"
+    return None, f"LED: ignored a message of {size} {unit} (a brightness is 0-100)"
 
 
 class SensorWalk:
@@ -241,6 +256,9 @@ class AwsFirmware:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic != self.led_topic:
             return
-        self.led = max(0, min(100, to_int(bytes(message.payload))))
-        self.println(f"LED: {self.led}%")
-        client.publish(f"{self.led_topic}/state", str(self.led), qos=1)
+        brightness, line = led_message(message.payload)
+        self.println(line)
+        if brightness is None:
+            return
+        self.led = brightness
+        client.publish(f"{self.led_topic}/state", str(brightness), qos=1)

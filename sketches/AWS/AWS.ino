@@ -7,7 +7,8 @@
   - every 10 s publishes the SHT31's temperature (F) and humidity (%) as JSON, QoS 1, to
     things/<DEVICE_NAME>/environment;
   - listens on things/<DEVICE_NAME>/led for a brightness 0-100, sets the LED (PWM on LED_PIN)
-    and reports what it applied on things/<DEVICE_NAME>/led/state.
+    and reports what it applied on things/<DEVICE_NAME>/led/state; it ignores, and says so on
+    the serial port, a message that is not a whole number 0-100 (reading only its first bytes).
   It reconnects WiFi and MQTT after a delay when either drops, and logs every step, with the
   reason for each failure, on the serial port (115200 baud).
 
@@ -141,22 +142,74 @@ void publishEnvironment() {
   Serial.println(String((int)(humidity + 0.5)));
 }
 
+// A brightness is 0-100: "100" with whitespace around it fits in this many bytes. A longer message
+// is not a brightness, whatever it holds: it is read out (the library acknowledges a message
+// once its last byte is read) but not kept, so a big one (AWS IoT delivers up to 128 KB) cannot
+// fill the board's memory.
+const int LED_MESSAGE_MAX = 8;
+
+// The brightness in text[0..length): a whole number 0-100, whitespace around it allowed; -1 if
+// it is not one.
+int parseBrightness(const char* text, int length) {
+  int i = 0;
+  while (i < length && isspace((unsigned char)text[i])) {
+    i++;
+  }
+  int digits = 0;
+  int value = 0;
+  while (i < length && isdigit((unsigned char)text[i])) {
+    value = value * 10 + (text[i] - '0');  // at most LED_MESSAGE_MAX digits: no overflow
+    digits++;
+    i++;
+  }
+  while (i < length && isspace((unsigned char)text[i])) {
+    i++;
+  }
+  if (digits == 0 || i < length || value > 100) {
+    return -1;
+  }
+  return value;
+}
+
 void onMessageReceived(int messageSize) {
   String topic = mqttClient.messageTopic();
-  String payload;
+  char text[LED_MESSAGE_MAX];
+  int kept = 0;
+  int received = 0;
   while (mqttClient.available()) {
-    payload += (char)mqttClient.read();
+    int c = mqttClient.read();
+    if (c < 0) {
+      break;  // no byte for a second, or the connection dropped: the library drops the rest
+    }
+    if (kept < LED_MESSAGE_MAX) {
+      text[kept++] = (char)c;
+    }
+    received++;
   }
   if (topic != ledTopic) {
     return;
   }
-  int brightness = constrain(payload.toInt(), 0, 100);
+  if (received < messageSize) {
+    Serial.print("LED: ignored a message cut short (");
+    Serial.print(received);
+    Serial.print(" of ");
+    Serial.print(messageSize);
+    Serial.println(" bytes arrived)");
+    return;
+  }
+  int brightness = messageSize <= LED_MESSAGE_MAX ? parseBrightness(text, kept) : -1;
+  if (brightness < 0) {
+    Serial.print("LED: ignored a message of ");
+    Serial.print(messageSize);
+    Serial.println(messageSize == 1 ? " byte (a brightness is 0-100)"
+                                    : " bytes (a brightness is 0-100)");
+    return;
+  }
   analogWrite(LED_PIN, map(brightness, 0, 100, 0, 255));
   Serial.print("LED: ");
   Serial.print(brightness);
   Serial.println("%");
   publish(ledStateTopic, String(brightness));
-  (void)messageSize;
 }
 
 void setup() {
