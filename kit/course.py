@@ -273,7 +273,6 @@ def configure(form: WifiForm) -> config_h.RenderedConfig:
     """Render config.h from the form and the current device, write it, and flash the board."""
     chosen = settings.load()
     password = form.password.value
-    form.password.value = ""  # never left in widget state
     ssid = form.ssid.value
     if chosen.virtual and not ssid:
         ssid = "Classroom"
@@ -282,9 +281,12 @@ def configure(form: WifiForm) -> config_h.RenderedConfig:
         )
     if chosen.virtual and not password:
         password = VIRTUAL_WIFI_PASSWORD
+    # A refused value keeps its field (the password stays masked), so the student can correct
+    # it; once config.h holds it, the field is emptied and it is left in no widget state.
     rendered = steps.configure(ssid, password)
     path = _config_path()
     rendered.write(path)
+    form.password.value = ""
     if chosen.virtual:
         steps.flash_virtual(path, chosen.interval)
     return rendered
@@ -341,37 +343,61 @@ def dashboard(thing: str | None = None, window: int = 600) -> Dashboard:
         things=others,
         history=cloud.history,
         interval=chosen.interval if chosen.virtual else 10.0,
+        presence=cloud.presence,
     ).start()
     view.show()
     return view
 
 
 def wait_for_readings(view: Dashboard, count: int = 3, timeout: float = 60) -> Notice:
-    """Wait until the plot holds `count` readings; if none come in time, say why."""
-    deadline = time.monotonic() + timeout
-    while len(view.watch.readings(view.thing)) < count and time.monotonic() < deadline:
+    """Wait until `count` new readings arrive from the board (history does not count); if
+    they do not come in time, say why."""
+    since = time.time()
+    chosen = settings.load()
+    # A virtual board that cannot be sending is known at once: no point in waiting.
+    problem = diagnosis.virtual_board_problem() if chosen.virtual else None
+    deadline = time.monotonic() + (0 if problem else timeout)
+    while len(view.watch.readings(view.thing, since)) < count and time.monotonic() < deadline:
         time.sleep(0.2)
     view.refresh()
-    got = len(view.watch.readings(view.thing))
+    got = len(view.watch.readings(view.thing, since))
+    waited = time.time() - since
     if got >= count:
         view.show_snapshot()
-        return Notice(f"{got} readings from {view.thing} so far; the plot keeps adding them.")
-    chosen = settings.load()
+        return Notice(
+            f"{got} new readings from {view.thing} in the last {waited:.0f} s; the plot keeps "
+            "adding them."
+        )
     record = devices.load(view.thing)
     cloud = steps.open_record_cloud(record, environment.read())
-    return Notice(diagnosis.diagnose(cloud, record, chosen, got, timeout))
+    return Notice(diagnosis.diagnose(cloud, record, chosen, got, waited))
 
 
 def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> Notice:
-    """Wait until the device reports the LED at `value` on led/state."""
+    """Wait until the board answers the last LED command on led/state (an answer from before
+    the command does not count)."""
+    asked_at = view.led.asked_at
+    if asked_at is None:
+        return Notice(
+            f"No LED command was sent to {view.thing} from this dashboard yet: run "
+            f"view.led.ask({value}) first (or move the slider)."
+        )
     deadline = time.monotonic() + timeout
-    while view.watch.led_state(view.thing) != value and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        answer = view.watch.led_answer(view.thing, since=asked_at)
+        if answer is not None and answer.value == view.led.asked:
+            break
         time.sleep(0.2)
     view.refresh()
-    state = view.watch.led_state(view.thing)
-    if state is None:
-        return Notice(f"{view.thing} has not answered the LED command yet: is it connected?")
-    return Notice(f"{view.thing} reports its LED at {state} %.")
+    answer = view.watch.led_answer(view.thing, since=asked_at)
+    if answer is not None:
+        return Notice(f"{view.thing} answered: its LED is at {answer.value} %.")
+    waited = time.time() - asked_at
+    chosen = settings.load()
+    record = devices.load(view.thing)
+    cloud = steps.open_record_cloud(record, environment.read())
+    why = diagnosis.no_answer(cloud, record, chosen)
+    return Notice(f"{view.thing} has not answered the LED command in {waited:.0f} s. {why}")
 
 
 @dataclass(frozen=True, repr=False)

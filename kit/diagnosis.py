@@ -78,33 +78,48 @@ def diagnose(
     got: int,
     waited: float,
 ) -> str:
-    """Why `record`'s device sent fewer readings than expected, and the one thing to do."""
+    """Why `record`'s device sent fewer new readings than expected, and the one thing to do."""
     thing = record.thing
-    said = f"Only {got} reading(s) from {thing} in {waited:.0f} s. "
+    counted = "No new reading" if got == 0 else f"Only {got} new reading(s)"
+    return f"{counted} from {thing} in {waited:.0f} s. " + _why_silent(cloud, record, chosen)
+
+
+def no_answer(cloud: Cloud, record: devices.DeviceRecord, chosen: settings.Settings) -> str:
+    """Why the device did not answer an LED command, and the one thing to do."""
+    return _why_silent(cloud, record, chosen)
+
+
+def _why_silent(cloud: Cloud, record: devices.DeviceRecord, chosen: settings.Settings) -> str:
+    """What keeps the board from talking to the cloud: each part of the chain checked, from
+    the cloud to the board, and the one thing to do."""
+    thing = record.thing
     status = cloud.status()
     if not status.reachable:
-        return said + str(status)
+        return str(status)
     presence = cloud.presence(thing)
-    if chosen.virtual and record.cloud == "local":
+    # Where a real board's serial output is read: the virtual board's log is in the notebook.
+    monitor = (
+        "course.serial_log() shows"
+        if chosen.virtual
+        else "the Arduino IDE's Serial Monitor (115200 baud) shows"
+    )
+    if chosen.virtual:
         problem = virtual_board_problem()
         if problem:
-            return said + problem
+            return problem
         failed = [line for line in serial_log(40, 0).splitlines() if "MQTT: failed" in line]
         if presence.connected is not True and failed:
-            return said + (
+            return (
                 f"The board cannot connect: its serial log says '{failed[-1]}'. Run notebook 03 "
                 "again so config.h names this cloud's broker and your certificate."
             )
     if presence.connected is True:
-        return said + (
-            f"{thing} is connected to the cloud but publishes nothing: check the board's "
-            "serial monitor (115200 baud) for its sensor."
-        )
+        return f"{thing} is connected to the cloud but sends nothing: {monitor} why."
     seen = presence.last_seen
     last = time.strftime("%H:%M:%S", time.localtime(seen)) if seen else "never"
-    return said + (
+    return (
         f"Checked: the device record ({record.broker_host}:{record.broker_port}), the cloud "
         f"(reachable), {thing}'s last message or connection ({last}). The board is not "
-        "connected: open the Serial Monitor at 115200 baud to see why (WiFi name, password, "
-        "broker), then run notebook 03 again if a value is wrong."
+        f"connected: {monitor} why (WiFi name, password, broker), then run notebook 03 again "
+        "if a value is wrong."
     )

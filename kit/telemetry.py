@@ -90,7 +90,7 @@ def decode(topic: str, payload: bytes, received: float) -> Event | None:
         return _reading(thing, received, topic, payload)
     if rest == "led/state":
         text = payload.decode("utf-8", errors="replace").strip()
-        if not (text.isascii() and text.isdigit() and len(text) <= 3):
+        if not (text.isascii() and text.isdigit() and len(text) <= 3 and int(text) <= 100):
             return Rejected(thing, received, topic, payload, "not a whole number from 0 to 100")
         return LedState(thing, received, int(text))
     return None
@@ -262,12 +262,16 @@ class Telemetry:
                     count += 1
         return count
 
-    def readings(self, thing: str | None = None) -> list[Reading]:
+    def readings(self, thing: str | None = None, since: float | None = None) -> list[Reading]:
+        """The readings kept (of `thing`), recorded and live; with `since` (Unix time) only
+        those that arrived from then on."""
         with self._lock:
             return [
                 e
                 for e in self.events
-                if isinstance(e, Reading) and (thing is None or e.thing == thing)
+                if isinstance(e, Reading)
+                and (thing is None or e.thing == thing)
+                and (since is None or e.time >= since)
             ]
 
     def last_message_of(self, thing: str) -> float | None:
@@ -277,9 +281,26 @@ class Telemetry:
 
     def led_state(self, thing: str) -> int | None:
         """The last brightness the device reported, or None."""
+        answer = self.led_answer(thing)
+        return None if answer is None else answer.value
+
+    def led_answer(self, thing: str, since: float | None = None) -> LedState | None:
+        """The device's last led/state message (from `since` on, Unix time), or None."""
         with self._lock:
-            states = [e.value for e in self.events if isinstance(e, LedState) and e.thing == thing]
-        return states[-1] if states else None
+            for event in reversed(self.events):
+                if (
+                    isinstance(event, LedState)
+                    and event.thing == thing
+                    and (since is None or event.time >= since)
+                ):
+                    return event
+        return None
+
+    def board_connected(self, thing: str) -> tuple[bool, float] | None:
+        """Whether the broker last said `thing` connected or left, and when; None when no
+        lifecycle event of it arrived since start()."""
+        with self._lock:
+            return self.presence.get(thing)
 
     def led(self, thing: str, value: int) -> None:
         """Ask a device to set its LED to `value` percent (0-100), without waiting.
@@ -304,6 +325,8 @@ class Telemetry:
     def _on_disconnect(self) -> None:
         """Note the loss; sign a new URL for the reconnection if the old one may have expired."""
         self.connected.clear()
+        with self._lock:
+            self.presence.clear()  # who is connected is unknown until the broker says again
         if self._renew is not None and self.transport == "websockets":
             # KitError: no credentials this moment; the next reconnection signs again.
             with contextlib.suppress(KitError):

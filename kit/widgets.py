@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import html
 import io
+import math
 import threading
 import time
 from collections import deque
@@ -23,7 +24,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from kit import environment, telemetry
-from kit.cloud.store import Message
+from kit.cloud.store import Message, Presence
 from kit.printable import printable
 
 # Okabe-Ito: told apart by every kind of colour vision, and on a washed-out projector.
@@ -58,6 +59,39 @@ def _at_least(low: float, high: float, span: float) -> tuple[float, float]:
     return middle - span / 2, middle + span / 2
 
 
+# Time ticks a step apart, the step the smallest of these (in seconds) that keeps the labels few
+# enough to read side by side on a plot 600 px wide (440 px between the value axes): a label
+# "12:34:56" in 16 px type takes about 80 px, "12:34" about 50, "Mon 12:00" about 90.
+TICK_STEPS = (
+    (1, 2, 5, 10, 15, 30),
+    (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200),
+    (43200,),
+    (86400, 172800, 604800),
+)
+TICK_FORMATS = ("%H:%M:%S", "%H:%M", "%a %H:%M", "%d %b")
+MAX_TICKS = (4, 6, 4, 5)
+
+
+def time_ticks(low: float, high: float) -> tuple[list[float], str]:
+    """Where to put the time axis' ticks between two Unix times, and their strftime format.
+
+    The ticks fall on round local times (every 5 s, every 15 min, every 6 h ...), so labels
+    never repeat or crowd one another, whatever the span: seconds to days.
+    """
+    offset = time.localtime(low).tm_gmtoff  # round in local time (a half-hour zone too)
+    weeks = 604800 * math.ceil((high - low) / 604800 / MAX_TICKS[-1])
+    groups = (*TICK_STEPS[:-1], (*TICK_STEPS[-1], weeks))
+    for steps, format, most in zip(groups, TICK_FORMATS, MAX_TICKS, strict=True):
+        if format == "%H:%M" and high - low > 86400:
+            continue  # over a day, hours repeat: the day too
+        for step in steps:
+            first = math.ceil((low + offset) / step) * step - offset
+            count = int((high - first) // step) + 1 if high >= first else 0
+            if count <= most:
+                return [first + i * step for i in range(count)] or [low], format
+    raise AssertionError("unreachable: the last step fits any span")
+
+
 def _value_axis(scale: Any, side: str, label: str, color: str) -> Any:
     """A value axis in its series' colour, large enough to read on a projector."""
     return bqplot.Axis(
@@ -82,10 +116,11 @@ class LivePlot:
         self.scales = {"temperature": y_temperature, "humidity": y_humidity}
         self.temperature = _line(x, y_temperature, BLUE, "temperature (°F)")
         self.humidity = _line(x, y_humidity, ORANGE, "humidity (%)", line_style="dashed")
+        self.time_axis = bqplot.Axis(
+            scale=x, label="time", tick_style=BIG, label_offset="40px", tick_format="%H:%M:%S"
+        )
         axes = [
-            bqplot.Axis(
-                scale=x, label="time", tick_style=BIG, label_offset="40px", tick_format="%H:%M:%S"
-            ),
+            self.time_axis,
             _value_axis(y_temperature, "left", "temperature (°F)", BLUE),
             _value_axis(y_humidity, "right", "humidity (%)", ORANGE),
         ]
@@ -130,6 +165,13 @@ class LivePlot:
                 if len(values):
                     low, high = _at_least(float(values.min()), float(values.max()), MIN_SPAN[name])
                     self.scales[name].min, self.scales[name].max = low, high
+            if points:
+                # bqplot's own ticks crowd into one run of digits at some widths and spans.
+                ticks, format = time_ticks(points[0].time, points[-1].time)
+                self.time_axis.tick_format = format
+                self.time_axis.tick_values = np.array(
+                    [int(t * 1000) for t in ticks], dtype="datetime64[ms]"
+                )
         self.redraws += 1
         return True
 
@@ -168,9 +210,12 @@ class LivePlot:
         left.set_xlabel("time", fontsize=13)
         of = f" of {self.thing}" if self.thing else ""
         left.set_title(f"Temperature and humidity{of} ({len(points)} readings)", fontsize=15)
-        # Hours, minutes and seconds, as the live plot shows them (matplotlib's own choice for
-        # a few minutes of data reads "09:08.000000").
-        left.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))  # type: ignore[no-untyped-call]  # matplotlib.dates has no annotations
+        # The live plot's ticks (matplotlib's own choice for a few minutes of data reads
+        # "09:08.000000").
+        if points:
+            ticks, format = time_ticks(points[0].time, points[-1].time)
+            left.set_xticks([datetime.fromtimestamp(t) for t in ticks])  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs take numbers
+            left.xaxis.set_major_formatter(mdates.DateFormatter(format))  # type: ignore[no-untyped-call]  # matplotlib.dates has no annotations
         fig.autofmt_xdate()
         return fig
 
@@ -178,10 +223,13 @@ class LivePlot:
 class LedControl:
     """A brightness slider with on/off buttons, showing what was asked and what the device shows."""
 
-    def __init__(self, send: Callable[[int], None]) -> None:
+    def __init__(self, send: Callable[[int], None], clock: Callable[[], float] = time.time) -> None:
         self._send = send
+        self._clock = clock
         self.asked: int | None = None
+        self.asked_at: float | None = None  # Unix time of the last command
         self.reported: int | None = None
+        self.reported_at: float | None = None  # Unix time of the device's last answer
         self.slider = widgets.IntSlider(
             value=0,
             min=0,
@@ -211,6 +259,7 @@ class LedControl:
     def ask(self, value: int) -> None:
         """Send a brightness to the device; the slider shows it (also when asked from code)."""
         self.asked = telemetry.check_brightness(value)
+        self.asked_at = self._clock()
         self._send(value)
         self._move_slider(value)
         self._show()
@@ -226,55 +275,106 @@ class LedControl:
 
     def forget(self) -> None:
         """Another device is shown: nothing asked or reported yet."""
-        self.asked = self.reported = None
+        self.asked = self.reported = self.asked_at = self.reported_at = None
         self._show()
 
-    def device_reported(self, value: int) -> None:
-        """What the device says it applied (its led/state message)."""
-        self.reported = value
+    def device_reported(self, value: int, when: float) -> None:
+        """What the device says it applied (its led/state message, arrived at `when`)."""
+        self.reported, self.reported_at = value, when
         if self.asked is None:  # nothing asked here yet: the slider starts where the LED is
             self._move_slider(value)
         self._show()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether the last command has had no answer from the device yet."""
+        if self.asked_at is None:
+            return False
+        return self.reported_at is None or self.reported_at < self.asked_at
+
     def _show(self) -> None:
         asked = "—" if self.asked is None else f"{self.asked} %"
         shown = "—" if self.reported is None else f"{self.reported} %"
-        waiting = self.asked is not None and self.asked != self.reported
-        note = " (waiting for the device)" if waiting else ""
+        # An answer from before the command says what the LED was, not what it is now.
+        if self.waiting:
+            before = "" if self.reported is None else f" (it last said {shown})"
+            device = f"waiting for the device to answer{before}"
+        else:
+            device = f"the device shows: <b>{shown}</b>"
         # The buttons show what the device reported, never what was only asked.
         lit = self.reported is not None and self.reported > 0
         self.on.button_style = "success" if lit else ""
         self.off.button_style = "" if lit or self.reported is None else "info"
-        self.state.value = (
-            f"<span style='font-size:16px'>asked: <b>{asked}</b> · "
-            f"the device shows: <b>{shown}</b>{note}</span>"
-        )
+        self.state.value = f"<span style='font-size:16px'>asked: <b>{asked}</b> · {device}</span>"
+
+
+def _at(when: float) -> str:
+    """A Unix time as the clock on the wall shows it."""
+    return time.strftime("%H:%M:%S", time.localtime(when))
 
 
 class StatusLine:
-    """Connected or not, age of the last message, messages received and rejected."""
+    """Two lines, named apart: the board (connected, its last message) and this notebook's own
+    connection (connected, messages received and rejected)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.widget = widgets.HTML()
 
     def update(
-        self, watch: telemetry.Telemetry, thing: str | None = None, interval: float | None = None
+        self,
+        watch: telemetry.Telemetry,
+        thing: str | None = None,
+        interval: float | None = None,
+        board: tuple[bool | None, float | None] = (None, None),
     ) -> None:
-        state = "connected" if watch.connected.is_set() else "<b>not connected</b>"
+        """`board` is what the cloud last said of the board: connected or not, and since when
+        (the dashboard's lifecycle events take over once one arrives)."""
+        connected, since = board
+        if thing is not None:
+            seen = watch.board_connected(thing)
+            connected, since = seen if seen is not None else (connected, since)
+        if not watch.connected.is_set():
+            link = "not known while this notebook is not connected"
+        elif connected is True:
+            link = "<b>connected</b>"
+        elif connected is False:
+            link = "<b>not connected</b>" + (f" since {_at(since)}" if since else "")
+        else:
+            link = "connection not known yet"
         last = watch.last_message_of(thing) if thing else watch.last_message
         if last is None and thing:
-            every = f"; the board sends one every {interval:g} s" if interval else ""
-            name = html.escape(printable(thing), quote=False)
-            age = f"waiting for the first reading from {name}{every}"
+            every = f"; it sends one every {interval:g} s" if interval else ""
+            age = f"waiting for its first reading{every}"
         elif last is None:
             age = "no message yet"
         else:
             age = f"last message {max(0, self._clock() - last):.0f} s ago"
-        self.widget.value = (
-            f"<span style='font-size:16px'>{state} · {age} · "
-            f"{watch.received} received · {watch.rejected} rejected</span>"
+        name = html.escape(printable(thing), quote=False) if thing else "Every board"
+        through = "the class server" if watch.transport == "events" else "the broker"
+        mine = (
+            f"connected to {through}"
+            if watch.connected.is_set()
+            else f"<b>not connected</b> to {through} (trying again)"
         )
+        self.widget.value = (
+            "<div class='kit-live' style='font-size:16px'>"
+            f"Board {name}: {link} · {age}<br>"
+            f"This notebook: {mine} · {watch.received} received · {watch.rejected} rejected"
+            "</div>"
+        )
+
+
+# Shown in place of the live lines once the kernel behind the widgets is gone: JupyterLab marks
+# every widget of a dead or restarted kernel with the class jupyter-widgets-disconnected.
+KERNEL_GONE = (
+    "<style>.kit-gone{display:none}"
+    ".jupyter-widgets-disconnected .kit-gone{display:block}"
+    ".jupyter-widgets-disconnected .kit-live{display:none}</style>"
+    "<div class='kit-gone' style='font-size:16px;border-left:4px solid #D55E00;"
+    "padding:4px 10px'><b>The kernel restarted or stopped</b>: this dashboard no longer "
+    "updates. Run the notebook from the top (Run ▸ Run All Cells).</div>"
+)
 
 
 class Console:
@@ -322,29 +422,38 @@ class Dashboard:
         things: list[str] | None = None,
         history: Callable[[str], list[Message]] | None = None,
         interval: float | None = None,
+        presence: Callable[[str], Presence] | None = None,
     ) -> None:
         """`things` fills the drop-down (`thing` first); `history(thing)` gives a thing's
-        recorded readings when it is picked; `interval` is how often the board publishes."""
+        recorded readings when it is picked; `interval` is how often the board publishes;
+        `presence(thing)` is what the cloud knows of a board's connection."""
         self.watch, self.thing = watch, thing
         self.interval = interval
         self._history = history
         self._backfilled = {thing}  # the caller gave the first thing's history
         self.plot = LivePlot(window, clock)
-        self.led = LedControl(lambda value: watch.led(self.thing, value))
+        self.led = LedControl(lambda value: watch.led(self.thing, value), wall_clock)
         self.status = StatusLine(wall_clock)
+        self._presence = presence
+        self._board = self._presence_of(thing)
+        self._was_connected = watch.connected.is_set()
         self.console = Console()
         choices = [thing] + [t for t in (things or []) if t != thing]
         self.picker = device_picker(choices, thing)
         self.picker.layout.display = None if len(choices) > 1 else "none"
         self.picker.observe(lambda change: self.select(change["new"]), names="value")
-        self._pending_states: deque[int] = deque(maxlen=100)
+        self._pending_states: deque[telemetry.LedState] = deque(maxlen=100)
         self._task: asyncio.Task[None] | None = None
         self.plot.show_thing(thing)
         for reading in watch.readings(thing):
             self.plot.add(reading)
+        state = watch.led_answer(thing)  # from the history: where the LED was last seen
+        if state is not None:
+            self.led.device_reported(state.value, state.time)
         watch.listen(self._on_event)  # called on paho's thread: it only fills buffers
         self.widget = widgets.VBox(
             [
+                widgets.HTML(KERNEL_GONE),
                 self.picker,
                 self.plot.figure,
                 self.led.widget,
@@ -358,6 +467,7 @@ class Dashboard:
         if not thing or thing == self.thing:
             return
         self.thing = thing
+        self._board = self._presence_of(thing)
         self.plot.show_thing(thing)
         self._pending_states.clear()
         if self._history is not None and thing not in self._backfilled:
@@ -366,10 +476,17 @@ class Dashboard:
         for reading in sorted(self.watch.readings(thing), key=lambda r: r.time):
             self.plot.add(reading)
         self.led.forget()
-        state = self.watch.led_state(thing)
+        state = self.watch.led_answer(thing)
         if state is not None:
-            self.led.device_reported(state)
+            self.led.device_reported(state.value, state.time)
         self.refresh()
+
+    def _presence_of(self, thing: str) -> tuple[bool | None, float | None]:
+        """What the cloud says of `thing`'s connection now (unknown without `presence`)."""
+        if self._presence is None:
+            return None, None
+        known = self._presence(thing)
+        return known.connected, known.changed
 
     def _on_event(self, event: telemetry.Event) -> None:
         if event.thing != self.thing:
@@ -377,14 +494,20 @@ class Dashboard:
         if isinstance(event, telemetry.Reading):
             self.plot.add(event)
         elif isinstance(event, telemetry.LedState):
-            self._pending_states.append(event.value)
+            self._pending_states.append(event)
 
     def refresh(self) -> None:
         """Bring every widget up to date (on the kernel's thread)."""
+        connected = self.watch.connected.is_set()
+        if connected and not self._was_connected:
+            # Back after a loss (the broker restarted): what the cloud says now, not before.
+            self._board = self._presence_of(self.thing)
+        self._was_connected = connected
         self.plot.redraw()
         while self._pending_states:
-            self.led.device_reported(self._pending_states.popleft())
-        self.status.update(self.watch, self.thing, self.interval)
+            state = self._pending_states.popleft()
+            self.led.device_reported(state.value, state.time)
+        self.status.update(self.watch, self.thing, self.interval, self._board)
         mine = f"things/{self.thing}/"
         self.console.update([row for row in self.watch.raw if row[1].startswith(mine)])
 

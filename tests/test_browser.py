@@ -238,8 +238,8 @@ def serial_log(home: Path) -> str:
 
 
 def readings(said: str) -> int:
-    """How many readings the wait cell reported ("12 readings from ..."), 0 if none."""
-    found = re.search(r"(\d+) readings from", said)
+    """How many readings the wait cell reported ("12 new readings from ..."), 0 if none."""
+    found = re.search(r"(\d+) new readings from", said)
     return int(found.group(1)) if found else 0
 
 

@@ -55,8 +55,8 @@ def test_notebooks_01_to_04_run_through_the_class_server(tmp_path: Path) -> None
     assert "in the class cloud" in registered
     # The plot filled and the LED followed, through the class server's stream and API.
     prototype = (build / "notebooks" / "04_run_prototype.ipynb").read_text()
-    assert re.search(r"\d+ readings from \w+ so far", prototype)
-    assert "reports its LED at 40 %" in prototype
+    assert re.search(r"\d+ new readings from \w+ in the last", prototype)
+    assert "answered: its LED is at 40 %" in prototype
     for name in demo.COURSE[:5]:
         saved = (build / "notebooks" / f"{name}.ipynb").read_text()
         assert token[0] not in saved and password not in saved, name

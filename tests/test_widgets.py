@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from helpers import registered_config
 
 from kit import telemetry, widgets
@@ -90,11 +92,13 @@ def test_static_snapshot_for_headless_runs() -> None:
 
 def test_led_control_shows_asked_and_reported() -> None:
     sent: list[int] = []
-    control = widgets.LedControl(sent.append)
+    clock = Clock(1000.0)
+    control = widgets.LedControl(sent.append, clock)
     control.slider.value = 40
     assert sent == [40] and "asked: <b>40 %</b>" in control.state.value
-    assert "waiting for the device" in control.state.value
-    control.device_reported(40)
+    assert "waiting for the device to answer" in control.state.value
+    clock.now = 1001.0
+    control.device_reported(40, clock.now)
     assert "the device shows: <b>40 %</b>" in control.state.value
     assert "waiting" not in control.state.value
     control.on.click()
@@ -103,18 +107,33 @@ def test_led_control_shows_asked_and_reported() -> None:
     assert sent == [40, 100, 0, 0] and control.slider.value == 0
 
 
+def test_an_answer_from_before_the_command_is_not_the_answer() -> None:
+    # The device said 60 % at 990 (history); 60 % asked at 1000 is still waiting, however
+    # equal the numbers, until the device answers after the command.
+    clock = Clock(1000.0)
+    control = widgets.LedControl(lambda value: None, clock)
+    control.device_reported(60, 990.0)
+    assert "the device shows: <b>60 %</b>" in control.state.value
+    control.ask(60)
+    assert control.waiting and "waiting for the device to answer (it last said 60 %)" in (
+        control.state.value
+    )
+    control.device_reported(60, 1002.0)
+    assert not control.waiting and "the device shows: <b>60 %</b>" in control.state.value
+
+
 def test_the_slider_starts_where_the_device_reports_its_led() -> None:
     # A device picked in the drop-down, its LED at 40 %: the slider shows 40, sending nothing;
     # once something is asked, the slider keeps the asked value.
     sent: list[int] = []
-    control = widgets.LedControl(sent.append)
-    control.device_reported(40)
+    control = widgets.LedControl(sent.append, Clock(1000.0))
+    control.device_reported(40, 990.0)
     assert control.slider.value == 40 and sent == []
     control.ask(10)
-    control.device_reported(40)  # an older report arriving late
-    assert control.slider.value == 10 and sent == [10]
+    control.device_reported(40, 995.0)  # an older report arriving late
+    assert control.slider.value == 10 and sent == [10] and control.waiting
     control.forget()  # another device
-    control.device_reported(70)
+    control.device_reported(70, 1001.0)
     assert control.slider.value == 70 and sent == [10]
 
 
@@ -127,11 +146,39 @@ def idle_watch():
 def test_status_line_and_console(idle_watch) -> None:
     status = widgets.StatusLine(clock=Clock(1000.0))
     status.update(idle_watch)
-    assert status.widget.value.count("not connected") == 1
-    assert "no message yet · 0 received · 0 rejected" in status.widget.value
-    console = widgets.Console()
-    console.update([(990.0, "things/d1/environment", b'{\n "temperature": 70 <b>}')])
-    assert "things/d1/environment" in console.widget.value and "&lt;b&gt;" in console.widget.value
+    assert "no message yet" in status.widget.value
+    assert "This notebook: <b>not connected</b> to the broker" in status.widget.value
+    assert "0 received · 0 rejected" in status.widget.value
+
+
+@pytest.mark.timeout(60)
+def test_the_status_names_the_board_and_this_notebook_apart() -> None:
+    # The cloud said the board left at 990; this notebook's own connection is another matter.
+    status = widgets.StatusLine(clock=Clock(1000.0))
+    with LocalCloud(port=0, ws_port=0) as cloud:
+        watch = telemetry.Telemetry(cloud.observer(), "d1").start()
+        try:
+            status.update(watch, "d1", 1.0, (False, 990.0))
+            board, notebook = status.widget.value.split("<br>")
+            assert "Board d1: <b>not connected</b> since" in board
+            assert "waiting for its first reading; it sends one every 1 s" in board
+            assert "This notebook: connected to the broker" in notebook
+            # A lifecycle event that arrives later wins over what the cloud said at the start.
+            watch.arrived("$aws/events/presence/connected/d1", b"{}", 995.0)
+            watch.arrived("things/d1/environment", b'{"temperature": 70, "humidity": 40}', 998.0)
+            status.update(watch, "d1", 1.0, (False, 990.0))
+            board = status.widget.value.split("<br>")[0]
+            assert "Board d1: <b>connected</b> · last message 2 s ago" in board
+            cloud.stop()  # the broker goes away: nothing is known of the board any more
+            deadline = time.monotonic() + 20
+            while watch.connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status.update(watch, "d1", 1.0, (True, 990.0))
+            board, notebook = status.widget.value.split("<br>")
+            assert "not known while this notebook is not connected" in board
+            assert "This notebook: <b>not connected</b> to the broker (trying again)" in notebook
+        finally:
+            watch.stop()
 
 
 def test_device_picker() -> None:
@@ -222,7 +269,7 @@ def test_the_drop_down_switches_device_with_its_history(idle_watch) -> None:
     assert dashboard.picker.options == ("d1", "d2") and dashboard.picker.layout.display is None
     assert "of d1" in dashboard.plot.figure.title
     dashboard.refresh()
-    assert dashboard.plot.points == 1 and "waiting for the first reading" not in (
+    assert dashboard.plot.points == 1 and "waiting for its first reading" not in (
         dashboard.status.widget.value
     )
     dashboard.picker.value = "d2"
@@ -240,7 +287,7 @@ def test_one_device_shows_no_drop_down(idle_watch) -> None:
     dashboard = widgets.Dashboard(idle_watch, "d1", interval=10)
     assert dashboard.picker.layout.display == "none"
     dashboard.refresh()
-    assert "the board sends one every 10 s" in dashboard.status.widget.value
+    assert "waiting for its first reading; it sends one every 10 s" in dashboard.status.widget.value
 
 
 def test_the_lock_warning_and_the_field_labels_show_in_full() -> None:
@@ -297,3 +344,32 @@ def test_commands_in_messages_show_as_code_not_backticks() -> None:
     assert message == "Run \x1b[1mkit cloud up\x1b[22m or course.start()." and "Cloud" in title
     advice = doctor.Report((doctor.Check("Cloud", False, "off", "Run `kit cloud up`."),))
     assert "<code>kit cloud up</code>" in advice._repr_html_()
+
+
+# About how wide a label of each time format is in the axis' 16 px type, and the room between
+# the value axes on the narrowest plot the course supports (600 px, less 80 px each side).
+LABEL_PX = {"%H:%M:%S": 80, "%H:%M": 50, "%a %H:%M": 90, "%d %b": 60}
+ROOM_PX = 600 - 2 * 80
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    low=st.floats(min_value=1.6e9, max_value=2.0e9),
+    span=st.one_of(st.floats(min_value=0, max_value=120), st.floats(min_value=0, max_value=4e6)),
+)
+def test_time_ticks_never_crowd_or_repeat(low: float, span: float) -> None:
+    ticks, format = widgets.time_ticks(low, low + span)
+    labels = [time.strftime(format, time.localtime(t)) for t in ticks]
+    assert len(set(labels)) == len(labels), labels  # never the same label twice
+    assert len(ticks) * (LABEL_PX[format] + 20) <= ROOM_PX, labels  # room between them
+    assert all(low <= t <= low + span for t in ticks) or ticks == [low]
+    if 10 <= span <= 86400:  # the spans a course shows: ten seconds to a day
+        assert len(ticks) >= 2, labels  # something to read the time by
+
+
+def test_the_plot_sets_its_time_ticks_from_its_readings() -> None:
+    plot = widgets.LivePlot(clock=Clock(1000.0))
+    for i in range(0, 86400, 600):  # a day of readings
+        plot.add(telemetry.Reading("d1", 1_796_000_000 + i, 70.0, 40.0))
+    assert plot.redraw()
+    assert plot.time_axis.tick_format == "%H:%M" and 2 <= len(plot.time_axis.tick_values) <= 6
