@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 import pytest
+from helpers import registered_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import registered_config
 
 from kit import telemetry, widgets
 from kit.cloud.local import LocalCloud
