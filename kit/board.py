@@ -7,6 +7,7 @@ kit.board_ports; its names stay importable from here.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -19,11 +20,13 @@ from kit.board_ports import (
     BAUD,
     BoardPort,
     BoardProvider,
+    ResetAdvice,
     choose_board,
     find_boards,
     open_port,
     providers,
     recognise,
+    reset_advice,
 )
 from kit.errors import (
     BoardDisconnectedError,
@@ -44,6 +47,7 @@ __all__ = [
     "BoardPort",
     "BoardProvider",
     "CsrCapture",
+    "ResetAdvice",
     "Timeouts",
     "capture_csr",
     "choose_board",
@@ -51,32 +55,35 @@ __all__ = [
     "open_port",
     "providers",
     "recognise",
+    "reset_advice",
 ]
 
 LOCK_QUESTION = "PERMANENTLY configure and lock"
-FAILURES: dict[str, Callable[[str], KitError]] = {
-    "No ECCX08 present!": lambda _: NoChipError(
+# What the sketch prints when the lock question is answered with anything but "y", then stops.
+NOT_LOCKED = "Unfortunately you can't proceed without locking it :("
+# Each line the sketch prints before it stops at a failure, and the error it means; `halted` is
+# what restarts the sketch on this board (ResetAdvice.halted).
+FAILURES: dict[str, Callable[[int, str], KitError]] = {
+    "No ECCX08 present!": lambda slot, halted: NoChipError(
         "The board found no ECCX08 crypto chip. The course needs an MKR WiFi 1010 or Nano "
         "33 IoT; other boards do not have the chip."
     ),
-    "Unfortunately you can't proceed without locking it :(": lambda _: ChipNotLockedError(
-        "The board stopped because its chip is not locked. Press its reset button, then run "
-        "the capture again with locking chosen."
+    "Writing ECCX08 configuration failed!": lambda slot, halted: LockFailedError(
+        f"The chip refused its configuration. {halted} the capture again to try once more; if "
+        "it fails again, the chip may already have been configured differently (by another "
+        "tool)."
     ),
-    "Writing ECCX08 configuration failed!": lambda _: LockFailedError(
-        "The chip refused its configuration. Press reset and try once more; if it fails again, "
-        "the chip may already have been configured differently (by another tool)."
+    "Locking ECCX08 configuration failed!": lambda slot, halted: LockFailedError(
+        f"The chip could not be locked. {halted} the capture again to try once more; if it "
+        "fails again, ask the instructor."
     ),
-    "Locking ECCX08 configuration failed!": lambda _: LockFailedError(
-        "The chip could not be locked. Press reset and try once more; if it fails again, ask "
-        "the instructor for another board."
-    ),
-    "Error starting CSR generation!": lambda slot: CsrGenerationError(
+    "Error starting CSR generation!": lambda slot, halted: CsrGenerationError(
         f"The chip could not prepare the key in slot {slot}. If you asked to keep the slot's "
-        "key, it may have none: generate a new key. Otherwise try another slot (1-4)."
+        "key, it may have none: generate a new key. Otherwise try another slot (1-4). "
+        f"{halted} the capture again."
     ),
-    "Error generating CSR!": lambda _: CsrGenerationError(
-        "The chip could not sign the CSR. Press reset and capture again."
+    "Error generating CSR!": lambda slot, halted: CsrGenerationError(
+        f"The chip could not sign the CSR. {halted} the capture again."
     ),
 }
 
@@ -133,7 +140,9 @@ def capture_csr(
             raise DeviceNameError(f"Unknown subject field {key!r}: use C, ST, L, O or OU.")
         if "\n" in value or "\r" in value or len(value) > 64:
             raise DeviceNameError(f"The {key} field must be one line of at most 64 characters.")
-    dialog = _Dialog(name, slot, lock, new_key, fields)
+    # pyserial keeps the path or URL a port was opened with; it says what restarts the board.
+    device = port if isinstance(port, str) else str(getattr(port, "port", "") or "")
+    dialog = _Dialog(name, slot, lock, new_key, fields, device)
     opened = open_port(port) if isinstance(port, str) else port
     try:
         return dialog.run(opened, on_output, timeouts)
@@ -142,10 +151,10 @@ def capture_csr(
             opened.close()
 
 
-def _disconnected(error: Exception) -> BoardDisconnectedError:
+def _disconnected(error: Exception, advice: ResetAdvice) -> BoardDisconnectedError:
     return BoardDisconnectedError(
-        "The board disappeared in the middle of the dialog (was the cable pulled, or the reset "
-        f"button pressed?): {error}. Plug it in, press reset and run this again."
+        f"The board's port went away in the middle of the dialog ({error}). "
+        f"{advice.reconnect} this again."
     )
 
 
@@ -153,7 +162,13 @@ class _Dialog:
     """The answers for one capture, and the state of the conversation."""
 
     def __init__(
-        self, name: str | None, slot: int, lock: bool, new_key: bool, fields: dict[str, str]
+        self,
+        name: str | None,
+        slot: int,
+        lock: bool,
+        new_key: bool,
+        fields: dict[str, str],
+        device: str = "",
     ) -> None:
         self.name, self.slot, self.lock, self.new_key, self.fields = (
             name,
@@ -162,22 +177,26 @@ class _Dialog:
             new_key,
             fields,
         )
+        self.device = device
         self.serial_number = ""
         self.locked_now = False
+        self.declined_lock = False
         self.variant = "example"
+
+    @functools.cached_property
+    def advice(self) -> ResetAdvice:
+        """What restarts this board's sketch (looked up only when a message needs it)."""
+        return reset_advice(self.device)
 
     def answer(self, prompt: str, default: str) -> str:
         """What to type at a prompt, or an error for a prompt the dialog does not have."""
         if LOCK_QUESTION in prompt:
             if not self.lock:
-                # Nothing is sent: the board waits at its question until it is reset.
-                raise ChipNotLockedError(
-                    "This board's crypto chip is not locked yet, and locking it is PERMANENT: "
-                    "it cannot be undone, and the chip keeps that configuration for life. It is "
-                    "needed to make a key. Nothing was sent to the board. If you want to lock "
-                    "it, press the board's reset button and run again with locking chosen "
-                    "(--lock, or the checkbox in the notebook)."
-                )
+                # "N", the sketch's own default: only "y" locks. The sketch then says it cannot
+                # go on and stops, as it does for a person at the Serial Monitor, instead of
+                # waiting at its question until someone resets the board.
+                self.declined_lock = True
+                return "N"
             self.locked_now = True
             return "y"
         for words, key in (
@@ -214,7 +233,7 @@ class _Dialog:
             now = time.monotonic()
             if now - start > timeouts.total:
                 raise BoardSilentError(
-                    f"The dialog took over {timeouts.total:.0f} s; press reset and try again."
+                    f"The dialog took over {timeouts.total:.0f} s. {self.advice.stuck} this again."
                 )
             limit = timeouts.step if received else timeouts.first_output
             if now - last > limit:
@@ -225,7 +244,7 @@ class _Dialog:
                 while chunk and port.in_waiting:  # type: ignore[attr-defined]  # every port class has it
                     chunk += port.read(port.in_waiting)  # type: ignore[attr-defined]  # SerialBase's stub lacks it
             except (serial.SerialException, OSError) as error:
-                raise _disconnected(error) from None
+                raise _disconnected(error, self.advice) from None
             if not chunk:
                 continue
             last = time.monotonic()
@@ -247,26 +266,41 @@ class _Dialog:
                     port.write(reply.encode("utf-8") + b"\r\n")
                     port.flush()
                 except (serial.SerialException, OSError) as error:
-                    raise _disconnected(error) from None
+                    raise _disconnected(error, self.advice) from None
 
     def _check_lines(self, text: str) -> None:
         for line in text.replace("\r", "").split("\n")[:-1]:
             if line.startswith("ECCX08 Serial Number = "):
                 self.serial_number = line.split("=", 1)[1].strip()
+            if line == NOT_LOCKED:
+                raise self._not_locked()
             if line in FAILURES:
-                raise FAILURES[line](str(self.slot))
+                raise FAILURES[line](self.slot, self.advice.halted)
+
+    def _not_locked(self) -> ChipNotLockedError:
+        answered = (
+            'so without your consent the kit answered "N" and the board stopped'
+            if self.declined_lock
+            else "and the board stopped at the lock question"
+        )
+        return ChipNotLockedError(
+            "This board's crypto chip is not locked yet. Locking is PERMANENT (it cannot be "
+            f"undone) and is needed once to make a key, {answered}. {self.advice.halted} the "
+            "capture again with locking chosen (`kit csr --lock`, or the checkbox in notebook "
+            "01) to lock it."
+        )
 
     def _silence(self, received: bytes | bytearray, limit: float) -> BoardSilentError:
         if not received:
             return BoardSilentError(
-                f"The board sent nothing for {limit:.0f} s. Is the CSR sketch (ECCX08CSR) "
-                "uploaded? If the dialog already started earlier (another program opened the "
-                "port), press the board's reset button once and run this again."
+                f"The board sent nothing for {limit:.0f} s: is the CSR sketch (ECCX08CSR) "
+                "uploaded? If it is, its dialog started earlier (another program opened the "
+                f"port) and waits in the middle. {self.advice.stuck} this again."
             )
         tail = received.decode("utf-8", errors="replace").strip().splitlines()[-1:]
         return BoardSilentError(
             f"The board stopped talking for {limit:.0f} s after '{tail[0] if tail else ''}'. "
-            "Press its reset button and run this again."
+            f"{self.advice.stuck} this again."
         )
 
     def _finish(self, text: str) -> CsrCapture:
@@ -278,14 +312,13 @@ class _Dialog:
             csr = certs.load_csr(text[max(start, 0) : end])
         except KitError as error:
             raise GarbledCsrError(
-                f"The CSR arrived damaged ({error}) Press the board's reset button and capture "
-                "again; if it keeps happening, try another USB cable or port."
+                f"The CSR arrived damaged ({error}) {self.advice.reconnect} the capture again."
             ) from None
         expected = self.name or self.serial_number
         if expected and csr.common_name != expected:
             raise GarbledCsrError(
-                f"The board made a CSR for '{csr.common_name}', not for '{expected}'. Press reset "
-                "and capture again."
+                f"The board made a CSR for '{csr.common_name}', not for '{expected}'. "
+                f"{self.advice.halted} the capture again."
             )
         return CsrCapture(
             csr=csr,

@@ -102,6 +102,27 @@ def find_boards(include_virtual: bool = True) -> list[BoardPort]:
 
 
 @dataclass(frozen=True)
+class ResetAdvice:
+    """What a student does where a real board needs its reset button, in a board's messages.
+
+    Each is the start of a sentence that a message finishes with "... this again" (or "... the
+    capture again ..."): what to do before running the dialog again.
+    """
+
+    # The sketch printed a failure (or the lock was declined) and stopped, waiting for reset.
+    halted: str = "Press the board's reset button, then run"
+    # The sketch is silent: it waits in the middle of a dialog another program started.
+    stuck: str = "Press the board's reset button once, then run"
+    # The port went away, or bytes were lost on the way.
+    reconnect: str = (
+        "Check the USB cable (or try another one), press the board's reset button, then run"
+    )
+
+
+USB_BOARD = ResetAdvice()
+
+
+@dataclass(frozen=True)
 class BoardProvider:
     """Boards that are not USB serial ports (the virtual board), plugged in by an entry point.
 
@@ -111,6 +132,8 @@ class BoardProvider:
     scheme: str  # its ports are URLs <scheme>://...
     ports: Callable[[], list[BoardPort]]  # the ports it has now
     check: Callable[[str], None]  # raise a KitError saying how to start the board behind a URL
+    owns: Callable[[str], bool]  # whether a port path or URL leads to one of its boards
+    reset_advice: ResetAdvice  # what does for its boards what a real board's reset button does
 
 
 PROVIDER_GROUP = "kit.board_providers"
@@ -120,6 +143,14 @@ PROVIDER_GROUP = "kit.board_providers"
 def providers() -> tuple[BoardProvider, ...]:
     """The installed board providers, loaded the first time boards are listed or opened."""
     return tuple(entry.load() for entry in metadata.entry_points(group=PROVIDER_GROUP))
+
+
+def reset_advice(device: str) -> ResetAdvice:
+    """What takes the place of the reset button for the board on `device` (a path or URL)."""
+    for provider in providers():
+        if provider.owns(device):
+            return provider.reset_advice
+    return USB_BOARD
 
 
 def choose_board(
@@ -195,7 +226,8 @@ def _open_error(device: str, error: serial.SerialException) -> KitError:
         )
     if code == errno.ENOENT or "No such file" in text or "could not open port" in text.lower():
         return BoardDisconnectedError(
-            f"There is no port {device}: the board may have been unplugged or got another "
-            'port name. Run course.use("auto") in notebook 00 (or `kit boards`) to find it.'
+            f"There is no port {device}: the board is unplugged, or has another port name now. "
+            'Plug it in, then run `kit use auto` in a terminal (course.use("auto") in notebook '
+            "00) to find it again."
         )
     return BoardDisconnectedError(f"{device} could not be opened: {text}")

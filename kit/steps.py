@@ -226,6 +226,43 @@ class Captured:
         return self.csr._repr_html_()
 
 
+def capture_port(
+    chosen: settings.Settings,
+    ask: Callable[[list[board.BoardPort]], board.BoardPort] | None = None,
+) -> tuple[str, str]:
+    """The port of the board the settings choose, ready for the CSR dialog, and a sentence
+    saying what the kit started to get it there ("" when nothing).
+
+    The virtual board is started when it is not running and flashed with the CSR sketch again
+    when it runs the AWS firmware; a CSR sketch that runs is used as it is (either dialog). A
+    real board is the settings' port; "auto" (KIT_BOARD=auto) is the one attached, `ask`
+    choosing among several.
+    """
+    if not chosen.virtual:
+        if chosen.board == "auto":
+            return board.choose_board(ask=ask).device, ""
+        return chosen.board, ""
+    try:
+        running: vboard.BoardInfo | None = vboard.find(VIRTUAL_BOARD)
+    except VirtualBoardError:
+        running = None
+    if running is not None and running.firmware == "csr":
+        return running.url, ""
+    info = vboard.start(VIRTUAL_BOARD)
+    if running is None:
+        return info.url, (
+            f"The virtual board was not running: the kit started it (chip {info.chip_serial}, "
+            "CSR sketch). It keeps running in the background until course.stop() (`kit stop` "
+            "in a terminal)."
+        )
+    # The course's next start must not put back the firmware the board no longer runs.
+    (kit_home() / "course" / "flashed.json").unlink(missing_ok=True)
+    return info.url, (
+        "The virtual board ran the AWS firmware: the kit flashed the CSR sketch on it again "
+        "(notebook 03 puts the AWS firmware back)."
+    )
+
+
 def capture(
     chosen: settings.Settings,
     *,
@@ -243,8 +280,10 @@ def capture(
     """
     if name:
         validate_device_name(name)
+    port, started = capture_port(chosen)
+    if started:
+        on_output(started + "\n\n")
     if chosen.virtual:
-        port = vboard.start(VIRTUAL_BOARD).url  # re-flashes the CSR sketch if it ran another
         if not vboard.chip(VIRTUAL_BOARD).locked:
             on_output(
                 "A real chip would need your consent here: locking is permanent. This chip is "
@@ -253,7 +292,7 @@ def capture(
             )
         lock = True
     else:
-        port, lock = chosen.board, lock_consent
+        lock = lock_consent
     if new_key is None:
         new_key = not registered_key_in(port, slot)
         if not new_key:

@@ -137,16 +137,48 @@ def test_subject_fields_are_empty_unless_given(make_board) -> None:
 @pytest.mark.parametrize("transport", ["pty", "sim"])
 def test_no_lock_without_consent(make_board, transport) -> None:
     device = make_board(locked=False)
-    with pytest.raises(errors.ChipNotLockedError, match="Nothing was sent to the board"):
-        board.capture_csr(port_of(device, transport), timeouts=QUICK)
+    shown: list[str] = []
+    with pytest.raises(errors.ChipNotLockedError) as caught:
+        board.capture_csr(port_of(device, transport), on_output=shown.append, timeouts=QUICK)
     assert not device.chip.locked
-    time.sleep(0.3)
-    assert device.port.read(timeout=0.1) == b""  # the board received nothing
-    assert (device.folder / "serial.log").read_bytes().endswith(b"(y/N) [N]: ")
-    # After pressing reset (as the message says), locking with consent works.
-    vboard_reset(device)
+    # The kit answered "N" (only "y" locks) and the sketch stopped, as a real one does.
+    said = b"(y/N) [N]: N\r\nUnfortunately you can't proceed without locking it :(\r\n"
+    assert (device.folder / "serial.log").read_bytes().endswith(said)
+    assert "".join(shown).endswith(said.decode())
+    message = str(caught.value)
+    assert 'the kit answered "N" and the board stopped' in message
+    assert "Run the capture again with locking chosen (`kit csr --lock`" in message
+    assert "reset" not in message  # a virtual board has no button
+    # Opening the port again restarts the stopped sketch: locking with consent works at once.
+    let_go(device)
+    started = time.monotonic()
     capture = board.capture_csr(port_of(device, transport), lock=True, timeouts=QUICK)
     assert capture.locked_now and device.chip.locked
+    assert time.monotonic() - started < QUICK.first_output
+
+
+def test_no_lock_without_consent_on_a_real_board() -> None:
+    """A board that is not virtual hears "N" too, and its stopped sketch needs the button."""
+    peer = ScriptedBoard(
+        [
+            ("say", b"ECCX08 Serial Number = 0123C13DA283AFA5EE\r\n\r\n"),
+            ("say", b"The ECCX08 on your board is not locked, would you like to PERMANENTLY "),
+            ("say", b"configure and lock it now? (y/N) [N]: "),
+            ("hear", b""),
+            ("say", b"N\r\nUnfortunately you can't proceed without locking it :(\r\n"),
+            ("hang", b"2"),
+        ]
+    )
+    try:
+        with pytest.raises(errors.ChipNotLockedError) as caught:
+            board.capture_csr(peer.path, timeouts=QUICK)
+    finally:
+        peer.close()
+    assert peer.received == b"N\r\n|"
+    assert str(caught.value).endswith(
+        "Press the board's reset button, then run the capture again with locking chosen "
+        "(`kit csr --lock`, or the checkbox in notebook 01) to lock it."
+    )
 
 
 @pytest.mark.parametrize(
@@ -170,21 +202,46 @@ def test_keeping_a_key_from_an_empty_slot_fails_clearly(make_board) -> None:
         board.capture_csr(device.info.url, slot=4, new_key=False, timeouts=QUICK)
 
 
-def test_silence_when_the_dialog_already_started(make_board) -> None:
+@pytest.mark.parametrize("transport", ["pty", "sim"])
+def test_silence_when_the_dialog_already_started(make_board, transport) -> None:
     device = make_board(locked=False)
     with serial.Serial(device.port.pty_path, timeout=2) as early:  # e.g. a serial monitor
         assert b"(y/N) [N]: " in early.read_until(b"[N]: ")
-    with pytest.raises(errors.BoardSilentError, match="press the board's reset button"):
-        board.capture_csr(device.port.pty_path, timeouts=QUICK)
+    let_go(device)
+    with pytest.raises(errors.BoardSilentError) as caught:
+        board.capture_csr(port_of(device, transport), timeouts=QUICK)
+    # A virtual board has no reset button: the message says what restarts it instead.
+    assert "reset" not in str(caught.value)
+    assert str(caught.value).endswith(
+        "Restart the virtual board (`kit stop` in a terminal, course.stop() in a notebook: the "
+        "capture starts it again), then run this again."
+    )
     vboard_reset(device)
     assert board.capture_csr(device.port.pty_path, lock=True, timeouts=QUICK).locked_now
 
 
-def vboard_reset(device: vboard.VirtualBoard) -> None:
-    """Press reset as a person would: after the last program let go of the port."""
+def test_silence_on_a_real_board_names_its_reset_button() -> None:
+    peer = ScriptedBoard([("hang", b"3")])
+    try:
+        with pytest.raises(errors.BoardSilentError) as caught:
+            board.capture_csr(peer.path, timeouts=QUICK)
+    finally:
+        peer.close()
+    assert str(caught.value).endswith("Press the board's reset button once, then run this again.")
+
+
+def let_go(device: vboard.VirtualBoard) -> None:
+    """Wait until the board has seen the last program let go of its port, as it does between
+    two runs of a person's capture."""
     deadline = time.monotonic() + 5
     while device.port.host_connected and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def vboard_reset(device: vboard.VirtualBoard) -> None:
+    """Press reset as a person would: after the last program let go of the port."""
+    let_go(device)
+    deadline = time.monotonic() + 5
     device.reset_button.set()
     while device.reset_button.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)  # the sketch has restarted
@@ -200,7 +257,8 @@ def test_unplugged_mid_dialog(make_board, transport) -> None:
 
     with pytest.raises((errors.BoardDisconnectedError, errors.BoardSilentError)) as caught:
         board.capture_csr(port_of(device, transport), on_output=pull_the_cable, timeouts=QUICK)
-    assert "Plug it in" in str(caught.value) or "stopped talking" in str(caught.value)
+    assert "port went away" in str(caught.value) or "stopped talking" in str(caught.value)
+    assert "reset" not in str(caught.value)  # it was a virtual board
 
 
 def test_name_is_checked_before_anything_is_sent() -> None:
@@ -361,7 +419,7 @@ def test_find_boards_lists_running_virtual_boards(make_board) -> None:
 
 
 def test_missing_port() -> None:
-    with pytest.raises(errors.BoardDisconnectedError, match="kit boards"):
+    with pytest.raises(errors.BoardDisconnectedError, match="`kit use auto`"):
         board.open_port("/dev/ttyACM99")
 
 

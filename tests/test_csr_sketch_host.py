@@ -138,10 +138,17 @@ def test_sketch_without_a_chip(sketch_binary, tmp_path) -> None:
 
 def test_sketch_is_never_locked_without_consent(sketch_binary, tmp_path) -> None:
     host = HostBoard(sketch_binary, tmp_path, "0123C13DA283AFA5EE", False, "x")
+    shown: list[str] = []
     try:
-        with pytest.raises(errors.ChipNotLockedError, match="PERMANENT"):
-            board.capture_csr(host.path, timeouts=QUICK)
+        with pytest.raises(errors.ChipNotLockedError, match="PERMANENT") as caught:
+            board.capture_csr(host.path, on_output=shown.append, timeouts=QUICK)
         time.sleep(0.5)
-        assert not host.received.exists()  # the sketch read nothing: no answer was sent
+        assert host.received.read_bytes() == b"N\r\n"  # the only answer the sketch read
     finally:
         host.close()
+    # The real sketch stopped, as the kit's message says; its reset button restarts it.
+    assert "".join(shown).endswith(
+        "[N]: N\r\nUnfortunately you can't proceed without locking it :(\r\n"
+    )
+    assert 'the kit answered "N" and the board stopped' in str(caught.value)
+    assert "Press the board's reset button, then run the capture again" in str(caught.value)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kit import arguments, board, certs, config_h, devices, steps
+from kit import arguments, board, certs, config_h, devices, settings, steps
 from kit.cli.inputs import (
     PASSWORD_VARIABLE,
     SLOT,
@@ -63,7 +63,11 @@ def register(command: Command) -> None:
     command("boards", cmd_boards, "List attached boards and running virtual boards.")
 
     csr = command("csr", cmd_csr, "Capture a CSR from the board's CSR sketch over serial.")
-    csr.add_argument("--port", help="port path or URL (sim://default); default: the only board")
+    csr.add_argument(
+        "--port",
+        help="port path or URL (sim://default); default: the board `kit use` chose (the virtual "
+        "board, started if it is not running, unless told otherwise)",
+    )
     csr.add_argument("--name", help="device name (default: the chip's serial number)")
     csr.add_argument(
         "--slot",
@@ -151,8 +155,21 @@ def cmd_csr(args: argparse.Namespace) -> None:
     out = output_file(args.out, "csr.pem")
     if args.name is not None:
         certs.validate_device_name(args.name)
-    device = args.port or board.choose_board(ask=_ask_board if sys.stdin.isatty() else None).device
-    print(f"Talking to {printable(device)} ...", file=sys.stderr)
+    if args.port:
+        device = args.port
+        print(f"Talking to {printable(device)} ...", file=sys.stderr)
+    else:
+        chosen = settings.load()
+        device, started = steps.capture_port(chosen, _ask_board if sys.stdin.isatty() else None)
+        if started:
+            print(started, file=sys.stderr)
+        which = (
+            "the virtual board the course's settings choose (`kit use auto` switches to a board "
+            "on USB)"
+            if chosen.virtual
+            else "the course's board (`kit use` chooses another)"
+        )
+        print(f"Talking to {printable(device)}, {which} ...", file=sys.stderr)
     last = ["\n"]  # the last character shown, so the error starts on a line of its own
 
     def show(text: str) -> None:

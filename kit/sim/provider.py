@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import serial
 
-from kit.board_ports import BoardPort, BoardProvider
+from kit.board_ports import BoardPort, BoardProvider, ResetAdvice
 from kit.sim import board
 
 # pyserial finds `protocol_sim` (kit/sim/protocol_sim.py) in the packages listed here.
@@ -36,4 +36,27 @@ def check(url: str) -> None:
     board.find(url.removeprefix("sim://").strip("/") or board.DEFAULT_BOARD)
 
 
-PROVIDER = BoardProvider(scheme="sim", ports=ports, check=check)
+def owns(device: str) -> bool:
+    """Whether `device` leads to a virtual board: a sim:// URL, or a running board's pty or
+    socket (what `kit sim` prints)."""
+    if device.startswith("sim://"):
+        return True
+    return any(device in (info.pty, info.socket_url) for info in board.running_boards())
+
+
+# A virtual board has no reset button. A sketch that stopped (a failure, a declined lock) starts
+# again when the port is opened again; one waiting in the middle of a dialog another program
+# started stays there, as on a real board, until the board restarts: `kit stop` (or
+# course.stop()) stops it, and the next capture starts it again.
+RESET_ADVICE = ResetAdvice(
+    halted="Run",
+    stuck=(
+        "Restart the virtual board (`kit stop` in a terminal, course.stop() in a notebook: the "
+        "capture starts it again), then run"
+    ),
+    reconnect="Run",
+)
+
+PROVIDER = BoardProvider(
+    scheme="sim", ports=ports, check=check, owns=owns, reset_advice=RESET_ADVICE
+)
