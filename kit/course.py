@@ -223,7 +223,8 @@ def register(replace: bool = False) -> Registration:
         raise CloudError(str(status))
     captured = steps.last_capture()
     thing = captured.csr.common_name
-    if replace and thing in cloud.things():
+    replaced = replace and thing in cloud.things()
+    if replaced:
         steps.unregister(cloud, thing)
     try:
         registered = steps.register_captured(cloud, captured)
@@ -241,7 +242,29 @@ def register(replace: bool = False) -> Registration:
     print(f"{verb} {done.thing} in the {cloud.name} cloud; broker {where}.")
     if registered.became_current:
         print(f"{done.thing} is now the current device: the next notebooks work with it.")
+    if replaced:
+        print(_stale_config(done, cloud.files_page()))
     return done
+
+
+def _stale_config(done: Registration, page: str) -> str:
+    """What a replaced registration makes stale (every config.h with the old certificate), and
+    where the new one comes from."""
+    path = _config_path()
+    try:
+        old = config_h.parse(path.read_text(encoding="utf-8")) if path.exists() else None
+    except (OSError, KitError):
+        old = None
+    stale = old is not None and old.device_name == done.thing
+    where = f", such as {path}" if stale else ""
+    elsewhere = (
+        f" Or download the new config.h from My devices on the class site ({page})." if page else ""
+    )
+    return (
+        f"The old certificate of {done.thing} no longer works, and neither does any config.h "
+        f"made with it{where}. Run notebook 03 again to write config.h with the new "
+        f"certificate.{elsewhere}"
+    )
 
 
 class WifiForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets is untyped

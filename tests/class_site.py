@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -73,8 +74,8 @@ class Site:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
-    def browser(self, username: str | None = None) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=10)
+    def browser(self, username: str | None = None, verify: Any = True) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=10, verify=verify)
         if username is not None:
             form = client.get("/login").text
             token = re.search(r'name="login_csrf" value="([^"]+)"', form).group(1)

@@ -169,3 +169,43 @@ def test_a_name_held_with_another_key_is_a_thing_taken_error(https_site: Site) -
     mine.register(certs.load_csr(csr_pem("cc_twice")))
     with pytest.raises(ThingTakenError, match="already registered with another key"):
         mine.register(certs.load_csr(csr_pem("cc_twice")))  # a new key each time
+
+
+def test_a_replaced_registration_says_the_old_config_h_is_stale(
+    https_site: Site, cloud: LocalCloud, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # The student registered, wrote config.h, then the board made a new key: the config.h on
+    # disk and the one downloaded from the class site both hold a certificate that no longer
+    # works, and the course says so and where the new one is.
+    from kit import course
+
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    settings.save(settings.Settings(board="/dev/ttyACM0", cloud="class"))  # a real board
+    monkeypatch.setenv("KIT_CONFIG_H", str(tmp_path / "config.h"))
+    keep_capture(csr_pem("cc_stale"))
+    first = course.register()
+    course.configure(course.wifi_form("Classroom"))  # no flashing: a real board's config.h
+    pinned = class_cloud.pinned(str(kit_home() / class_cloud.CERTIFICATE_FILE))
+    ada = https_site.browser("ada", pinned)
+    downloaded = ada.get("/devices/cc_stale/config.h").text
+    assert certs.load_certificate(first.certificate_pem).pem.splitlines()[1] in downloaded
+    capsys.readouterr()
+
+    keep_capture(csr_pem("cc_stale"))  # the board's new key, the same name
+    second = course.register(replace=True)
+    said = capsys.readouterr().out
+    assert "The old certificate of cc_stale no longer works" in said
+    assert f"such as {tmp_path / 'config.h'}" in said and "Run notebook 03 again" in said
+    assert f"My devices on the class site ({https_site.url}/devices)" in said
+    offered = ada.get("/devices/cc_stale/config.h").text  # what the page offers now
+    ada.close()
+    assert certs.load_certificate(second.certificate_pem).pem.splitlines()[1] in offered
+
+
+def keep_capture(pem: str) -> None:
+    """A CSR kept as notebook 01 keeps it (slot 0 of a board on /dev/ttyACM0)."""
+    folder = kit_home() / "course"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "csr.pem").write_text(pem)
+    facts = {"slot": 0, "board": "/dev/ttyACM0", "chip_serial": ""}
+    (folder / "capture.json").write_text(json.dumps(facts))

@@ -45,7 +45,7 @@ def classroom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 @pytest.mark.slow
-def test_running_01_twice_then_02_keeps_the_registered_key(classroom: Path) -> None:
+def test_running_01_twice_then_02_keeps_the_registered_key(classroom: Path, capsys) -> None:
     course.start()
     first = course.capture_csr()
     course.register()
@@ -57,8 +57,12 @@ def test_running_01_twice_then_02_keeps_the_registered_key(classroom: Path) -> N
     assert newer.csr.public_key_der != first.csr.public_key_der
     with pytest.raises(ThingTakenError, match=r"course\.register\(replace=True\)"):
         course.register()
+    capsys.readouterr()
     replaced = course.register(replace=True)
     assert replaced.created and devices.load().certificate_pem == replaced.certificate_pem
+    said = capsys.readouterr().out  # no config.h written yet: none named; no class site
+    assert "no longer works" in said and "Run notebook 03 again" in said
+    assert "such as" not in said and "class site" not in said
 
 
 @pytest.mark.slow

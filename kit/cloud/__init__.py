@@ -163,6 +163,11 @@ class Cloud(ABC):
         """What a device record keeps about this cloud beyond its name (AWS: region, profile)."""
         return {}
 
+    def files_page(self) -> str:
+        """A page where the student can download a device's files again (the class site's
+        My devices), or "" where the cloud has none."""
+        return ""
+
 
 def open_cloud(
     name: str = "local",

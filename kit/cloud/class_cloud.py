@@ -222,6 +222,9 @@ class ClassCloud(Cloud):
             True, f"The class server at {self.link.url} answers ({self.link.username})."
         )
 
+    def files_page(self) -> str:
+        return f"{self.link.url.rstrip('/')}/devices"
+
     def record_extras(self) -> dict[str, str]:
         return {}
 
