@@ -21,7 +21,7 @@ from nbclient.exceptions import CellExecutionError
 from traitlets.config import Config
 
 from kit import environment, lab, steps
-from kit.places import checkout, kit_home, using_home
+from kit.places import checkout, using_home
 
 COURSE = (
     "00_setup",
@@ -90,29 +90,23 @@ def run(
     return 0 if failed is None else 1
 
 
-def notebook_client(
-    notebook: nbformat.NotebookNode, folder: Path, sockets: Path | None = None
-) -> NotebookClient:
-    """A client that runs `notebook` in `folder` on a fresh kernel, as JupyterLab would; with
-    `sockets` (kit.lab.kernel_sockets) over local sockets, so no kernel warns about TCP."""
-    config = Config()
-    if sockets is not None:
-        config.KernelManager.transport = "ipc"
-        config.KernelManager.ip = str(sockets)
+def notebook_client(notebook: nbformat.NotebookNode, folder: Path) -> NotebookClient:
+    """A client that runs `notebook` in `folder` on a fresh kernel, as JupyterLab would: over
+    TCP on 127.0.0.1 with CurveZMQ encryption (kit.lab.KERNELS)."""
     return NotebookClient(
         notebook,
         timeout=300,
         kernel_name="python3",
         resources={"metadata": {"path": str(folder)}},
         store_widget_state=False,  # widget state could hold a password
-        config=config,
+        config=Config({"KernelManager": dict(lab.KERNELS)}),
     )
 
 
 def _execute(name: str, build: Path, env: dict[str, str]) -> bool:
     source = checkout() / "notebooks" / f"{name}.ipynb"
     notebook = nbformat.read(source, as_version=4)
-    client = notebook_client(notebook, source.parent, lab.kernel_sockets(kit_home()))
+    client = notebook_client(notebook, source.parent)
     ok = True
     try:
         client.execute(env=env)

@@ -1,36 +1,73 @@
 """How the kit starts JupyterLab and notebook kernels for the course.
 
 `kit lab` serves the student's copies of the notebooks (kit.notebook_copies), opens 00_setup,
-and starts kernels that talk to it over local sockets in the private data folder instead of
-unencrypted TCP on 127.0.0.1. JupyterLab's news prompt and update check are off: a classroom may
-be offline, and a pop-up covers the notebook on a projector. `kit demo` runs its kernels the
-same way.
+and starts kernels that talk to it over TCP on 127.0.0.1, encrypted with CurveZMQ keys the kernel
+manager makes for each kernel; `kit demo` runs its kernels the same way (KERNELS). JupyterLab's
+news prompt and update check are off: a classroom may be offline, and a pop-up covers the
+notebook on a projector. Its terminals are shells that find the `kit` command.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import sys
 import webbrowser
 from pathlib import Path
 
-from kit.places import private_dir
+from kit.places import write_private
 
-# A socket's path holds ~104 bytes (macOS; 108 on Linux), and each kernel adds "-<n>".
-SOCKET_PATH_LIMIT = 90
+# The kernels' KernelManager settings, for JupyterLab and for `kit demo` alike. One transport on
+# every system: local sockets (ipc) are numbered by looking for existing socket files, so kernels
+# started together (JupyterLab reopening its tabs) took the same ones ("Invalid Signature",
+# kernels stuck connecting), and Windows has none. TCP ports come from the manager's port cache,
+# which never hands one out twice. On plain TCP any program on the computer (another user's, on a
+# shared one) could connect to a kernel's ports and read what it shows, so the manager makes
+# CurveZMQ keys for each kernel; "required" makes a kernel that cannot encrypt fail to start,
+# where "auto" would run it in the clear.
+KERNELS = {"transport": "tcp", "ip": "127.0.0.1", "transport_encryption": "required"}
 
 
-def kernel_sockets(home: Path) -> Path | None:
-    """The prefix of the kernels' local sockets in `home`, or None to keep TCP (Windows, or a
-    path too long for a socket)."""
-    if os.name != "posix":
-        return None
-    prefix = home / "kernels" / "k"
-    if len(os.fsencode(prefix)) >= SOCKET_PATH_LIMIT:
-        return None
-    private_dir(prefix.parent)
-    return prefix
+def kernel_arguments() -> list[str]:
+    """KERNELS as JupyterLab command-line options."""
+    return [f"--KernelManager.{name}={value}" for name, value in KERNELS.items()]
+
+
+def terminal_arguments(home: Path) -> list[str]:
+    """JupyterLab's terminal shell, as command-line options: the user's $SHELL, interactive but
+    not a login shell, so that `kit` (the first folder on the PATH kit lab hands JupyterLab) is
+    found. Without this JupyterLab starts a login shell whenever its output is not a terminal
+    (started by a launcher, by CI, with its output piped), and a login shell's /etc/profile
+    sets PATH afresh.
+
+    bash also gets an rcfile in the data folder (`home`): the user's ~/.bashrc, then the kit's
+    folder first on PATH again, so even a .bashrc that sets PATH keeps `kit`. Windows needs
+    nothing: PowerShell inherits PATH, and JupyterLab never asks for a login shell there.
+    """
+    if os.name == "nt":
+        return []
+    # The shell JupyterLab itself would start.
+    shell = os.environ.get("SHELL") or shutil.which("sh") or "/bin/sh"
+    argv = [shell, "-i"]
+    if Path(shell).name == "bash":
+        bashrc = home / "lab" / "bashrc"
+        write_private(bashrc, terminal_bashrc(Path(sys.executable).parent))
+        argv = [shell, "--rcfile", str(bashrc), "-i"]
+    # A list (a Python literal to traitlets), so no path is split or unquoted on the way.
+    return [f"--ServerApp.terminado_settings=shell_command={argv!r}"]
+
+
+def terminal_bashrc(bin_dir: Path) -> str:
+    """The rcfile of bash in JupyterLab's terminals: the user's own, then `kit` first on PATH."""
+    return (
+        "# Written by `kit lab` for the bash of JupyterLab's terminals (rewritten at each start).\n"
+        "# bash reads this instead of ~/.bashrc, so: yours first, then the kit's folder first on\n"
+        "# PATH, in case yours sets PATH.\n"
+        'if [ -f "$HOME/.bashrc" ]; then . "$HOME/.bashrc"; fi\n'
+        f'PATH={shlex.quote(str(bin_dir))}:"$PATH"\n'
+    )
 
 
 # The course's JupyterLab defaults: no "official Jupyter news?" prompt and no update check. A
@@ -78,7 +115,8 @@ def browser_here() -> bool:
 
 
 def command(folder: Path, home: Path, port: int | None, open_browser: bool) -> list[str]:
-    """The JupyterLab command line for the course in `folder`, with data folder `home`."""
+    """The JupyterLab command line for the course in `folder`, with data folder `home` (where
+    the terminals' bashrc is written)."""
     line = [
         sys.executable,
         "-m",
@@ -88,9 +126,8 @@ def command(folder: Path, home: Path, port: int | None, open_browser: bool) -> l
         "--LabApp.news_url=None",  # fetch no news (the prompt itself is in QUIET)
         "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
     ]
-    sockets = kernel_sockets(home)
-    if sockets is not None:
-        line += ["--KernelManager.transport=ipc", f"--KernelManager.ip={sockets}"]
+    line += kernel_arguments()
+    line += terminal_arguments(home)
     if port:
         line.append(f"--ServerApp.port={port}")
     if not open_browser:
