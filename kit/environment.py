@@ -74,6 +74,11 @@ def for_jupyterlab(bin_dir: str) -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([bin_dir, *rest])}
 
 
+def login_shell() -> str:
+    """The user's shell ($SHELL; "" when unset, as on Windows)."""
+    return os.environ.get("SHELL", "")
+
+
 def home() -> str:
     """KIT_HOME alone ("" when unset): every command needs it, whatever else is set."""
     return os.environ.get("KIT_HOME", "")

@@ -17,6 +17,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
+from kit import environment
 from kit.places import write_private
 
 # The kernels' KernelManager settings, for JupyterLab and for `kit demo` alike. One transport on
@@ -49,7 +50,7 @@ def terminal_arguments(home: Path) -> list[str]:
     if os.name == "nt":
         return []
     # The shell JupyterLab itself would start.
-    shell = os.environ.get("SHELL") or shutil.which("sh") or "/bin/sh"
+    shell = environment.login_shell() or shutil.which("sh") or "/bin/sh"
     argv = [shell, "-i"]
     if Path(shell).name == "bash":
         bashrc = home / "lab" / "bashrc"
@@ -73,7 +74,10 @@ def terminal_bashrc(bin_dir: Path) -> str:
 # The course's JupyterLab defaults: no "official Jupyter news?" prompt and no update check. A
 # student's own settings still win over these.
 QUIET = {
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
+    # A saved notebook keeps no widget state: a WiFi password typed in notebook 03's field (and
+    # kept there while it is refused) never reaches the file.
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": False},
 }
 
 
