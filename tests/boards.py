@@ -10,6 +10,19 @@ import time
 import tty
 
 
+def declining_lock(hang: float) -> list[tuple[str, bytes]]:
+    """A real board's CSR sketch on an unlocked chip, answered "N": it says why and stops
+    (then stays silent for `hang` seconds)."""
+    return [
+        ("say", b"ECCX08 Serial Number = 0123C13DA283AFA5EE\r\n\r\n"),
+        ("say", b"The ECCX08 on your board is not locked, would you like to PERMANENTLY "),
+        ("say", b"configure and lock it now? (y/N) [N]: "),
+        ("hear", b""),
+        ("say", b"N\r\nUnfortunately you can't proceed without locking it :(\r\n"),
+        ("hang", str(hang).encode()),
+    ]
+
+
 class ScriptedBoard:
     """A pty whose far end plays a fixed script once a host opens the port: for dialogs the
     virtual board never produces (garbled CSRs, unknown prompts)."""

@@ -45,8 +45,9 @@ def sketch_folder(tmp_path: Path, config_text: str) -> Path:
     return folder
 
 
-def compile_sketch(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Compile AWS.ino as the Arduino IDE would (its warnings as errors), to an object file."""
+def gxx(folder: Path, *rest: str) -> subprocess.CompletedProcess[str]:
+    """g++ on the sketch in `folder` as the Arduino IDE runs it (its warnings as errors), with
+    the stand-in headers; `rest` says what to build."""
     command = [
         "g++",
         "-std=gnu++11",
@@ -60,12 +61,14 @@ def compile_sketch(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[
         str(folder),
         "-x",
         "c++",
-        "-c",
-        str(folder / "AWS.ino"),
-        "-o",
-        str(tmp_path / "AWS.o"),
+        *rest,
     ]
     return subprocess.run(command, capture_output=True, text=True)
+
+
+def compile_sketch(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Compile AWS.ino to an object file."""
+    return gxx(folder, "-c", str(folder / "AWS.ino"), "-o", str(tmp_path / "AWS.o"))
 
 
 @pytest.mark.parametrize("cloud", ["aws", "local"])
@@ -218,29 +221,8 @@ def host_sketch(tmp_path_factory, local_ca, device_certificate) -> Path:
     ).text
     folder = sketch_folder(tmp_path, text)
     binary = tmp_path / "aws-sketch"
-    built = subprocess.run(
-        [
-            "g++",
-            "-std=gnu++11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-Wno-missing-field-initializers",
-            "-I",
-            str(STUBS),
-            "-I",
-            str(folder),
-            "-x",
-            "c++",
-            str(folder / "AWS.ino"),
-            "-x",
-            "c++",
-            str(STUBS / "aws_host.cpp"),
-            "-o",
-            str(binary),
-        ],
-        capture_output=True,
-        text=True,
+    built = gxx(
+        folder, str(folder / "AWS.ino"), "-x", "c++", str(STUBS / "aws_host.cpp"), "-o", str(binary)
     )
     assert built.returncode == 0, built.stderr
     return binary

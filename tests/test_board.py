@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import serial
-from boards import ScriptedBoard
+from boards import ScriptedBoard, declining_lock
 from cryptography.hazmat.primitives import serialization
 from helpers import csr_pem
 from serial.tools.list_ports_common import ListPortInfo
@@ -159,16 +159,7 @@ def test_no_lock_without_consent(make_board, transport) -> None:
 
 def test_no_lock_without_consent_on_a_real_board() -> None:
     """A board that is not virtual hears "N" too, and its stopped sketch needs the button."""
-    peer = ScriptedBoard(
-        [
-            ("say", b"ECCX08 Serial Number = 0123C13DA283AFA5EE\r\n\r\n"),
-            ("say", b"The ECCX08 on your board is not locked, would you like to PERMANENTLY "),
-            ("say", b"configure and lock it now? (y/N) [N]: "),
-            ("hear", b""),
-            ("say", b"N\r\nUnfortunately you can't proceed without locking it :(\r\n"),
-            ("hang", b"2"),
-        ]
-    )
+    peer = ScriptedBoard(declining_lock(2))
     try:
         with pytest.raises(errors.ChipNotLockedError) as caught:
             board.capture_csr(peer.path, timeouts=QUICK)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import serial
-from boards import ScriptedBoard
+from boards import ScriptedBoard, declining_lock
 from test_board import QUICK, openssl_verifies
 from test_cli import kit
 
@@ -85,16 +85,7 @@ def test_a_stuck_virtual_board_is_restarted_as_the_message_says(virtual_settings
 
 
 def test_kit_csr_on_the_real_board_the_settings_name() -> None:
-    peer = ScriptedBoard(
-        [
-            ("say", b"ECCX08 Serial Number = 0123C13DA283AFA5EE\r\n\r\n"),
-            ("say", b"The ECCX08 on your board is not locked, would you like to PERMANENTLY "),
-            ("say", b"configure and lock it now? (y/N) [N]: "),
-            ("hear", b""),
-            ("say", b"N\r\nUnfortunately you can't proceed without locking it :(\r\n"),
-            ("hang", b"3"),
-        ]
-    )
+    peer = ScriptedBoard(declining_lock(3))
     try:
         assert kit("use", peer.path).returncode == 0
         done = kit("csr")
