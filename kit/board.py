@@ -279,7 +279,7 @@ class _Dialog:
 
     def _not_locked(self) -> ChipNotLockedError:
         answered = (
-            'so without your consent the kit answered "N" and the board stopped'
+            'and locking was not chosen, so the kit answered "N" and the board stopped'
             if self.declined_lock
             else "and the board stopped at the lock question"
         )

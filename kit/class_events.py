@@ -59,9 +59,12 @@ class ClassEvents:
         thing: str | None,
         arrived: Arrived,
         connected: threading.Event,
+        lost: Callable[[], None] = lambda: None,
     ) -> None:
+        """`arrived` gets each message, `connected` is set while the stream is open, and
+        `lost()` is called each time it closes."""
         self.observer, self.thing = observer, thing
-        self._arrived, self.connected = arrived, connected
+        self._arrived, self.connected, self._lost = arrived, connected, lost
         self._stop = threading.Event()
         self.refused = ""  # why the server last refused the stream, for the student
         self._thread: threading.Thread | None = None
@@ -104,6 +107,7 @@ class ClassEvents:
             with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
                 self._follow()
             self.connected.clear()
+            self._lost()
             # Refused (a revoked login, too many pages): ask again now and then, not at once.
             self._stop.wait(30.0 if self.refused else 2.0)
 
@@ -142,4 +146,6 @@ class ClassEvents:
         self._last_id = frame.get("id", self._last_id)
         message = as_message(kind, event)
         if message is not None:
-            self._arrived(*message, float(event.get("time", time.time())))
+            # Stamped on arrival by this computer's clock, as the broker's messages are: "what
+            # came since I asked" must not depend on the class server's clock agreeing with it.
+            self._arrived(*message, time.time())

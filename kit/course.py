@@ -400,15 +400,14 @@ def wait_for_led(view: Dashboard, value: int, timeout: float = 30) -> Notice:
     """Wait until the board answers the last LED command on led/state (an answer from before
     the command does not count)."""
     asked_at = view.led.asked_at
-    if asked_at is None:
+    if asked_at is None or view.led.asked != value:
         return Notice(
-            f"No LED command was sent to {view.thing} from this dashboard yet: run "
+            f"No LED command of {value} % was sent to {view.thing} from this dashboard: run "
             f"view.led.ask({value}) first (or move the slider)."
         )
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = view.watch.led_answer(view.thing, since=asked_at)
-        if answer is not None and answer.value == view.led.asked:
+    while view.watch.led_answer(view.thing, since=asked_at) is None:
+        if time.monotonic() > deadline:
             break
         time.sleep(0.2)
     view.refresh()

@@ -81,17 +81,21 @@ def diagnose(
     """Why `record`'s device sent fewer new readings than expected, and the one thing to do."""
     thing = record.thing
     counted = "No new reading" if got == 0 else f"Only {got} new reading(s)"
-    return f"{counted} from {thing} in {waited:.0f} s. " + _why_silent(cloud, record, chosen)
+    during = f" in {waited:.0f} s" if waited >= 1 else ""  # known at once: nothing waited for
+    sending = "sends no readings"
+    return f"{counted} from {thing}{during}. " + _why_silent(cloud, record, chosen, sending)
 
 
 def no_answer(cloud: Cloud, record: devices.DeviceRecord, chosen: settings.Settings) -> str:
     """Why the device did not answer an LED command, and the one thing to do."""
-    return _why_silent(cloud, record, chosen)
+    return _why_silent(cloud, record, chosen, "did not answer (a line 'LED: ...' when it does)")
 
 
-def _why_silent(cloud: Cloud, record: devices.DeviceRecord, chosen: settings.Settings) -> str:
+def _why_silent(
+    cloud: Cloud, record: devices.DeviceRecord, chosen: settings.Settings, silence: str
+) -> str:
     """What keeps the board from talking to the cloud: each part of the chain checked, from
-    the cloud to the board, and the one thing to do."""
+    the cloud to the board, and the one thing to do; `silence` is what the board did not do."""
     thing = record.thing
     status = cloud.status()
     if not status.reachable:
@@ -114,7 +118,7 @@ def _why_silent(cloud: Cloud, record: devices.DeviceRecord, chosen: settings.Set
                 "again so config.h names this cloud's broker and your certificate."
             )
     if presence.connected is True:
-        return f"{thing} is connected to the cloud but sends nothing: {monitor} why."
+        return f"{thing} is connected to the cloud but {silence}: {monitor} why."
     seen = presence.last_seen
     last = time.strftime("%H:%M:%S", time.localtime(seen)) if seen else "never"
     return (

@@ -66,12 +66,22 @@ def headless() -> bool:
     return bool(os.environ.get("KIT_HEADLESS"))
 
 
-def for_jupyterlab(bin_dir: str) -> dict[str, str]:
+def for_jupyterlab(bin_dir: str, data_dir: str = "") -> dict[str, str]:
     """This process's environment for JupyterLab, with the kit's own `bin` first on PATH, so
-    `kit` works in the terminals a student opens in Lab (the virtualenv is not activated)."""
+    `kit` works in the terminals a student opens in Lab (the virtualenv is not activated), and
+    `data_dir` first on JUPYTER_PATH (where the kit's kernelspec is)."""
     path = os.environ.get("PATH", "")
     rest = [part for part in path.split(os.pathsep) if part and part != bin_dir]
-    return {**os.environ, "PATH": os.pathsep.join([bin_dir, *rest])}
+    env = {**os.environ, "PATH": os.pathsep.join([bin_dir, *rest])}
+    if data_dir:
+        others = [part for part in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if part]
+        env["JUPYTER_PATH"] = os.pathsep.join([data_dir, *others])
+    return env
+
+
+def session_notebook() -> str:
+    """The notebook a kernel runs for, as JupyterLab tells it (JPY_SESSION_NAME; "" if none)."""
+    return os.environ.get("JPY_SESSION_NAME", "")
 
 
 def login_shell() -> str:

@@ -2,54 +2,38 @@
 
 After a kernel restart (or opening a notebook the next day) a student runs the cell in front of
 them, and Python answers `NameError: name 'course' is not defined` with a traceback. This IPython
-extension answers instead: a name that a cell of the notebooks in the kernel's folder defines
-means "run the notebook from the top". Any other NameError (a typo) keeps Python's own answer.
+extension answers instead, when a cell of the notebook defines that name: "run the notebook from
+the top", with the cell it comes from. Any other NameError (a typo, or one raised inside a
+library) keeps Python's own answer.
 
-The kernels load it through the IPython configuration of the kit's environment
-(`<prefix>/etc/ipython/ipython_kernel_config.json`), which `kit lab` and `kit demo` write.
+`kit lab`'s kernels load it: the course's kernelspec (kit.lab.kernel_spec) starts them with
+`--ext=kit.kernel_hints`.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import sys
 from pathlib import Path
+from types import TracebackType
 from typing import Any
+
+from kit import environment
 
 EXTENSION = "kit.kernel_hints"
 
 
-def config_file() -> Path:
-    """Where IPython kernels of this environment read their configuration (IPython's
-    ENV_CONFIG_DIRS: <sys.prefix>/etc/ipython)."""
-    return Path(sys.prefix) / "etc" / "ipython" / "ipython_kernel_config.json"
+def notebooks_to_search(folder: Path) -> list[Path]:
+    """The notebook this kernel runs for (as JupyterLab says), else every one in `folder`."""
+    mine = environment.session_notebook()
+    if mine.endswith(".ipynb") and Path(mine).is_file():
+        return [Path(mine)]
+    return sorted(folder.glob("*.ipynb"))
 
 
-def install() -> None:
-    """Have this environment's kernels load the extension; keep every other setting there."""
-    path = config_file()
-    try:
-        config = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, ValueError):
-        return  # someone else's file we cannot read: leave it as it is
-    app = config.setdefault("IPKernelApp", {}) if isinstance(config, dict) else None
-    extensions = app.setdefault("extensions", []) if isinstance(app, dict) else None
-    if not isinstance(extensions, list) or EXTENSION in extensions:
-        return
-    extensions.append(EXTENSION)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        temporary.replace(path)
-    except OSError:
-        pass  # a read-only installation: a NameError then reads as Python's own
-
-
-def defined_by(folder: Path, name: str) -> str | None:
-    """The first line of a code cell, in the notebooks of `folder`, that defines `name`."""
-    for path in sorted(folder.glob("*.ipynb")):
+def defined_by(notebooks: list[Path], name: str) -> str | None:
+    """The first line of a code cell, in `notebooks`, that defines `name`."""
+    for path in notebooks:
         try:
             cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -81,9 +65,9 @@ def _names_bound(source: str) -> set[str]:
     return names
 
 
-def explain(name: str, folder: Path) -> list[str] | None:
+def explain(name: str, notebooks: list[Path]) -> list[str] | None:
     """What to show instead of a NameError's traceback, or None to show Python's own."""
-    line = defined_by(folder, name)
+    line = defined_by(notebooks, name)
     if line is None:
         return None
     sentence = (
@@ -94,10 +78,20 @@ def explain(name: str, folder: Path) -> list[str] | None:
     return ["\x1b[1;31mRun the notebook from the top\x1b[0m", sentence]
 
 
+def _in_a_cell(shell: Any, tb: TracebackType | None) -> bool:
+    """Whether the name was missing in the notebook's own code (the innermost frame runs with
+    the notebook's globals), not inside a library."""
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals is shell.user_ns
+
+
 def _handler(shell: Any, kind: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
     """IPython's custom exception handler: show the course's sentence, or Python's traceback."""
     name = getattr(value, "name", None)
-    shown = explain(name, Path.cwd()) if isinstance(name, str) else None
+    shown = None
+    if isinstance(name, str) and _in_a_cell(shell, tb):
+        shown = explain(name, notebooks_to_search(Path.cwd()))
     if shown is not None:
         # IPython shows an exception's _render_traceback_() in place of its traceback, as it
         # does for every KitError.
@@ -106,5 +100,5 @@ def _handler(shell: Any, kind: type, value: BaseException, tb: Any, tb_offset: A
 
 
 def load_ipython_extension(shell: Any) -> None:
-    """Called by IPython when the kernel starts (the configuration `install` writes)."""
+    """Called by IPython when the kernel starts (`--ext=kit.kernel_hints`)."""
     shell.set_custom_exc((NameError,), _handler)

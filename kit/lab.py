@@ -17,7 +17,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from kit import environment
+from kit import environment, kernel_hints
 from kit.places import write_private
 
 # The kernels' KernelManager settings, for JupyterLab and for `kit demo` alike. One transport on
@@ -75,8 +75,9 @@ def terminal_bashrc(bin_dir: Path) -> str:
 # student's own settings still win over these.
 QUIET = {
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
-    # A saved notebook keeps no widget state: a WiFi password typed in notebook 03's field (and
-    # kept there while it is refused) never reaches the file.
+    # A saved notebook keeps no widget state (JupyterLab's default, kept where a site-wide
+    # setting would change it): a WiFi password typed in notebook 03's field (and kept there
+    # while it is refused) never reaches the file.
     "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": False},
 }
 
@@ -107,6 +108,34 @@ def quiet_jupyterlab() -> None:
         temporary.replace(path)
     except OSError:
         pass  # a read-only installation: JupyterLab then asks about its news, nothing worse
+
+
+def kernel_spec(home: Path) -> Path:
+    """Write the course's own `python3` kernelspec in the data folder `home`; return the folder
+    to put first on JUPYTER_PATH, where JupyterLab finds it before any other `python3`.
+
+    It is this environment's Python with the kit's hints for a cell run too early
+    (kit.kernel_hints), and it declares the CurveZMQ encryption that KERNELS requires: an older
+    `python3` kernelspec left in the student's own Jupyter folder (which would otherwise come
+    first) cannot stop kernels from starting. Nothing is written outside the data folder.
+    """
+    folder = home / "lab" / "jupyter"
+    spec = {
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            f"--ext={kernel_hints.EXTENSION}",
+        ],
+        "display_name": "Python 3 (ipykernel)",  # the name the notebooks were saved with
+        "language": "python",
+        "metadata": {"debugger": True, "supported_encryption": ["curve"]},
+        "kernel_protocol_version": "5.5",
+    }
+    write_private(folder / "kernels" / "python3" / "kernel.json", json.dumps(spec, indent=1) + "\n")
+    return folder
 
 
 def browser_here() -> bool:

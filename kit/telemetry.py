@@ -182,7 +182,7 @@ class Telemetry:
         # In class mode the class server's stream stands in for the broker (the paho client
         # below is then made but never connected).
         self._events = (
-            ClassEvents(observer, thing, self.arrived, self.connected)
+            ClassEvents(observer, thing, self.arrived, self.connected, self._forget_presence)
             if transport == "events"
             else None
         )
@@ -260,6 +260,10 @@ class Telemetry:
                     latest = self._last_of.get(event.thing, event.time)
                     self._last_of[event.thing] = max(latest, event.time)
                     count += 1
+            # Live events may have arrived before the history did: keep them all in time order.
+            ordered = sorted(self.events, key=lambda e: e.time)
+            self.events.clear()
+            self.events.extend(ordered)
         return count
 
     def readings(self, thing: str | None = None, since: float | None = None) -> list[Reading]:
@@ -325,12 +329,16 @@ class Telemetry:
     def _on_disconnect(self) -> None:
         """Note the loss; sign a new URL for the reconnection if the old one may have expired."""
         self.connected.clear()
-        with self._lock:
-            self.presence.clear()  # who is connected is unknown until the broker says again
+        self._forget_presence()
         if self._renew is not None and self.transport == "websockets":
             # KitError: no credentials this moment; the next reconnection signs again.
             with contextlib.suppress(KitError):
                 self.client.ws_set_options(path=self._renew().ws_path)
+
+    def _forget_presence(self) -> None:
+        """The connection is lost: who is connected is unknown until the broker says again."""
+        with self._lock:
+            self.presence.clear()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.arrived(message.topic, bytes(message.payload), self._clock())

@@ -25,6 +25,7 @@ import numpy as np
 
 from kit import environment, telemetry
 from kit.cloud.store import Message, Presence
+from kit.errors import KitError
 from kit.printable import printable
 
 # Okabe-Ito: told apart by every kind of colour vision, and on a washed-out projector.
@@ -66,7 +67,7 @@ TICK_STEPS = (
     (1, 2, 5, 10, 15, 30),
     (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200),
     (43200,),
-    (86400, 172800, 604800),
+    (86400, 172800, 345600, 604800),
 )
 TICK_FORMATS = ("%H:%M:%S", "%H:%M", "%a %H:%M", "%d %b")
 MAX_TICKS = (4, 6, 4, 5)
@@ -79,7 +80,8 @@ def time_ticks(low: float, high: float) -> tuple[list[float], str]:
     never repeat or crowd one another, whatever the span: seconds to days.
     """
     offset = time.localtime(low).tm_gmtoff  # round in local time (a half-hour zone too)
-    weeks = 604800 * math.ceil((high - low) / 604800 / MAX_TICKS[-1])
+    # Whole weeks, enough of them that any span gets at most MAX_TICKS[-1] ticks.
+    weeks = 604800 * max(1, math.ceil((high - low) / 604800 / (MAX_TICKS[-1] - 1)))
     groups = (*TICK_STEPS[:-1], (*TICK_STEPS[-1], weeks))
     for steps, format, most in zip(groups, TICK_FORMATS, MAX_TICKS, strict=True):
         if format == "%H:%M" and high - low > 86400:
@@ -141,6 +143,7 @@ class LivePlot:
             self._last_draw = float("-inf")
         self.thing = thing
         self.figure.title = f"Temperature and humidity of {thing}"
+        self.time_axis.tick_values = np.array([], dtype="datetime64[ms]")  # bqplot's own again
 
     def add(self, reading: telemetry.Reading) -> None:
         """Queue a reading (any thread); it appears at the next redraw."""
@@ -167,7 +170,7 @@ class LivePlot:
                     self.scales[name].min, self.scales[name].max = low, high
             if points:
                 # bqplot's own ticks crowd into one run of digits at some widths and spans.
-                ticks, format = time_ticks(points[0].time, points[-1].time)
+                ticks, format = time_ticks(min(p.time for p in points), max(p.time for p in points))
                 self.time_axis.tick_format = format
                 self.time_axis.tick_values = np.array(
                     [int(t * 1000) for t in ticks], dtype="datetime64[ms]"
@@ -213,7 +216,7 @@ class LivePlot:
         # The live plot's ticks (matplotlib's own choice for a few minutes of data reads
         # "09:08.000000").
         if points:
-            ticks, format = time_ticks(points[0].time, points[-1].time)
+            ticks, format = time_ticks(min(p.time for p in points), max(p.time for p in points))
             left.set_xticks([datetime.fromtimestamp(t) for t in ticks])  # type: ignore[arg-type]  # matplotlib takes datetimes; its stubs take numbers
             left.xaxis.set_major_formatter(mdates.DateFormatter(format))  # type: ignore[no-untyped-call]  # matplotlib.dates has no annotations
         fig.autofmt_xdate()
@@ -230,6 +233,7 @@ class LedControl:
         self.asked_at: float | None = None  # Unix time of the last command
         self.reported: int | None = None
         self.reported_at: float | None = None  # Unix time of the device's last answer
+        self.reported_live = False  # the answer arrived while this dashboard watched
         self.slider = widgets.IntSlider(
             value=0,
             min=0,
@@ -278,9 +282,11 @@ class LedControl:
         self.asked = self.reported = self.asked_at = self.reported_at = None
         self._show()
 
-    def device_reported(self, value: int, when: float) -> None:
-        """What the device says it applied (its led/state message, arrived at `when`)."""
-        self.reported, self.reported_at = value, when
+    def device_reported(self, value: int, when: float, live: bool = True) -> None:
+        """What the device says it applied (its led/state message, arrived at `when`); not
+        `live`: from the history, so only what it said then (a board restarts with its LED off,
+        and says nothing until it is asked)."""
+        self.reported, self.reported_at, self.reported_live = value, when, live
         if self.asked is None:  # nothing asked here yet: the slider starts where the LED is
             self._move_slider(value)
         self._show()
@@ -299,6 +305,8 @@ class LedControl:
         if self.waiting:
             before = "" if self.reported is None else f" (it last said {shown})"
             device = f"waiting for the device to answer{before}"
+        elif self.reported_at is not None and not self.reported_live:
+            device = f"the device last reported <b>{shown}</b> at {_at(self.reported_at)}"
         else:
             device = f"the device shows: <b>{shown}</b>"
         # The buttons show what the device reported, never what was only asked.
@@ -350,7 +358,7 @@ class StatusLine:
             age = "no message yet"
         else:
             age = f"last message {max(0, self._clock() - last):.0f} s ago"
-        name = html.escape(printable(thing), quote=False) if thing else "Every board"
+        name = f"Board {html.escape(printable(thing), quote=False)}" if thing else "Boards"
         through = "the class server" if watch.transport == "events" else "the broker"
         mine = (
             f"connected to {through}"
@@ -359,7 +367,7 @@ class StatusLine:
         )
         self.widget.value = (
             "<div class='kit-live' style='font-size:16px'>"
-            f"Board {name}: {link} · {age}<br>"
+            f"{name}: {link} · {age}<br>"
             f"This notebook: {mine} · {watch.received} received · {watch.rejected} rejected"
             "</div>"
         )
@@ -449,7 +457,7 @@ class Dashboard:
             self.plot.add(reading)
         state = watch.led_answer(thing)  # from the history: where the LED was last seen
         if state is not None:
-            self.led.device_reported(state.value, state.time)
+            self.led.device_reported(state.value, state.time, live=False)
         watch.listen(self._on_event)  # called on paho's thread: it only fills buffers
         self.widget = widgets.VBox(
             [
@@ -478,14 +486,17 @@ class Dashboard:
         self.led.forget()
         state = self.watch.led_answer(thing)
         if state is not None:
-            self.led.device_reported(state.value, state.time)
+            self.led.device_reported(state.value, state.time, live=False)
         self.refresh()
 
     def _presence_of(self, thing: str) -> tuple[bool | None, float | None]:
         """What the cloud says of `thing`'s connection now (unknown without `presence`)."""
         if self._presence is None:
             return None, None
-        known = self._presence(thing)
+        try:
+            known = self._presence(thing)
+        except KitError:  # the cloud cannot say now: unknown, and the dashboard carries on
+            return None, None
         return known.connected, known.changed
 
     def _on_event(self, event: telemetry.Event) -> None:

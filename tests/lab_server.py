@@ -62,7 +62,7 @@ def running_lab(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[L
     port = free_port()
     command = lab.command(folder, home, port, open_browser=False)
     full_env = {
-        **environment.for_jupyterlab(str(Path(sys.executable).parent)),
+        **environment.for_jupyterlab(str(Path(sys.executable).parent), str(lab.kernel_spec(home))),
         "KIT_HOME": str(home),
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jc"),
         "JUPYTER_DATA_DIR": str(tmp_path / "jd"),

@@ -204,8 +204,8 @@ def test_silence_when_the_dialog_already_started(make_board, transport) -> None:
     # A virtual board has no reset button: the message says what restarts it instead.
     assert "reset" not in str(caught.value)
     assert str(caught.value).endswith(
-        "Restart the virtual board (`kit stop` in a terminal, course.stop() in a notebook: the "
-        "capture starts it again), then run this again."
+        "Restart the virtual board (`kit stop` in a terminal, course.stop() in a notebook: they "
+        "stop the local cloud too, and the capture starts the board again), then run this again."
     )
     vboard_reset(device)
     assert board.capture_csr(device.port.pty_path, lock=True, timeouts=QUICK).locked_now

@@ -11,6 +11,7 @@ notebook at 1024x768 is written outside the checkout. Run it alone with `pytest 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -18,14 +19,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from helpers import csr_pem
 
+from kit import demo, steps
 from kit import lab as lab_setup
-from kit import steps
 from kit.places import using_home
 
 pytestmark = pytest.mark.browser
@@ -39,6 +39,7 @@ ARGS = [
     "--no-first-run",
 ]
 VIEWPORT = {"width": 1024, "height": 768}  # a classroom projector
+VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook tab in front
 
 
 def free_port() -> str:
@@ -47,61 +48,83 @@ def free_port() -> str:
         return str(probe.getsockname()[1])
 
 
-@dataclass
 class Lab:
-    """`kit lab` as a student starts it: its address with the login token, and its log."""
+    """`kit lab` as a student starts it: its address with the login token, and its log. It can
+    be stopped and started again on the same folders (the next day: JupyterLab reopens the
+    tabs the student left open)."""
 
-    url: str
-    log: Path
-    home: Path
-    env: dict[str, str]
-    screenshots: Path
+    def __init__(self, tmp_path: Path, screenshots: Path) -> None:
+        self.home = tmp_path / "kit-home"
+        self.port = free_port()
+        self.folder = tmp_path / "my-notebooks"
+        self.env = {
+            **os.environ,
+            "KIT_HOME": str(self.home),
+            "KIT_PUBLISH_INTERVAL": "1",
+            "KIT_CONFIG_H": str(tmp_path / "config.h"),
+            "KIT_BROKER_PORT": free_port(),
+            "KIT_BROKER_WS_PORT": free_port(),
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "jc"),
+            "JUPYTER_DATA_DIR": str(tmp_path / "jd"),
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "jr"),
+            # Terminals that keep their text for screen readers, so a test can read them.
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        }
+        for name in ("KIT_HEADLESS", "KIT_WIFI_PASSWORD"):
+            self.env.pop(name, None)
+        terminal = tmp_path / "settings" / "@jupyterlab" / "terminal-extension"
+        terminal.mkdir(parents=True)
+        (terminal / "plugin.jupyterlab-settings").write_text('{"screenReaderMode": true}')
+        self.log = tmp_path / "lab.log"
+        self.screenshots = screenshots
+        self.server: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """`kit lab --no-browser`, until it prints its address with the token."""
+        command = [str(Path(sys.executable).parent / "kit"), "lab", "--no-browser"]
+        begin = len(self.log_text())
+        with self.log.open("a") as out:
+            self.server = subprocess.Popen(
+                [*command, "--port", self.port, "--folder", str(self.folder)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+            )
+        deadline = time.monotonic() + 120
+        while "token=" not in self.log_text()[begin:]:
+            assert self.server.poll() is None and time.monotonic() < deadline, self.log_text()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Ctrl+C in kit lab's terminal: JupyterLab and its kernels stop."""
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+
+    @property
+    def token(self) -> str:
+        return re.findall(r"token=([0-9a-f]+)", self.log_text())[-1]
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
 @pytest.fixture
 def lab(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """`kit lab --no-browser` on a fresh data folder and its own copies of the notebooks."""
-    home = tmp_path / "kit-home"
-    port = free_port()
-    env = {
-        **os.environ,
-        "KIT_HOME": str(home),
-        "KIT_PUBLISH_INTERVAL": "1",
-        "KIT_CONFIG_H": str(tmp_path / "config.h"),
-        "KIT_BROKER_PORT": free_port(),
-        "KIT_BROKER_WS_PORT": free_port(),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jc"),
-        "JUPYTER_DATA_DIR": str(tmp_path / "jd"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "jr"),
-    }
-    for name in ("KIT_HEADLESS", "KIT_WIFI_PASSWORD"):
-        env.pop(name, None)
     # kit lab must write its JupyterLab defaults itself (the no-news-prompt check below).
     lab_setup.overrides_file().unlink(missing_ok=True)
-    log = tmp_path / "lab.log"
-    command = [str(Path(sys.executable).parent / "kit"), "lab", "--no-browser", "--port", port]
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [*command, "--folder", str(tmp_path / "my-notebooks")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
     screenshots = tmp_path_factory.getbasetemp() / "screenshots"
     screenshots.mkdir(exist_ok=True)
+    running = Lab(tmp_path, screenshots)
     try:
-        deadline = time.monotonic() + 120
-        while not re.search(r"token=([0-9a-f]+)", log.read_text(errors="replace")):
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
-        yield Lab(f"http://127.0.0.1:{port}", log, home, env, screenshots)
+        running.start()
+        yield running
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        with using_home(home):
+        running.stop()
+        with using_home(running.home):
             steps.stop_everything()
         print(f"Screenshots: {screenshots}")
 
@@ -181,11 +204,17 @@ class Student:
 
     def run_cell(self, starting: str) -> str:
         """Click the code cell whose source starts with `starting` and press Shift+Enter."""
-        before = self.last_count()
-        cell = self.page.locator(".jp-CodeCell", has_text=starting).first
+        cell = self.page.locator(f"{VISIBLE} .jp-CodeCell", has_text=starting).first
+        prompt = cell.locator(".jp-InputPrompt").first
+        before = prompt.inner_text()
         cell.locator(".jp-InputArea-editor").click()
         self.page.keyboard.press("Shift+Enter")
-        return self.wait_until_done(lambda: self.last_count() > before, 60)
+
+        def ran() -> bool:  # its own count changed (after a restart it starts again at 1)
+            now = prompt.inner_text()
+            return now != before and re.search(r"\[\d+\]", now) is not None
+
+        return self.wait_until_done(ran, 60)
 
     def last_count(self) -> int:
         """The highest execution count the open notebook shows (0 before anything ran)."""
@@ -223,12 +252,49 @@ class Student:
         assert "Traceback" not in text and "Error displaying widget" not in text, text[-3000:]
         return text
 
+    def open_tab(self, name: str) -> None:
+        """Open a notebook in one more tab, by a double click in the file browser (the tabs
+        open before stay open)."""
+        self.page.dblclick(f".jp-DirListing-item:has-text('{name}.ipynb')")
+        self.page.wait_for_selector(f".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('{name}')")
+
+    def front(self, name: str) -> None:
+        """Bring an open tab to the front, as a click on it would."""
+        self.name = name
+        self.page.click(f".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('{name}')")
+        time.sleep(0.5)
+        self._choose_kernel_if_asked()
+
+    def terminal(self, command: str, until: str, timeout: float = 60) -> str:
+        """Type `command` in a new JupyterLab terminal (File > New > Terminal); its screen
+        once `until` shows."""
+        count = self.page.locator(".jp-Terminal .xterm").count()
+        self.page.click("div.lm-MenuBar-itemLabel:text-is('File')")
+        self.page.hover("li.lm-Menu-item:has-text('New')")
+        self.page.click("li.lm-Menu-item[data-command='terminal:create-new']")
+        xterm = self.page.locator(".jp-Terminal .xterm").nth(count)  # the new one
+        xterm.wait_for(timeout=30_000)
+        # The terminal's text as a screen reader gets it (lab.env turns that mode on).
+        screen = xterm.locator(".xterm-accessibility-tree")
+        deadline = time.monotonic() + 30
+        while "$" not in screen.inner_text() and time.monotonic() < deadline:
+            time.sleep(0.3)  # the shell's prompt
+        xterm.click()
+        self.page.keyboard.type(command + "\n")
+        deadline = time.monotonic() + timeout
+        while until not in (text := screen.inner_text()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        self.name = "terminal"
+        self.screenshot(command.replace(" ", "-"))
+        assert until in text, text
+        return text
+
     def screenshot(self, label: str) -> None:
         self.page.screenshot(path=str(self.lab.screenshots / f"{self.name}-{label}.png"))
 
     def show_cell(self, starting: str) -> None:
         """Scroll the code cell whose source starts with `starting` to the top of the view."""
-        cell = self.page.locator(".jp-CodeCell", has_text=starting).first
+        cell = self.page.locator(f"{VISIBLE} .jp-CodeCell", has_text=starting).first
         cell.evaluate("node => node.scrollIntoView({block: 'start'})")
         time.sleep(0.5)
 
@@ -253,7 +319,7 @@ def plot_points(page) -> int:
 def test_a_student_walks_the_course_and_its_wrong_turns(lab: Lab, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    token = re.search(r"token=([0-9a-f]+)", lab.log_text()).group(1)
+    token = lab.token
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport=VIEWPORT)
@@ -362,3 +428,141 @@ def test_a_student_walks_the_course_and_its_wrong_turns(lab: Lab, tmp_path: Path
 
     not_found = [line for line in lab.log_text().splitlines() if " 404 " in line]
     assert not not_found, "\n".join(not_found)
+
+
+def time_labels_apart(page) -> list[str]:
+    """The time axis' tick labels of the dashboard in front, checked to stand apart (no label
+    touches the next, none is cut off by the plot's edge); the labels."""
+    found = page.evaluate(
+        """() => {
+        const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+        const figure = panel.querySelector('.bqplot');
+        const frame = figure.getBoundingClientRect();
+        for (const axis of figure.querySelectorAll('g.axis')) {
+            const ticks = [...axis.querySelectorAll('.tick text')]
+                .map(t => ({text: t.textContent, box: t.getBoundingClientRect()}))
+                .filter(t => t.box.width > 0);
+            const ys = new Set(ticks.map(t => Math.round(t.box.top)));
+            if (ticks.length < 2 || ys.size !== 1) continue;  // a value axis: labels stacked
+            ticks.sort((a, b) => a.box.left - b.box.left);
+            return {
+                labels: ticks.map(t => t.text),
+                gaps: ticks.slice(1).map((t, i) => t.box.left - ticks[i].box.right),
+                inside: ticks.every(t => t.box.left >= frame.left && t.box.right <= frame.right),
+                width: frame.width,
+            };
+        }
+        return null;
+    }"""
+    )
+    assert found is not None, "no time axis with two labels or more"
+    assert min(found["gaps"]) >= 8 and found["inside"], found
+    return found["labels"]
+
+
+def board_firmware(home: Path) -> str:
+    return json.loads((home / "boards" / "default" / "board.json").read_text())["firmware"]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+def test_day_two_a_student_reopens_the_course(lab: Lab) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        student = Student(page, lab, lab.token)
+        for name in ("00_setup", "01_generate_csr", "02_register_thing", "03_configure_sketch"):
+            student.run_notebook(name)
+
+        # 04: new readings, the LED's own answer, and a time axis that reads at any width.
+        said = student.run_notebook("04_run_prototype")
+        assert readings(said) >= 3 and "answered: its LED is at 40 %" in said, said
+        page.wait_for_selector(f"{VISIBLE} .kit-live:has-text('Board ')")
+        status = page.locator(f"{VISIBLE} .kit-live").first.inner_text()
+        assert "connected ·" in status.splitlines()[0] and "This notebook: connected" in status
+        time.sleep(12)  # a few more readings: the axis spans more than ten seconds
+        assert len(time_labels_apart(page)) >= 2
+        student.show_cell("view = course.dashboard()")
+        page.mouse.move(10, 700)  # the plot's toolbar shows only under the pointer
+        student.screenshot("dashboard-1024x768")
+        page.set_viewport_size({"width": 1600, "height": 900})
+        time.sleep(1)
+        time_labels_apart(page)
+        page.set_viewport_size(VIEWPORT)
+
+        # A kernel restart: the old dashboard says it is dead, the next cell says what to do.
+        student.menu("Kernel", "Restart Kernel…")
+        page.click(".jp-Dialog button.jp-mod-accept")
+        note = page.locator(f"{VISIBLE} .kit-gone").first
+        note.wait_for(state="visible", timeout=30_000)
+        assert "The kernel restarted or stopped" in note.inner_text()
+        assert not page.locator(f"{VISIBLE} .kit-live").first.is_visible()
+        student.show_cell("view = course.dashboard()")
+        student.screenshot("kernel-restarted")
+        said = student.run_cell("course.wait_for_readings(view, 3)")
+        assert "Run the notebook from the top" in said and "from kit import course" in said
+
+        # 01 again puts the CSR sketch back on the board: 04 counts nothing old as new.
+        student.run_notebook("01_generate_csr")
+        assert board_firmware(lab.home) == "csr"
+        said = student.run_notebook("04_run_prototype")
+        assert "No new reading from" in said and "still runs the CSR sketch" in said, said
+        assert "has not answered the LED command" in said and "is at 40 %" not in said
+        assert "new readings from" not in said
+
+        # 03 with a password one character short: refused, and the field keeps it, masked.
+        student.run_notebook("03_configure_sketch")
+        field = page.locator(f"{VISIBLE} input[type=password]").first
+        field.fill("seven77")
+        said = student.run_cell("rendered = course.configure(wifi)")
+        assert "7 characters" in said and "seven77" not in said, said
+        assert field.input_value() == "seven77"
+        page.keyboard.press("Control+s")  # saved with the password still in its field
+        time.sleep(2)
+        saved = (lab.folder / "03_configure_sketch.ipynb").read_text()
+        assert "seven77" not in saved
+        field.fill("")  # the virtual board needs none
+        said = student.run_cell("rendered = course.configure(wifi)")
+        assert "The virtual board now runs the AWS firmware" in said
+        assert board_firmware(lab.home) == "aws"
+
+        # `kit stop` from a JupyterLab terminal (a login shell: JupyterLab's output is a file)
+        # while 04 watches: the dashboard no longer claims to know the board.
+        said = student.run_notebook("04_run_prototype")
+        assert readings(said) >= 3, said
+        shown = student.terminal("kit stop", until="Stopped the local cloud.")
+        assert "command not found" not in shown
+        student.front("04_run_prototype")
+        page.wait_for_selector(
+            f"{VISIBLE} .kit-live:has-text('not connected to the broker')", timeout=30_000
+        )
+        status = page.locator(f"{VISIBLE} .kit-live").first.inner_text()
+        assert "not known while this notebook is not connected" in status
+        said = student.run_cell("course.wait_for_readings(view, 3)")
+        assert "The local cloud is not running" in said.split("wait_for_readings")[-1]
+
+        # `kit csr` in a terminal with nothing running: it starts the virtual board itself.
+        shown = student.terminal("kit csr", until="-----END CERTIFICATE REQUEST-----")
+        assert "the kit started it" in shown and board_firmware(lab.home) == "csr"
+
+        # The next day: six notebooks were open; JupyterLab starts their kernels together.
+        page.goto(f"{lab.url}/lab?reset&token={lab.token}")
+        names = list(demo.COURSE)  # 00 to 05
+        for name in names:
+            student.open_tab(name)
+        time.sleep(2)  # the workspace is saved
+        lab.stop()
+        lab.start()
+        student.token = lab.token
+        page.goto(f"{lab.url}/lab?token={lab.token}")
+        for name in names:
+            page.wait_for_selector(f".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('{name}')")
+        for name in names:
+            student.front(name)
+            said = student.run_cell("from kit import")
+            assert student.last_count() == 1, f"{name}: its first cell did not run"
+        student.screenshot("six-tabs")
+        assert "Invalid Signature" not in lab.log_text()
+        browser.close()

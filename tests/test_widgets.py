@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from helpers import registered_config
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kit import telemetry, widgets
@@ -353,6 +353,8 @@ ROOM_PX = 600 - 2 * 80
 
 
 @settings(max_examples=300, deadline=None)
+@example(low=1_796_169_600.0, span=5 * 604800.0)  # whole weeks, from a week's start
+@example(low=1_796_000_000.0, span=12 * 86400.0)
 @given(
     low=st.floats(min_value=1.6e9, max_value=2.0e9),
     span=st.one_of(st.floats(min_value=0, max_value=120), st.floats(min_value=0, max_value=4e6)),
@@ -365,6 +367,8 @@ def test_time_ticks_never_crowd_or_repeat(low: float, span: float) -> None:
     assert all(low <= t <= low + span for t in ticks) or ticks == [low]
     if 10 <= span <= 86400:  # the spans a course shows: ten seconds to a day
         assert len(ticks) >= 2, labels  # something to read the time by
+    if span >= 3 * 86400:
+        assert len(ticks) >= 2, labels
 
 
 def test_the_plot_sets_its_time_ticks_from_its_readings() -> None:
@@ -373,3 +377,23 @@ def test_the_plot_sets_its_time_ticks_from_its_readings() -> None:
         plot.add(telemetry.Reading("d1", 1_796_000_000 + i, 70.0, 40.0))
     assert plot.redraw()
     assert plot.time_axis.tick_format == "%H:%M" and 2 <= len(plot.time_axis.tick_values) <= 6
+
+
+def test_a_state_from_the_history_is_what_the_device_said_then() -> None:
+    # A board restarts with its LED off and says nothing until asked: the recorded 60 % is
+    # what it said at 990, not what it shows now.
+    control = widgets.LedControl(lambda value: None, Clock(1000.0))
+    control.device_reported(60, 990.0, live=False)
+    assert "the device last reported <b>60 %</b> at" in control.state.value
+    assert "the device shows" not in control.state.value
+    control.ask(30)
+    control.device_reported(30, 1001.0)
+    assert "the device shows: <b>30 %</b>" in control.state.value
+
+
+def test_history_that_arrives_after_a_live_reading_goes_before_it(idle_watch) -> None:
+    body = b'{"temperature": 70, "humidity": 40}'
+    idle_watch.arrived("things/d1/environment", body, 2000.0)  # live, before the history came
+    idle_watch.backfill([recorded_reading("d1", 1000.0 + i, 60.0) for i in range(3)])
+    assert [r.time for r in idle_watch.readings("d1")] == [1000.0, 1001.0, 1002.0, 2000.0]
+    assert [r.time for r in idle_watch.readings("d1", since=1500.0)] == [2000.0]

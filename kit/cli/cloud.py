@@ -101,13 +101,14 @@ def cmd_led(args: argparse.Namespace) -> None:
     cloud = _watching_cloud()
     telemetry.check_brightness(args.value)
     with telemetry.Telemetry(cloud.observer(), args.thing) as watch:
+        sent = time.time()
         watch.led(args.thing, args.value)
         deadline = time.monotonic() + 5
-        while watch.led_state(args.thing) != args.value and time.monotonic() < deadline:
+        while watch.led_answer(args.thing, since=sent) is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        state = watch.led_state(args.thing)
-    if state == args.value:
-        print(f"{args.thing}: LED at {state} %.")
+        answer = watch.led_answer(args.thing, since=sent)
+    if answer is not None:
+        print(f"{args.thing}: LED at {answer.value} %.")
     else:
         print(f"Sent {args.value} % to {args.thing}; the device has not answered (is it online?).")
 

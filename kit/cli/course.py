@@ -135,7 +135,7 @@ def cmd_stop(args: argparse.Namespace) -> None:
 
 def cmd_lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on the student's copies of the notebooks and wait until it is stopped."""
-    from kit import environment, kernel_hints, lab, notebook_copies, settings, steps
+    from kit import environment, lab, notebook_copies, settings, steps
 
     notebooks = args.folder or checkout() / "my-notebooks"
     for copied in notebook_copies.prepare(checkout() / "notebooks", notebooks):
@@ -162,8 +162,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         flush=True,
     )
     lab.quiet_jupyterlab()
-    kernel_hints.install()
-    env = environment.for_jupyterlab(str(Path(sys.executable).parent))
+    kernels = str(lab.kernel_spec(kit_home()))
+    env = environment.for_jupyterlab(str(Path(sys.executable).parent), kernels)
     if os.name == "posix":
         # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
         os.execve(sys.executable, command, env)

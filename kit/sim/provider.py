@@ -51,8 +51,8 @@ def owns(device: str) -> bool:
 RESET_ADVICE = ResetAdvice(
     halted="Run",
     stuck=(
-        "Restart the virtual board (`kit stop` in a terminal, course.stop() in a notebook: the "
-        "capture starts it again), then run"
+        "Restart the virtual board (`kit stop` in a terminal, course.stop() in a notebook: they "
+        "stop the local cloud too, and the capture starts the board again), then run"
     ),
     reconnect="Run",
 )
