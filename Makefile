@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests drive as real peers: g++ compiles config.h and sketches, openssl
 # checks certificates, mosquitto_pub/mosquitto_sub talk to the local broker, libbearssl-dev
-# validates the broker chain as the board does, chromium runs the real-browser test.
-TEST_APT_PACKAGES := g++ openssl mosquitto-clients libbearssl-dev chromium
+# validates the broker chain as the board does, chromium runs the real-browser test, zsh (macOS's
+# shell) opens in JupyterLab's terminal.
+TEST_APT_PACKAGES := g++ openssl mosquitto-clients libbearssl-dev chromium zsh
 
 .PHONY: lab test demo bench setup system-deps lint format clean
 

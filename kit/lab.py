@@ -43,19 +43,27 @@ def terminal_arguments(home: Path) -> list[str]:
     (started by a launcher, by CI, with its output piped), and a login shell's /etc/profile
     sets PATH afresh.
 
-    bash also gets an rcfile in the data folder (`home`): the user's ~/.bashrc, then the kit's
-    folder first on PATH again, so even a .bashrc that sets PATH keeps `kit`. Windows needs
-    nothing: PowerShell inherits PATH, and JupyterLab never asks for a login shell there.
+    bash and zsh (macOS's shell) also get start-up files in the data folder (`home`): the
+    user's own, then the kit's folder first on PATH again, so even a .bashrc or .zshrc that sets
+    PATH (or activates a conda environment) keeps `kit`. Windows needs nothing: PowerShell
+    inherits PATH, and JupyterLab never asks for a login shell there.
     """
     if os.name == "nt":
         return []
     # The shell JupyterLab itself would start.
     shell = environment.login_shell() or shutil.which("sh") or "/bin/sh"
     argv = [shell, "-i"]
+    bin_dir = Path(sys.executable).parent
     if Path(shell).name == "bash":
         bashrc = home / "lab" / "bashrc"
-        write_private(bashrc, terminal_bashrc(Path(sys.executable).parent))
+        write_private(bashrc, terminal_bashrc(bin_dir))
         argv = [shell, "--rcfile", str(bashrc), "-i"]
+    elif Path(shell).name == "zsh":
+        # zsh has no --rcfile: it reads its start-up files from $ZDOTDIR.
+        folder = home / "lab" / "zsh"
+        for name, text in terminal_zsh_files(bin_dir).items():
+            write_private(folder / name, text)
+        argv = [shutil.which("env") or "/usr/bin/env", f"ZDOTDIR={folder}", shell, "-i"]
     # A list (a Python literal to traitlets), so no path is split or unquoted on the way.
     return [f"--ServerApp.terminado_settings=shell_command={argv!r}"]
 
@@ -69,6 +77,24 @@ def terminal_bashrc(bin_dir: Path) -> str:
         'if [ -f "$HOME/.bashrc" ]; then . "$HOME/.bashrc"; fi\n'
         f'PATH={shlex.quote(str(bin_dir))}:"$PATH"\n'
     )
+
+
+def terminal_zsh_files(bin_dir: Path) -> dict[str, str]:
+    """The .zshenv and .zshrc zsh reads in JupyterLab's terminals (ZDOTDIR points at them):
+    the user's own (from the ZDOTDIR their .zshenv may choose), then `kit` first on PATH."""
+    note = (
+        "# Written by `kit lab` for the zsh of JupyterLab's terminals (rewritten at each start).\n"
+    )
+    return {
+        ".zshenv": note
+        + "_kit_zdotdir=$ZDOTDIR\n"
+        + 'ZDOTDIR=$HOME; if [ -f "$HOME/.zshenv" ]; then . "$HOME/.zshenv"; fi\n'
+        + "KIT_USER_ZDOTDIR=${ZDOTDIR:-$HOME}; ZDOTDIR=$_kit_zdotdir; unset _kit_zdotdir\n",
+        ".zshrc": note
+        + "ZDOTDIR=$KIT_USER_ZDOTDIR; unset KIT_USER_ZDOTDIR\n"
+        + 'if [ -f "$ZDOTDIR/.zshrc" ]; then . "$ZDOTDIR/.zshrc"; fi\n'
+        + f'PATH={shlex.quote(str(bin_dir))}:"$PATH"\n',
+    }
 
 
 # The course's JupyterLab defaults: no "official Jupyter news?" prompt and no update check. A

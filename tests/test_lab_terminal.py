@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from lab_server import Lab, running_lab
 from websockets.sync.client import connect
 
 KIT = str(Path(sys.executable).parent / "kit")
-ASK = 'echo "kit=[$(command -v kit)] marker=[$FROM_BASHRC]"\r'
+ASK = 'echo "kit=[$(command -v kit)] marker=[$FROM_BASHRC$FROM_ZSHRC]"\r'
 ANSWER = re.compile(r"kit=\[([^]$]*)\] marker=\[([^]$]*)\]")
 
 
@@ -64,4 +65,19 @@ def test_kit_stays_first_when_the_users_bashrc_sets_path(
     (home / ".bashrc").write_text("PATH=/usr/bin:/bin\nFROM_BASHRC=read\n")
     with running_lab(tmp_path, {"HOME": str(home)}) as jl:
         # The student's .bashrc still runs (its marker), and `kit` is the kit's all the same.
+        assert ask_a_terminal(jl) == (KIT, "read")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_kit_stays_first_when_the_users_zshrc_sets_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # macOS's shell; the student's start-up files in a folder of their choosing (ZDOTDIR).
+    monkeypatch.setenv("SHELL", shutil.which("zsh"))
+    home = tmp_path / "user"
+    (home / ".config" / "zsh").mkdir(parents=True)
+    (home / ".zshenv").write_text('ZDOTDIR="$HOME/.config/zsh"\n')
+    (home / ".config" / "zsh" / ".zshrc").write_text("PATH=/usr/bin:/bin\nFROM_ZSHRC=read\n")
+    with running_lab(tmp_path, {"HOME": str(home)}) as jl:
         assert ask_a_terminal(jl) == (KIT, "read")
