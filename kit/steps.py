@@ -165,7 +165,7 @@ def new_virtual_chip() -> str:
     """Make the virtual board's chip factory-new (unlocked, no keys) and run the CSR sketch."""
     info = vboard.start(VIRTUAL_BOARD, reset_chip=True)
     # The old key is gone: its firmware and its CSR are of no use any more.
-    for name in ("flashed.json", "capture.json", "csr.pem"):
+    for name in (FLASHED, "capture.json", "csr.pem"):
         (kit_home() / "course" / name).unlink(missing_ok=True)
     return (
         f"The virtual board has a factory-new chip ({info.chip_serial}): unlocked, with no keys. "
@@ -198,10 +198,19 @@ def resume_virtual_board() -> str:
     )
 
 
+# In KIT_HOME/course: the config.h and interval the virtual board's AWS firmware last ran with.
+FLASHED = "flashed.json"
+
+
+def forget_flashed() -> None:
+    """The virtual board no longer runs the AWS firmware the course flashed."""
+    (kit_home() / "course" / FLASHED).unlink(missing_ok=True)
+
+
 def _flashed() -> tuple[Path, float] | None:
     """The config.h and interval the virtual board's AWS firmware was last flashed with."""
     try:
-        facts = read_json(kit_home() / "course" / "flashed.json", "run notebook 03 again")
+        facts = read_json(kit_home() / "course" / FLASHED, "run notebook 03 again")
     except DamagedFileError:
         return None
     if not isinstance(facts, dict) or not Path(str(facts.get("config", ""))).is_file():
@@ -255,8 +264,7 @@ def capture_port(
             "CSR sketch). It keeps running in the background until course.stop() (`kit stop` "
             "in a terminal)."
         )
-    # The course's next start must not put back the firmware the board no longer runs.
-    (kit_home() / "course" / "flashed.json").unlink(missing_ok=True)
+    forget_flashed()  # the course's next start must not put back firmware the board lost
     return info.url, (
         "The virtual board ran the AWS firmware: the kit flashed the CSR sketch on it again "
         "(notebook 03 puts the AWS firmware back)."
@@ -305,7 +313,7 @@ def capture(
     )
     captured = Captured(made.csr, made.slot, port, made.chip_serial)
     folder = kit_home() / "course"
-    (folder / "flashed.json").unlink(missing_ok=True)  # the board runs the CSR sketch now
+    forget_flashed()  # the board runs the CSR sketch now
     write_private(folder / "csr.pem", made.csr.pem)
     facts = {"slot": made.slot, "board": port, "chip_serial": made.chip_serial}
     write_private(folder / "capture.json", json.dumps(facts) + "\n")
@@ -399,4 +407,4 @@ def flash_virtual(config: Path, interval: float, misbehave: str | None = None) -
     vboard.start(VIRTUAL_BOARD, config=config, interval=interval, misbehave=misbehave)
     if misbehave is None:
         facts = {"config": str(config.resolve()), "interval": interval}
-        write_private(kit_home() / "course" / "flashed.json", json.dumps(facts) + "\n")
+        write_private(kit_home() / "course" / FLASHED, json.dumps(facts) + "\n")
