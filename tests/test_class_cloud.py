@@ -8,6 +8,7 @@ import json
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,30 @@ def keep_capture(pem: str) -> None:
     (folder / "csr.pem").write_text(pem)
     facts = {"slot": 0, "board": "/dev/ttyACM0", "chip_serial": ""}
     (folder / "capture.json").write_text(json.dumps(facts))
+
+
+@pytest.mark.timeout(120)
+def test_04_without_03_in_class_mode_says_what_the_virtual_board_lacks(
+    https_site: Site, cloud: LocalCloud
+) -> None:
+    # Registered through the class, but notebook 03 never ran: the virtual board still runs
+    # the CSR sketch. 04 says so at once, and gives no real board's advice.
+    from kit import course
+    from kit.sim import board as vboard
+
+    class_cloud.log_in(https_site.url, "ada", PASSWORDS["ada"], fingerprint(https_site))
+    settings.save(settings.Settings(cloud="class"))  # and the virtual board
+    try:
+        course.start()
+        course.capture_csr()
+        course.register()
+        view = course.dashboard()
+        try:
+            started = time.monotonic()
+            said = course.wait_for_readings(view, 3)
+        finally:
+            view.stop()
+    finally:
+        vboard.stop(vboard.DEFAULT_BOARD)
+    assert "still runs the CSR sketch" in said and "notebook 03" in said, said
+    assert "Serial Monitor" not in said and time.monotonic() - started < 10
