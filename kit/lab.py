@@ -17,7 +17,7 @@ import sys
 import webbrowser
 from pathlib import Path
 
-from kit import environment, kernel_hints
+from kit import environment, kernel_hints, saved_notebooks
 from kit.places import write_private
 
 # The kernels' KernelManager settings, for JupyterLab and for `kit demo` alike. One transport on
@@ -187,6 +187,8 @@ def command(folder: Path, home: Path, port: int | None, open_browser: bool) -> l
     ]
     line += kernel_arguments()
     line += terminal_arguments(home)
+    # Saved notebooks keep no live widget, which reads as an error once reopened.
+    line.append(f"--ContentsManager.pre_save_hook={saved_notebooks.HOOK}")
     if port:
         line.append(f"--ServerApp.port={port}")
     if not open_browser:
