@@ -132,6 +132,8 @@ class LivePlot:
             title="Temperature and humidity",
             title_style={"font-size": "20px"},
             fig_margin={"top": 50, "bottom": 60, "left": 80, "right": 80},
+            # bqplot's pan, zoom and save buttons sat over the title's device name.
+            display_toolbar=False,
             layout=widgets.Layout(width="100%", height="420px"),
         )
 

@@ -397,3 +397,8 @@ def test_history_that_arrives_after_a_live_reading_goes_before_it(idle_watch) ->
     idle_watch.backfill([recorded_reading("d1", 1000.0 + i, 60.0) for i in range(3)])
     assert [r.time for r in idle_watch.readings("d1")] == [1000.0, 1001.0, 1002.0, 2000.0]
     assert [r.time for r in idle_watch.readings("d1", since=1500.0)] == [2000.0]
+
+
+def test_nothing_covers_the_plots_title() -> None:
+    # bqplot's toolbar sits at the top right, over the end of the title (the device's name).
+    assert widgets.LivePlot().figure.display_toolbar is False
