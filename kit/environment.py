@@ -84,7 +84,7 @@ def session_notebook() -> str:
     return os.environ.get("JPY_SESSION_NAME", "")
 
 
-def login_shell() -> str:
+def user_shell() -> str:
     """The user's shell ($SHELL; "" when unset, as on Windows)."""
     return os.environ.get("SHELL", "")
 

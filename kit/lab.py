@@ -51,7 +51,7 @@ def terminal_arguments(home: Path) -> list[str]:
     if os.name == "nt":
         return []
     # The shell JupyterLab itself would start.
-    shell = environment.login_shell() or shutil.which("sh") or "/bin/sh"
+    shell = environment.user_shell() or shutil.which("sh") or "/bin/sh"
     argv = [shell, "-i"]
     bin_dir = Path(sys.executable).parent
     if Path(shell).name == "bash":
