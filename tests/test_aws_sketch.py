@@ -66,6 +66,13 @@ def gxx(folder: Path, *rest: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True)
 
 
+def local_sketch(tmp_path_factory, label: str, broker: str, certificate, ca) -> tuple[Path, Path]:
+    """A temporary folder, and the sketch in it with a config.h for a local broker `broker`."""
+    tmp_path = tmp_path_factory.mktemp(label)
+    text = config_h.render("Class", "password1", broker, certificate, local_ca=ca.pem).text
+    return tmp_path, sketch_folder(tmp_path, text)
+
+
 def compile_sketch(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Compile AWS.ino to an object file."""
     return gxx(folder, "-c", str(folder / "AWS.ino"), "-o", str(tmp_path / "AWS.o"))
@@ -127,11 +134,9 @@ int main(int argc, char** argv) {
 @pytest.fixture(scope="module")
 def validator(tmp_path_factory, local_ca, device_certificate) -> Path:
     """A host program: config.h's trust anchor in BearSSL's X.509 engine (libbearssl-dev)."""
-    tmp_path = tmp_path_factory.mktemp("bearssl")
-    text = config_h.render(
-        "Class", "password1", "localhost", device_certificate, local_ca=local_ca.pem
-    ).text
-    folder = sketch_folder(tmp_path, text)
+    tmp_path, folder = local_sketch(
+        tmp_path_factory, "bearssl", "localhost", device_certificate, local_ca
+    )
     (folder / "validate.cpp").write_text(VALIDATOR)
     binary = tmp_path / "validate"
     built = subprocess.run(
@@ -215,11 +220,9 @@ BOARD_HEAP = 10 * 1024  # what a SAMD21 has left for heap and stack with this sk
 
 @pytest.fixture(scope="module")
 def host_sketch(tmp_path_factory, local_ca, device_certificate) -> Path:
-    tmp_path = tmp_path_factory.mktemp("aws-host")
-    text = config_h.render(
-        "Class", "password1", "mylaptop.local", device_certificate, local_ca=local_ca.pem
-    ).text
-    folder = sketch_folder(tmp_path, text)
+    tmp_path, folder = local_sketch(
+        tmp_path_factory, "aws-host", "mylaptop.local", device_certificate, local_ca
+    )
     binary = tmp_path / "aws-sketch"
     built = gxx(
         folder, str(folder / "AWS.ino"), "-x", "c++", str(STUBS / "aws_host.cpp"), "-o", str(binary)
