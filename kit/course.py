@@ -16,7 +16,18 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from kit import board, certs, config_h, devices, diagnosis, environment, settings, steps, telemetry
+from kit import (
+    board,
+    certs,
+    config_h,
+    devices,
+    diagnosis,
+    environment,
+    laptop_csr,
+    settings,
+    steps,
+    telemetry,
+)
 from kit import repair as repair_data
 from kit.cloud import Registration
 from kit.errors import CloudError, KitError, SettingsError, ThingTakenError
@@ -25,6 +36,16 @@ from kit.widgets import Dashboard
 
 # The virtual board's WiFi joins any network; a real password is never needed for it.
 VIRTUAL_WIFI_PASSWORD = "virtual-wifi-password"
+
+
+def register_a_laptop_csr() -> Notice:
+    """Register a CSR made on this laptop, with no chip, in the chosen cloud and remove it
+    again: a valid signature says who holds the key, not that a chip made it (notebook 02)."""
+    cloud = steps.open_chosen_cloud(settings.load(), environment.read())
+    status = cloud.ensure_running()
+    if not status.reachable:
+        raise CloudError(str(status))
+    return Notice(str(laptop_csr.register_and_remove(cloud)))
 
 
 class Notice(str):

@@ -91,6 +91,8 @@ def test_each_step_shows_what_it_did(course_run) -> None:
     match = register["certs.compare(course.last_capture().csr, certificate)"]
     assert "carries this CSR's public key" in match
     assert "Policy:" in register['print(f"Thing:       {registration.thing}")']
+    laptop = register["course.register_a_laptop_csr()"]  # what the signature does not prove
+    assert "its signature is valid" in laptop and "the local cloud issued a certificate" in laptop
     configure = executed(build, "03_configure_sketch")
     assert (
         "const char BROKER_HOST[] = &quot;localhost&quot;;"

@@ -53,6 +53,7 @@ def test_notebooks_01_to_04_run_through_the_class_server(tmp_path: Path) -> None
     assert "Ada Lovelace" in page and re.search(r"<code>[0-9A-F]{18}</code>", page)
     registered = (build / "notebooks" / "02_register_thing.ipynb").read_text()
     assert "in the class cloud" in registered
+    assert "the class cloud issued a certificate" in registered  # the laptop-made CSR too
     # The plot filled and the LED followed, through the class server's stream and API.
     prototype = (build / "notebooks" / "04_run_prototype.ipynb").read_text()
     assert re.search(r"\d+ new readings from \w+ in the last", prototype)
