@@ -482,10 +482,20 @@ def look_inside(thing: str | None = None) -> Inside:
 
 def misbehave(mode: str, seconds: float = 4.0) -> None:
     """Run the virtual board with a misbehaviour for a few seconds; print what it and the
-    broker logged."""
-    text = diagnosis.misbehave(_config_path(), mode, settings.load().interval, seconds)
+    broker logged (the local broker's log: on AWS only the board's half shows)."""
+    chosen = settings.load()
+    if not chosen.virtual:
+        print(
+            "This step runs the virtual board with a deliberate mistake; a real board would need "
+            'a sketch of its own for that. Run course.use("virtual") in notebook 00 to try it.'
+        )
+        return
+    text = diagnosis.misbehave(_config_path(), mode, chosen.interval, seconds)
     lines = [line for line in text.splitlines() if line.startswith(("MQTT", "Published"))]
     print("The board's serial log:")
     print("\n".join("  " + line for line in lines[:8]))
+    if devices.load().cloud != "local":
+        print("The broker's log: only the kit's local broker keeps one on this computer.")
+        return
     print("The broker's log:")
     print("\n".join("  " + line for line in diagnosis.broker_decisions(4)))

@@ -5,6 +5,7 @@ library, whose X.509 engine must accept the local broker's chain with config.h's
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -367,3 +368,16 @@ def test_led_messages_on_the_sketch_and_the_virtual_firmware(host_sketch, tmp_pa
     twin = [led_message(payload) for payload in [*payloads, b"40"]]
     assert [line for _, line in twin] == expected
     assert [value for value, _ in twin if value is not None] == applied
+
+
+def test_the_virtual_firmware_gives_the_sketchs_reasons() -> None:
+    # The same CONNACK code reads the same on a real board and on the virtual one.
+    from kit.sim.aws_firmware import MQTT_REASONS
+
+    sketch = (ROOT / "sketches" / "AWS" / "AWS.ino").read_text()
+    body = sketch[sketch.index("const char* mqttReason") :]
+    body = body[: body.index("default:")]
+    cases = {int(code): text for code, text in re.findall(r'case (-?\d+): return "([^"]+)";', body)}
+    shared = set(cases) & set(MQTT_REASONS)
+    assert shared >= {2, 5}
+    assert all(cases[code] == MQTT_REASONS[code] for code in shared), (cases, MQTT_REASONS)

@@ -285,3 +285,10 @@ def test_a_refused_wifi_password_keeps_its_field(classroom: Path) -> None:
     course.configure(form)
     assert form.password.value == ""  # in config.h now, and in no widget state
     assert "seven777" in (classroom / "config.h").read_text()
+
+
+def test_the_policy_demonstration_needs_the_virtual_board(classroom: Path, capsys) -> None:
+    settings.save(settings.Settings(board="/dev/ttyACM0", cloud="local"))  # a real board
+    course.misbehave("wrong-client-id")
+    said = capsys.readouterr().out
+    assert 'course.use("virtual")' in said and "The board's serial log" not in said

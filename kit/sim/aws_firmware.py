@@ -38,7 +38,10 @@ MISBEHAVIOURS: tuple[Misbehaviour, ...] = (
 MQTT_REASONS = {
     2: "client id rejected",
     3: "server unavailable",
-    5: "not authorized (certificate not registered, or client id is not its name)",
+    5: (
+        "not authorized (the kit's local broker: certificate not registered, or client id is "
+        "not its name)"
+    ),
 }
 # paho reports MQTT 3.1.1 CONNACK codes as MQTT 5 reason codes; the sketch prints the 3.1.1 ones.
 MQTT311 = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}

@@ -60,10 +60,11 @@ const char* tlsReason(int code) {
 // Why the broker refused the MQTT connection (ArduinoMqttClient codes).
 const char* mqttReason(int code) {
   switch (code) {
-    case -2: return "connection refused (TLS failed, or nothing listens there)";
-    case -1: return "timed out";
+    // AWS IoT answers a CONNECT its policy refuses by closing the connection, with no code.
+    case -2: return "connection refused or closed (TLS failed, nothing listens there, or on AWS: certificate not ACTIVE, or client id is not its name)";
+    case -1: return "timed out (on AWS also: the policy refused the connection)";
     case 2: return "client id rejected";
-    case 5: return "not authorized (certificate not registered, or client id is not its name)";
+    case 5: return "not authorized (the kit's local broker: certificate not registered, or client id is not its name)";
     default: return "unexpected";
   }
 }
