@@ -370,3 +370,19 @@ def test_each_mqtt_right_names_its_kind_of_resource() -> None:
         for action in set(as_list(statement["Action"])) & MQTT_ACTIONS:
             for resource in as_list(statement["Resource"]):
                 assert resource.startswith(f"{ARN}{RESOURCE_KIND[action]}/"), resource
+
+
+def test_an_access_denied_names_the_iam_action_of_every_call() -> None:
+    # The message a denied call shows names the right the README grants (teardown's
+    # ListPrincipalThings was missing from a hand-kept list, and read "list_principal_things").
+    from botocore.exceptions import ClientError
+
+    from kit.cloud.aws_errors import explain
+
+    for operation, action in (
+        ("list_principal_things", "iot:ListPrincipalThings"),
+        ("create_certificate_from_csr", "iot:CreateCertificateFromCsr"),
+        ("get_caller_identity", "sts:GetCallerIdentity"),
+    ):
+        denied = ClientError({"Error": {"Code": "AccessDeniedException"}}, operation)
+        assert f"AWS denied {action}:" in str(explain(denied, operation))

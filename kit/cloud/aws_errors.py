@@ -19,35 +19,17 @@ THROTTLED = {
     "RequestLimitExceeded",
 }
 
-ACTIONS = {
-    name: "iot:" + "".join(part.title() for part in name.split("_"))
-    for name in (
-        "create_certificate_from_csr",
-        "create_thing",
-        "attach_policy",
-        "attach_thing_principal",
-        "describe_endpoint",
-        "get_policy",
-        "create_policy",
-        "list_thing_principals",
-        "describe_certificate",
-        "detach_thing_principal",
-        "detach_policy",
-        "update_certificate",
-        "delete_certificate",
-        "delete_thing",
-        "list_things",
-        "list_attached_policies",
-        "list_targets_for_policy",
-        "delete_policy",
-    )
-}
-ACTIONS["get_caller_identity"] = "sts:GetCallerIdentity"
+
+def iam_action(operation: str) -> str:
+    """The IAM action behind a boto3 operation the kit calls (list_principal_things ->
+    iot:ListPrincipalThings): every one is IoT's but the caller's identity, which is STS's."""
+    service = "sts" if operation == "get_caller_identity" else "iot"
+    return f"{service}:" + "".join(part.title() for part in operation.split("_"))
 
 
 def explain(error: Exception, operation: str) -> AwsError:
     """Turn a boto3 error into an AwsError that names the cause and the fix."""
-    action = ACTIONS.get(operation, operation)
+    action = iam_action(operation)
     if isinstance(error, NoCredentialsError):
         return AwsError(
             "No AWS credentials found. Sign in with `aws configure` or `aws sso login` (or set "
