@@ -62,7 +62,15 @@ class Site:
     def __init__(self, app, store: ClassStore, feed: ClassFeed, tls: dict | None = None) -> None:
         self.store, self.feed = store, feed
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **(tls or {}))
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                # Connections a test left open (a keep-alive client) end the wait after 2 s.
+                timeout_graceful_shutdown=2,
+                **(tls or {}),
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
