@@ -252,6 +252,18 @@ class Student:
         assert "Traceback" not in text and "Error displaying widget" not in text, text[-3000:]
         return text
 
+    def kernel_idle(self, within: float) -> bool:
+        """Whether the kernel of the tab in front shows idle in the status bar within
+        `within` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            self._choose_kernel_if_asked()
+            status = " ".join(self.page.locator(".jp-StatusBar-Widget").all_text_contents())
+            if "Python 3 (ipykernel) | Idle" in status:
+                return True
+            time.sleep(0.5)
+        return False
+
     def open_tab(self, name: str) -> None:
         """Open a notebook in one more tab, by a double click in the file browser (the tabs
         open before stay open)."""
@@ -559,11 +571,21 @@ def test_day_two_a_student_reopens_the_course(lab: Lab) -> None:
         page.goto(f"{lab.url}/lab?token={lab.token}")
         for name in names:
             page.wait_for_selector(f".lm-DockPanel-tabBar .lm-TabBar-tab:has-text('{name}')")
+        restarted = []
         for name in names:
             student.front(name)
+            if not student.kernel_idle(within=90):
+                # Jupyter picks a TCP kernel's ports before the kernel binds them, and now and
+                # then another program takes one in between ("Address already in use"): the
+                # kernel never comes up. Restart Kernel helps, as a student would find.
+                restarted.append(name)
+                student.menu("Kernel", "Restart Kernel…")
+                page.click(".jp-Dialog button.jp-mod-accept")
+                assert student.kernel_idle(within=90), f"{name}: no kernel after a restart"
             student.run_cell("from kit import")
             first = page.locator(f"{VISIBLE} .jp-CodeCell .jp-InputPrompt").first.inner_text()
             assert "[1]" in first, f"{name}: its first cell did not run in a new kernel"
+        assert len(restarted) <= 1, restarted
         student.screenshot("six-tabs")
         assert "Invalid Signature" not in lab.log_text()
         browser.close()
