@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit import cxx
+from kit import bearssl_anchors, cxx
 from kit.certs import load_certificate, validate_device_name
 from kit.config_values import (
     DEFAULT_PORT,
@@ -25,7 +25,7 @@ from kit.config_values import (
 from kit.errors import ConfigError, KitError
 from kit.places import checkout, write_private
 from kit.printable import printable
-from kit.trust import amazon_root_ca
+from kit.trust import amazon_roots, is_amazon_roots
 
 MASK = "********"
 # The checks live in kit.config_values; these names stay importable from here.
@@ -87,13 +87,13 @@ const int LED_PIN = {led_pin};
 {trust_anchor}"""
 
 _NO_LOCAL_CA = """\
-// The broker's certificate chains to Amazon Root CA 1, which the board's TLS library trusts
-// built in: no trust anchor is needed here.
+// The broker is AWS IoT: its chain ends at Amazon Root CA 1 or Amazon Root CA 3 (which one depends
+// on the cipher suite), and the sketch trusts both (amazon_trust_anchors.h): nothing to add here.
 #define KIT_LOCAL_CA 0
 """
 _LOCAL_CA = """\
-// The local cloud's CA signs the broker's certificate. The board's TLS library does not trust it
-// built in, so it is given here, with the BearSSL trust anchor made from it (the subject's DER
+// The local cloud's CA signs the broker's certificate. The board's TLS library does not know it,
+// so it is given here, with the BearSSL trust anchor made from it (the subject's DER
 // and the P-256 public key; local_trust_anchor.h in the sketch builds br_x509_trust_anchor).
 #define KIT_LOCAL_CA 1
 const char LOCAL_CA[] = {pem};
@@ -119,7 +119,12 @@ class SketchConfig:
     slot: int = 0
     device_name: str = ""  # the certificate's common name
     led_pin: int = DEFAULT_LED_PIN
-    local_ca: str = ""  # PEM of the CA behind the broker, when it is not Amazon Root CA 1
+    local_ca: str = ""  # PEM of the CA behind the broker, when it is not AWS IoT
+
+    @property
+    def trusted_roots(self) -> str:
+        """The CAs the sketch checks the broker against: the local CA, else Amazon's roots."""
+        return self.local_ca or amazon_roots()
 
 
 @dataclass(frozen=True)
@@ -149,7 +154,10 @@ class RenderedConfig:
             ("WiFi", f"{config.ssid}, password {'set (masked)' if config.password else 'empty'}"),
             ("Broker", f"{config.broker}:{config.port}"),
             ("Device", f"{config.device_name}, key slot {config.slot}"),
-            ("Board trusts", "the local cloud's CA" if config.local_ca else "Amazon Root CA 1"),
+            (
+                "Board trusts",
+                "the local cloud's CA" if config.local_ca else "Amazon Root CA 1 and 3",
+            ),
             ("Certificate", f"{len(config.certificate.splitlines())} lines of PEM"),
         ]
 
@@ -191,7 +199,7 @@ def render(
     """Check and normalise the values and render config.h; nothing is written.
 
     `local_ca` is the CA that signs a local broker's certificate (the board then trusts it);
-    leave it empty for AWS IoT, whose Amazon Root CA 1 the board trusts built in.
+    leave it empty for AWS IoT, whose roots the sketch carries (amazon_trust_anchors.h).
     """
     changes: list[str] = []
     check_ssid(ssid)
@@ -291,10 +299,9 @@ def parse(text: str) -> SketchConfig:
 
 
 def trust_anchor(ca_pem: str) -> str:
-    """The CA config.h must carry for a broker behind `ca_pem`: none for Amazon Root CA 1 (the
-    board's TLS trusts it built in), the CA itself for any other cloud."""
-    same = "".join(ca_pem.split()) == "".join(amazon_root_ca().split())  # line endings aside
-    return "" if same else ca_pem
+    """The CA config.h must carry for a broker behind `ca_pem`: none for Amazon's roots (the
+    sketch carries them), the CA itself for any other cloud."""
+    return "" if is_amazon_roots(ca_pem) else ca_pem
 
 
 def _certificate(text: str, changes: list[str]) -> str:
@@ -339,20 +346,9 @@ def _local_ca(text: str) -> str:
 
 def _trust_anchor(pem: str) -> str:
     """The config.h lines for a local CA: its PEM, its subject DER and its public point."""
-    from asn1crypto import x509 as asn1_x509
-    from cryptography.hazmat.primitives import serialization
-
-    ca = load_certificate(pem)
-    subject = asn1_x509.Certificate.load(ca.der)["tbs_certificate"]["subject"].dump()
-    point = ca.public_key.public_bytes(
-        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-    )
+    anchor = bearssl_anchors.from_pem(pem)
     return _LOCAL_CA.format(
-        pem=cxx.raw_string_literal(pem), dn=_hex_rows(subject), q=_hex_rows(point)
+        pem=cxx.raw_string_literal(pem),
+        dn=bearssl_anchors.hex_rows(anchor.dn),
+        q=bearssl_anchors.hex_rows(anchor.ec_q),
     )
-
-
-def _hex_rows(data: bytes) -> str:
-    """Bytes as C initialiser rows, twelve a line."""
-    rows = [", ".join(f"0x{b:02X}" for b in data[i : i + 12]) for i in range(0, len(data), 12)]
-    return ",\n".join(f"    {row}" for row in rows)

@@ -11,6 +11,9 @@ from collections import Counter
 
 import pytest
 from aws_moto import REGION
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 from helpers import csr_pem
 from moto.core.exceptions import JsonRESTError
 from moto.iot.models import IoTBackend
@@ -60,10 +63,7 @@ def test_register_creates_certificate_thing_and_policy(endpoint, real_keys) -> N
     assert registration.thing == "device_01" and registration.created
     assert registration.broker_host.endswith(f"-ats.iot.{REGION}.amazonaws.com")
     assert registration.broker_port == 8883
-    assert (
-        certs.load_certificate(registration.ca_pem).subject_text
-        == "CN=Amazon Root CA 1,O=Amazon,C=US"
-    )
+    assert root_names(registration.ca_pem) == ["Amazon Root CA 1", "Amazon Root CA 3"]
     assert certs.matches(csr, certs.load_certificate(registration.certificate_pem))
 
     iot = aws_cloud.iot
@@ -227,11 +227,22 @@ def test_unreachable_region_endpoint(endpoint) -> None:
         AwsCloud(region=REGION, endpoint_url="http://127.0.0.1:9").things()
 
 
-def test_amazon_root_ca_1_is_shipped() -> None:
-    ca = certs.load_certificate(aws.amazon_root_ca())
-    assert ca.sha256_fingerprint == (
-        "8E:CD:E6:88:4F:3D:87:B1:12:5B:A3:1A:C3:FC:B1:3D:70:16:DE:7F:57:CC:90:4F:E1:CB:97:C6:AE:98:19:6E"
-    )
+def root_names(pem: str) -> list[str]:
+    """The common names of the certificates in `pem`, in order."""
+    return [
+        cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        for cert in x509.load_pem_x509_certificates(pem.encode())
+    ]
+
+
+def test_amazon_root_ca_1_and_3_are_shipped() -> None:
+    # AWS's chain ends at Root CA 1 for RSA suites and Root CA 3 for ECC suites; fingerprints as
+    # Amazon Trust Services publishes them.
+    shipped = x509.load_pem_x509_certificates(aws.amazon_roots().encode())
+    assert [cert.fingerprint(hashes.SHA256()).hex(":").upper() for cert in shipped] == [
+        "8E:CD:E6:88:4F:3D:87:B1:12:5B:A3:1A:C3:FC:B1:3D:70:16:DE:7F:57:CC:90:4F:E1:CB:97:C6:AE:98:19:6E",
+        "18:CE:6C:FE:7B:F1:4E:60:B2:E3:47:B8:DF:E8:68:CB:31:D0:2E:BB:3A:DA:27:15:69:F5:03:43:B4:6D:B3:A4",
+    ]
 
 
 def test_the_kit_command_with_aws(endpoint, real_keys, tmp_path, monkeypatch) -> None:
@@ -267,4 +278,4 @@ def test_aws_observer_uses_a_signed_websocket_url(endpoint) -> None:
     assert observer.host.endswith(f"-ats.iot.{REGION}.amazonaws.com") and observer.ws_port == 443
     assert observer.cert_file is None and observer.ws_path.startswith("/mqtt?X-Amz-Algorithm=")
     assert "X-Amz-Credential=testing%2F" in observer.ws_path
-    assert certs.load_certificate(observer.ca_file.read_text()).common_name == "Amazon Root CA 1"
+    assert root_names(observer.ca_file.read_text()) == ["Amazon Root CA 1", "Amazon Root CA 3"]

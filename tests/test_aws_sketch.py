@@ -16,13 +16,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from helpers import make_ca, new_key
 
-from kit import config_h
+from kit import bearssl_anchors, config_h
 from kit.cloud.local_ca import LocalCA
 from kit.sim.aws_firmware import led_message
+from kit.trust import amazon_roots
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = Path(__file__).parent / "arduino_stubs"
 SKETCH = ROOT / "sketches" / "AWS"
+AWS_ENDPOINT = "abc-ats.iot.eu-west-1.amazonaws.com"
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +86,7 @@ def test_sketch_compiles_against_the_arduino_apis(
     tmp_path, local_ca, device_certificate, cloud
 ) -> None:
     if cloud == "aws":
-        rendered = config_h.render(
-            "Class", "password1", "abc-ats.iot.eu-west-1.amazonaws.com", device_certificate
-        )
+        rendered = config_h.render("Class", "password1", AWS_ENDPOINT, device_certificate)
     else:
         rendered = config_h.render(
             "Class", "password1", "mylaptop.local", device_certificate, local_ca=local_ca.pem
@@ -109,14 +109,26 @@ VALIDATOR = r"""
 #include <fstream>
 #include <iterator>
 #include <vector>
+#include <cstring>
 #include "config.h"
+#include "amazon_trust_anchors.h"
 #include "local_trust_anchor.h"
 
-// argv[1]: the server name; argv[2...]: the chain as DER files, the server's certificate first.
+// The sketch's anchors: the local CA's (KIT_LOCAL_CA 1) or Amazon's (0), as AWS.ino picks them.
+#if KIT_LOCAL_CA
+#define ANCHORS LOCAL_TRUST_ANCHORS
+#define ANCHORS_NUM LOCAL_TRUST_ANCHORS_NUM
+#else
+#define ANCHORS AMAZON_TRUST_ANCHORS
+#define ANCHORS_NUM AMAZON_TRUST_ANCHORS_NUM
+#endif
+
+// argv[1]: the server name ("-": none checked); argv[2...]: the chain as DER files, the
+// server's certificate first.
 int main(int argc, char** argv) {
   br_x509_minimal_context xc;
-  br_x509_minimal_init_full(&xc, LOCAL_TRUST_ANCHORS, LOCAL_TRUST_ANCHORS_NUM);
-  xc.vtable->start_chain(&xc.vtable, argv[1]);
+  br_x509_minimal_init_full(&xc, ANCHORS, ANCHORS_NUM);
+  xc.vtable->start_chain(&xc.vtable, std::strcmp(argv[1], "-") == 0 ? nullptr : argv[1]);
   for (int i = 2; i < argc; i++) {
     std::ifstream in(argv[i], std::ios::binary);
     std::vector<unsigned char> der((std::istreambuf_iterator<char>(in)),
@@ -132,12 +144,8 @@ int main(int argc, char** argv) {
 """
 
 
-@pytest.fixture(scope="module")
-def validator(tmp_path_factory, local_ca, device_certificate) -> Path:
-    """A host program: config.h's trust anchor in BearSSL's X.509 engine (libbearssl-dev)."""
-    tmp_path, folder = local_sketch(
-        tmp_path_factory, "bearssl", "localhost", device_certificate, local_ca
-    )
+def build_validator(tmp_path: Path, folder: Path) -> Path:
+    """A host program: the sketch's trust anchors in BearSSL's X.509 engine (libbearssl-dev)."""
     (folder / "validate.cpp").write_text(VALIDATOR)
     binary = tmp_path / "validate"
     built = subprocess.run(
@@ -156,6 +164,23 @@ def validator(tmp_path_factory, local_ca, device_certificate) -> Path:
     )
     assert built.returncode == 0, built.stderr
     return binary
+
+
+@pytest.fixture(scope="module")
+def validator(tmp_path_factory, local_ca, device_certificate) -> Path:
+    """BearSSL with config.h's local CA as the board's anchor."""
+    tmp_path, folder = local_sketch(
+        tmp_path_factory, "bearssl", "localhost", device_certificate, local_ca
+    )
+    return build_validator(tmp_path, folder)
+
+
+@pytest.fixture(scope="module")
+def aws_validator(tmp_path_factory, device_certificate) -> Path:
+    """BearSSL with the anchors the sketch uses on AWS IoT (amazon_trust_anchors.h)."""
+    tmp_path = tmp_path_factory.mktemp("bearssl-aws")
+    text = config_h.render("Class", "password1", AWS_ENDPOINT, device_certificate).text
+    return build_validator(tmp_path, sketch_folder(tmp_path, text))
 
 
 def chain_files(tmp_path: Path, pem_chain: bytes) -> list[str]:
@@ -210,6 +235,64 @@ def test_bearssl_rejects_a_certificate_from_another_ca(validator, tmp_path) -> N
         [str(validator), "localhost", *chain_files(tmp_path, chain)], capture_output=True, text=True
     )
     assert done.stdout.strip() == "62"  # BR_ERR_X509_NOT_TRUSTED
+
+
+def validate(validator: Path, name: str, chain: list[str]) -> str:
+    """BearSSL's answer for `chain` and server `name`: "0", or its error code."""
+    done = subprocess.run([str(validator), name, *chain], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def test_the_amazon_anchors_are_written_from_the_shipped_roots() -> None:
+    header = SKETCH / bearssl_anchors.HEADER_NAME
+    assert header.read_text() == bearssl_anchors.amazon_header(), (
+        "sketches/AWS/amazon_trust_anchors.h differs from kit/AmazonRootCAs.pem: run "
+        "`python tools/render_trust_anchors.py`"
+    )
+
+
+@pytest.mark.parametrize("root", ["Amazon Root CA 1", "Amazon Root CA 3"])
+def test_bearssl_on_aws_trusts_each_amazon_root(aws_validator, tmp_path, root) -> None:
+    # AWS ends its chain at Root CA 1 (RSA suites) or Root CA 3 (ECC suites). A root's own
+    # self-signature verifies only if the anchor's name and key bytes are exactly right.
+    found = [
+        cert
+        for cert in x509.load_pem_x509_certificates(amazon_roots().encode())
+        if cert.subject.rfc4514_string() == f"CN={root},O=Amazon,C=US"
+    ]
+    assert len(found) == 1
+    pem = found[0].public_bytes(serialization.Encoding.PEM)
+    assert validate(aws_validator, "-", chain_files(tmp_path, pem)) == "0"
+
+
+def test_bearssl_on_aws_refuses_a_look_alike_root(aws_validator, tmp_path) -> None:
+    # Same name as Amazon Root CA 3, another key: an attacker's CA gets nowhere.
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+
+    root3 = x509.load_pem_x509_certificates(amazon_roots().encode())[1]
+    key = new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    fake = (
+        x509.CertificateBuilder()
+        .subject_name(root3.subject)
+        .issuer_name(root3.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    chain = chain_files(tmp_path, fake.public_bytes(serialization.Encoding.PEM))
+    assert validate(aws_validator, "-", chain) != "0"
+
+
+def test_bearssl_on_aws_refuses_the_local_broker(aws_validator, local_ca, tmp_path) -> None:
+    cert_file, _ = local_ca.server_identity(["localhost"])
+    chain = chain_files(tmp_path, cert_file.read_bytes())
+    assert validate(aws_validator, "localhost", chain) == "62"  # BR_ERR_X509_NOT_TRUSTED
 
 
 # The sketch running on the host (tests/arduino_stubs/aws_host.cpp stands in for the network,

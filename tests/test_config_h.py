@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from helpers import csr_pem, new_key, private_key_pem, serial_monitor
 from hypothesis import HealthCheck, given, settings
@@ -429,13 +430,30 @@ def test_parse_refuses_what_the_board_cannot_use(certificates, edit, words) -> N
         config_h.parse(edit(text))
 
 
-def test_config_h_carries_a_ca_only_when_the_board_does_not_trust_it_built_in(ca) -> None:
-    from kit.trust import amazon_root_ca
+def test_config_h_carries_a_ca_only_when_the_sketch_does_not(ca) -> None:
+    from kit.trust import amazon_roots
 
-    assert config_h.trust_anchor(amazon_root_ca()) == ""  # AWS: built into the board's TLS
-    assert config_h.trust_anchor(amazon_root_ca().replace("\n", "\r\n")) == ""
+    assert config_h.trust_anchor(amazon_roots()) == ""  # AWS: amazon_trust_anchors.h has them
+    assert config_h.trust_anchor(amazon_roots().replace("\n", "\r\n")) == ""
+    root_1 = amazon_roots().split("# Amazon Root CA 3")[0]  # what older device records hold
+    assert config_h.trust_anchor(root_1) == ""
     local = ca.cert.public_bytes(serialization.Encoding.PEM).decode()
     assert config_h.trust_anchor(local) == local  # any other cloud's CA goes into config.h
+
+
+def test_the_virtual_board_trusts_the_roots_the_sketch_trusts(certificates, ca) -> None:
+    # The sketch picks amazon_trust_anchors.h (written from the same PEM) or config.h's local
+    # CA; the virtual board's TLS trusts the same, so neither accepts a broker the other refuses.
+    on_aws = config_h.render("w", "password1", "a-ats.iot.eu-west-1.amazonaws.com", certificates[0])
+    found = x509.load_pem_x509_certificates(on_aws.config.trusted_roots.encode())
+    assert [cert.subject.rfc4514_string() for cert in found] == [
+        "CN=Amazon Root CA 1,O=Amazon,C=US",
+        "CN=Amazon Root CA 3,O=Amazon,C=US",
+    ]
+    local = ca.cert.public_bytes(serialization.Encoding.PEM).decode()
+    on_local = config_h.render("w", "password1", "b.local", certificates[0], local_ca=local)
+    assert on_local.config.trusted_roots == on_local.config.local_ca
+    assert "Amazon" not in on_local.config.trusted_roots
 
 
 def test_the_notebook_shows_a_summary_and_the_whole_file_on_request(certificates) -> None:
@@ -444,5 +462,5 @@ def test_the_notebook_shows_a_summary_and_the_whole_file_on_request(certificates
     shown = rendered._repr_html_()
     summary, whole = shown.split("<details>")
     assert "Classroom, password set (masked)" in summary and "broker.local:8883" in summary
-    assert "Amazon Root CA 1" in summary and "#define" not in summary
+    assert "Amazon Root CA 1 and 3" in summary and "#define" not in summary
     assert "WIFI_SSID" in whole and "hunter2" not in shown

@@ -22,6 +22,8 @@ ABOVE = {
     "kit.signatures": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.config_values": ["kit.certs", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.certs": ["kit.board", "kit.cloud", "kit.config_h", "kit.sim", "kit.telemetry"],
+    "kit.trust": ["kit.certs", "kit.config_h", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
+    "kit.bearssl_anchors": ["kit.config_h", "kit.board", "kit.cloud", "kit.sim", "kit.cli"],
     "kit.board_ports": ["kit.sim", "kit.cloud", "kit.certs", "kit.telemetry", "kit.cli"],
     "kit.board": ["kit.sim", "kit.cloud", "kit.telemetry", "kit.widgets", "kit.course", "kit.cli"],
     "kit.config_h": ["kit.board", "kit.cloud", "kit.sim", "kit.telemetry", "kit.cli"],

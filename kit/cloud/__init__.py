@@ -18,7 +18,7 @@ from kit.certs import Csr, load_certificate, matches
 from kit.cloud.store import Message, Presence
 from kit.errors import KeyMismatchError
 from kit.places import write_private
-from kit.trust import amazon_root_ca
+from kit.trust import amazon_roots
 
 if TYPE_CHECKING:  # a name for type checking only: the options belong to the local cloud
     from kit.cloud.options import LocalOptions
@@ -29,7 +29,7 @@ __all__ = [
     "ObserverIdentity",
     "Presence",
     "Registration",
-    "amazon_root_ca",
+    "amazon_roots",
     "open_cloud",
 ]
 

@@ -31,14 +31,14 @@ from botocore.exceptions import (
 
 from kit.aws_websocket import signed_path
 from kit.certs import Csr, load_certificate, matches, validate_device_name
-from kit.cloud import Cloud, CloudStatus, ObserverIdentity, Registration, amazon_root_ca
+from kit.cloud import Cloud, CloudStatus, ObserverIdentity, Registration, amazon_roots
 from kit.cloud.aws_errors import THROTTLED, explain
 from kit.cloud.policy import OBSERVER_ID_PREFIX, POLICY_NAME, aws_policy_document
 from kit.cloud.store import Message, Presence, Store
 from kit.errors import AwsError, KeyMismatchError, KitError, NotFoundError, ThingTakenError
 from kit.places import kit_home
 from kit.ports import MQTT_TLS_PORT
-from kit.trust import amazon_root_ca_file
+from kit.trust import amazon_roots_file
 
 MQTT_PORT = MQTT_TLS_PORT
 # Under AWS's 15 requests/s (CreatePolicy: 10/s) in any second, a burst of two included.
@@ -212,7 +212,7 @@ class AwsCloud(Cloud):
                 with contextlib.suppress(AwsError):  # best effort: report the first failure
                     step()
             raise
-        return Registration(thing, pem, cert_id, endpoint, MQTT_PORT, amazon_root_ca(), self.name)
+        return Registration(thing, pem, cert_id, endpoint, MQTT_PORT, amazon_roots(), self.name)
 
     def _existing(self, thing: str, csr: Csr) -> Registration | None:
         """The registration of this CSR's key if the thing has it; refuse another key."""
@@ -233,7 +233,7 @@ class AwsCloud(Cloud):
                     cert_id,
                     self.endpoint,
                     MQTT_PORT,
-                    amazon_root_ca(),
+                    amazon_roots(),
                     self.name,
                     created=False,
                 )
@@ -335,7 +335,7 @@ class AwsCloud(Cloud):
             self.endpoint,
             443,
             443,
-            amazon_root_ca_file(),
+            amazon_roots_file(),
             None,
             None,
             OBSERVER_ID_PREFIX,

@@ -179,11 +179,9 @@ class VirtualBoard:
         echo: Callable[[bytes], None] | None = None,
         aws_config: SketchConfig | None = None,
         firmware_settings: FirmwareSettings | None = None,
-        trusted_ca: str = "",
     ) -> None:
         """A board flashed with the CSR sketch, or with the AWS firmware when `aws_config` is
-        given (the values of a rendered config.h); `trusted_ca` is the CA its TLS trusts (what
-        config.h gives, else what the real firmware has built in: Amazon Root CA 1)."""
+        given (the values of a rendered config.h, whose roots its TLS trusts as the sketch's)."""
         self.name = name
         self.settings = settings or SketchSettings()
         self.aws_config = aws_config
@@ -203,7 +201,7 @@ class VirtualBoard:
             self.firmware = AwsFirmware(
                 aws_config,
                 self.chip,
-                trusted_ca or aws_config.local_ca,
+                aws_config.trusted_roots,
                 self._serial,
                 self.firmware_settings,
             )

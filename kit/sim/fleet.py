@@ -21,7 +21,6 @@ from pathlib import Path
 from kit import background, config_h
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
-from kit.trust import amazon_root_ca
 
 MODULE = "kit.sim.fleet"
 PID_FILE = "fleet.pid"
@@ -45,9 +44,7 @@ def run(folder: Path, interval: float, stopped: threading.Event, timestamp: bool
         settings = FirmwareSettings(
             interval=interval, seed=zlib.crc32(board.name.encode()), timestamp=timestamp
         )
-        firmware = AwsFirmware(
-            config, chip, config.local_ca or amazon_root_ca(), lambda _line: None, settings
-        )
+        firmware = AwsFirmware(config, chip, config.trusted_roots, lambda _line: None, settings)
         firmwares.append(firmware.start())
     print(f"{len(firmwares)} virtual board(s) running; stop with SIGTERM.", flush=True)
     try:

@@ -17,7 +17,6 @@ from kit.sim import board as vboard
 from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
 from kit.sim.csr_sketch import FAILURES, VARIANTS, SketchSettings
 from kit.sim.eccx08 import ChipTiming
-from kit.trust import amazon_root_ca
 
 CONFIG_LIMIT = 1024 * 1024  # a config.h is a few KB
 
@@ -80,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
         echo=_echo,
         aws_config=aws_config,
         firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
-        # As on the real board: the CA config.h gives, else the one its TLS has built in.
-        trusted_ca=(aws_config.local_ca or amazon_root_ca()) if aws_config else "",
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

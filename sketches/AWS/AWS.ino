@@ -23,16 +23,19 @@
 #include <Adafruit_SHT31.h>
 
 #include "config.h"
+#include "amazon_trust_anchors.h"
 #include "local_trust_anchor.h"
 
 const unsigned long PUBLISH_INTERVAL_MS = 10000;
 const unsigned long RETRY_DELAY_MS = 5000;
 
 WiFiClient wifiClient;
+// The board trusts only the broker's roots: the local cloud's CA, or Amazon Root CA 1 and 3 (the
+// library's built-in roots have Root CA 1 but not Root CA 3, which AWS uses for ECC suites).
 #if KIT_LOCAL_CA
 BearSSLClient sslClient(wifiClient, LOCAL_TRUST_ANCHORS, LOCAL_TRUST_ANCHORS_NUM);
 #else
-BearSSLClient sslClient(wifiClient);  // trusts Amazon Root CA 1 built in
+BearSSLClient sslClient(wifiClient, AMAZON_TRUST_ANCHORS, AMAZON_TRUST_ANCHORS_NUM);
 #endif
 MqttClient mqttClient(sslClient);
 Adafruit_SHT31 sht31;

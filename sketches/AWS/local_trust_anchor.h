@@ -1,6 +1,6 @@
 // The BearSSL trust anchor for a local cloud's CA, built from the two arrays config.h holds
 // (LOCAL_CA_DN: the CA's subject, DER; LOCAL_CA_EC_Q: its P-256 public key, uncompressed).
-// With AWS IoT, config.h sets KIT_LOCAL_CA to 0 and the board trusts Amazon Root CA 1 built in.
+// With AWS IoT, config.h sets KIT_LOCAL_CA to 0 and the sketch uses amazon_trust_anchors.h.
 #pragma once
 
 #if KIT_LOCAL_CA
