@@ -3,17 +3,22 @@
 The notebooks and the CLI share it: a restarted kernel, the next notebook or `kit config-h`
 find the current device there. The folder holds the CSR, the certificate, the CA that signs the
 broker's certificate, and device.json (cloud, broker, slot, board, chip serial, dates).
+
+Windows and macOS do not tell 'Board1' from 'board1' in a folder name, so two names that differ
+only in case would share one folder there: the kit refuses to save the second, and never reads
+or deletes one device's folder under the other's name.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from kit import settings
-from kit.errors import DamagedFileError, DeviceNotFoundError
+from kit.errors import DamagedFileError, DeviceNameError, DeviceNotFoundError
 from kit.names import validate_device_name
 from kit.places import damaged, kit_home, read_json, read_state, set_aside, write_private
 
@@ -77,8 +82,37 @@ def device_dir(thing: str) -> Path:
     return kit_home() / "devices" / validate_device_name(thing).name
 
 
+def _record_names() -> list[str]:
+    """The names of the record folders, as the file system spells them."""
+    root = kit_home() / "devices"
+    if not root.is_dir():
+        return []
+    # Folders set aside by a repair (name.damaged-<time>) are not device names: skip them.
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and "." not in p.name)
+
+
+def case_twins(thing: str, names: list[str] | None = None) -> list[str]:
+    """Recorded names (or `names`) that differ from `thing` only in upper and lower case."""
+    names = _record_names() if names is None else names
+    return [n for n in names if n != thing and n.lower() == thing.lower()]
+
+
+def check_case(thing: str) -> None:
+    """Refuse a name whose record would share a folder with another's on Windows and macOS."""
+    twins = case_twins(thing)
+    if twins:
+        other = twins[0]
+        raise DeviceNameError(
+            f"The device name '{thing}' differs from '{other}', a device already registered on "
+            "this computer, only in upper and lower case: on Windows and macOS both would share "
+            f"one folder. Give this device a name that differs by more than case, or remove "
+            f"'{other}' first (course.unregister('{other}'), or `kit unregister {other}`)."
+        )
+
+
 def save(record: DeviceRecord, csr_pem: str, certificate_pem: str, ca_pem: str) -> DeviceRecord:
     """Write the record and its files, and make it the current device."""
+    check_case(record.thing)  # before anything is set aside: the folder may be the other's
     folder = record.folder
     if folder.exists():
         try:
@@ -97,6 +131,14 @@ def load(thing: str | None = None) -> DeviceRecord:
     """The record of `thing`, or of the current device."""
     thing = thing or current_name()
     folder = device_dir(thing)
+    names = _record_names()
+    twins = case_twins(thing, names)
+    if twins and thing not in names:  # on Windows and macOS the folder is the twin's
+        raise DeviceNotFoundError(
+            f"No device called '{thing}' is registered on this computer, but '{twins[0]}' is: "
+            f"the names differ only in upper and lower case. Use '{twins[0]}' (`kit things` "
+            "lists the devices)."
+        )
     path = folder / "device.json"
     values = read_json(path, _fix(thing), folder)
     if values is None:
@@ -133,17 +175,27 @@ def load(thing: str | None = None) -> DeviceRecord:
 def all_records() -> list[DeviceRecord]:
     """Every device registered from this computer."""
     root = kit_home() / "devices"
-    # Folders set aside by a repair (name.damaged-<time>) are not device names: skip them.
-    names = sorted(p.parent.name for p in root.glob("*/device.json") if "." not in p.parent.name)
-    return [load(name) for name in names]
+    # Folders set aside by a repair have a '.', and a record an older kit made under a name
+    # this kit refuses (such as one with ':') cannot be read: both are skipped.
+    names = [n for n in _record_names() if os.path.lexists(root / n / "device.json")]
+    return [load(name) for name in names if _valid(name)]
+
+
+def _valid(name: str) -> bool:
+    """Whether `name` is a device name this kit accepts."""
+    try:
+        validate_device_name(name)
+    except DeviceNameError:
+        return False
+    return True
 
 
 def forget(thing: str) -> None:
     """Delete a device's record (after unregistering it)."""
     folder = device_dir(thing)
-    for path in folder.glob("*"):
-        path.unlink()
-    if folder.exists():
+    if thing in _record_names():  # on Windows and macOS 'Board1' would open board1's folder
+        for path in folder.glob("*"):
+            path.unlink()
         folder.rmdir()
     if settings.current_device() == thing:
         settings.set_current_device(None)
@@ -161,4 +213,5 @@ def current_name() -> str:
 
 
 def set_current(thing: str) -> None:
+    """Make `thing` the device the notebooks and the CLI work with."""
     settings.set_current_device(thing)

@@ -7,6 +7,11 @@ its owner (0700 folders, 0600 files): it holds keys, a password in config.h and 
 
 A file the kit cannot read is never overwritten or deleted: the error names it, says what is
 wrong, and `kit doctor --repair` moves it aside (name.damaged-<time>) before starting afresh.
+
+Files are written as bytes, so Windows does not end each line with CR LF: config.h, PEM and
+JSON files are the same bytes on every system. They are read back with CR LF taken as LF (a file
+edited in Notepad or copied from a Windows laptop). On Windows chmod only sets the read-only
+flag: there the data folder is private through the user's own folder (%LOCALAPPDATA%).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextvars
 import json
 import os
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -131,7 +137,8 @@ def damaged(path: Path, problem: str, after: str, target: Path | None = None) ->
 
 
 def read_state(path: Path, after: str, target: Path | None = None) -> str | None:
-    """The text of a state file in the data folder, None if there is none, or DamagedFileError.
+    """The text of a state file in the data folder (CR LF read as LF), None if there is none,
+    or DamagedFileError.
 
     Only a regular file of a sane size is read: a FIFO, a device or a link to /dev/zero where a
     state file belongs would otherwise hang the kit or fill its memory.
@@ -152,11 +159,12 @@ def read_state(path: Path, after: str, target: Path | None = None) -> str | None
             path, f"it is {info.st_size:,} bytes, far more than the kit writes", after, target
         )
     try:
-        return path.read_bytes()[:STATE_LIMIT].decode("utf-8")
+        text = path.read_bytes()[:STATE_LIMIT].decode("utf-8")
     except UnicodeDecodeError:
         raise damaged(path, "it is not text", after, target) from None
     except OSError as error:
         raise damaged(path, f"it cannot be read ({error.strerror})", after, target) from None
+    return text.replace("\r\n", "\n")
 
 
 def read_json(path: Path, after: str, target: Path | None = None) -> dict[str, Any] | None:
@@ -201,7 +209,8 @@ def private_dir(path: Path, tighten: bool = False) -> Path:
             folder.mkdir(mode=0o700)
     if not path.is_dir():
         raise DataDirError(f"{path} is not a folder. Set KIT_HOME to a folder (or unset it).")
-    if tighten and os.name == "posix" and not path.is_symlink() and path.stat().st_mode & 0o077:
+    tighten = tighten and sys.platform != "win32"  # Windows has no such mode bits to tighten
+    if tighten and not path.is_symlink() and path.stat().st_mode & 0o077:
         with contextlib.suppress(PermissionError):
             os.chmod(path, 0o700)
     return path
@@ -210,8 +219,11 @@ def private_dir(path: Path, tighten: bool = False) -> Path:
 def open_private(path: Path) -> BinaryIO:
     """Open a log for appending, created 0600 (logs hold device names and addresses)."""
     private_dir(path.parent)
-    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    if os.name == "posix":
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    if sys.platform == "win32":
+        flags |= os.O_BINARY  # without it Windows writes '\r\n' for every '\n' in the log
+    handle = os.open(path, flags, 0o600)
+    if sys.platform != "win32":
         os.fchmod(handle, 0o600)  # also a log an older kit made 0644
     return os.fdopen(handle, "ab", buffering=0)
 
@@ -228,13 +240,15 @@ def checkout() -> Path:
 
 
 def write_private(path: Path, text: str) -> Path:
-    """Write `text` to `path` atomically (temp file + rename), readable by the owner only."""
+    """Write `text` to `path` atomically (temp file + rename), readable by the owner only.
+
+    The bytes are exactly `text` in UTF-8: Windows adds no CR before each LF."""
     path = Path(path)
     private_dir(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:  # mkstemp opens it binary on Windows as well
+            out.write(text.encode("utf-8"))
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, 0o600)

@@ -212,7 +212,7 @@ def test_load_accepts_der_bytes(ca, key) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["0123C13DA283AFA5EE", "device_01", "lab:bench-3", "a", "x" * 64, "Z_9-:"]
+    "name", ["0123C13DA283AFA5EE", "device_01", "lab-bench-3", "a", "x" * 64, "Z_9-", "COM10"]
 )
 def test_valid_device_names(name: str) -> None:
     checked = certs.validate_device_name(name)
@@ -237,6 +237,8 @@ def test_device_name_notes_nonstandard_characters() -> None:
         ("dev.1", "'.', which AWS thing names do not allow"),
         ("café", "'é', which is not a plain ASCII letter"),
         ("a@b", "'@'; use only letters, digits"),
+        ("lab:bench-3", "':', which Windows does not allow in a folder name"),
+        ("nul", "one Windows keeps for itself"),
     ],
 )
 def test_invalid_device_names_name_the_character(name: str, words: str) -> None:

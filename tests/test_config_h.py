@@ -96,7 +96,7 @@ def certificates():
     ca = make_ca()
     return [
         ca.issue(new_key().public_key(), name)
-        for name in ("0123C13DA283AFA5EE", "device_01", "a:b-c")
+        for name in ("0123C13DA283AFA5EE", "device_01", "a_b-c")
     ]
 
 
