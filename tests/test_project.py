@@ -206,3 +206,145 @@ def test_a_module_wide_fixture_never_writes_to_the_users_data_folder(
 ) -> None:
     # A local cloud shared by a module's tests lives in this run's folder.
     assert module_home.is_relative_to(tmp_path_factory.getbasetemp())
+
+
+# The README's steps for Windows, macOS and conda, checked against the code they name.
+PLATFORMS = "### Windows, macOS and conda"
+PROGRAMS = re.compile(r"(kit|python3?(\.\d+)?|py|conda|make)$")
+
+
+def platform_section() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index(PLATFORMS)
+    end = readme.index("\n### ", start + len(PLATFORMS))
+    return readme[start:end]
+
+
+def platform_commands() -> list[list[str]]:
+    """Each command the section gives, in a code block or in `backticks`, as its words, when it
+    starts with a program of the kit's own (a path to one, such as .venv/bin/kit, too)."""
+    section = platform_section()
+    lines = [
+        line
+        for block in re.findall(r"```\w*\n(.*?)```", section, re.DOTALL)
+        for line in block.splitlines()
+    ]
+    spans = re.findall(
+        r"(?<!`)`([^`\n]+)`(?!`)", re.sub(r"```.*?```", "", section, flags=re.DOTALL)
+    )
+    commands = []
+    for text in lines + spans:
+        words = text.split()
+        if words and PROGRAMS.match(re.split(r"[\\/]", words[0])[-1]):
+            commands.append(words)
+    return commands
+
+
+def test_the_platform_steps_name_kit_commands_and_options_that_exist() -> None:
+    from kit.cli import build_parser
+
+    checked = set()
+    for words in platform_commands():
+        program = re.split(r"[\\/]", words[0])[-1]
+        if program != "kit" or len(words) == 1:
+            continue
+        # The kit's own parser: an unknown command or option raises UsageError.
+        args = build_parser().parse_args(words[1:])
+        assert hasattr(args, "run"), words
+        checked.add(args.command)
+    assert {"lab", "doctor", "boards", "use", "cloud", "class"} <= checked, checked
+
+
+def test_the_platform_steps_name_programs_files_and_targets_that_exist() -> None:
+    import importlib.util
+    import sysconfig
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "kit" in pyproject["project"]["scripts"]
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    section = platform_section()
+    # A venv keeps its programs in Scripts\ on Windows and bin/ elsewhere.
+    schemes = sysconfig.get_scheme_names()
+    for scheme, path in (("nt", ".venv\\Scripts\\"), ("posix", ".venv/bin/")):
+        scheme = f"{scheme}_venv" if f"{scheme}_venv" in schemes else f"{scheme}_prefix"
+        scheme = scheme if scheme in schemes else "nt"
+        where = sysconfig.get_path("scripts", scheme, {"base": ".venv", "platbase": ".venv"})
+        assert where.replace("/", path[-1]) + path[-1] == path
+        assert f"{path}python -m pip install -e ." in section
+        assert f"{path}kit lab" in section
+    seen = set()
+    for words in platform_commands():
+        program = re.split(r"[\\/]", words[0])[-1]
+        seen.add(program)
+        if "-m" in words:  # python -m MODULE, py -3 -m MODULE
+            module = words[words.index("-m") + 1]
+            assert importlib.util.find_spec(module) is not None, words
+            if module == "pip" and "-e" in words:
+                target = words[words.index("-e") + 1].strip("\"'")
+                assert target in (".", ".[dev]"), words
+                if target == ".[dev]":
+                    assert "dev" in pyproject["project"]["optional-dependencies"]
+        elif program == "conda":
+            if "-f" in words:
+                assert (ROOT / words[words.index("-f") + 1]).is_file(), words
+            if words[1] == "activate":
+                assert words[2] == environment["name"], words
+        elif program == "make" and len(words) > 1:
+            assert re.search(rf"^{words[1]}:", makefile, re.MULTILINE), words
+    assert {"kit", "python", "py", "python3", "conda", "make"} <= seen, seen
+
+
+def test_the_platform_section_gives_the_kits_ports_and_addresses(tmp_path: Path) -> None:
+    from kit.cli import build_parser
+    from kit.cloud import options
+    from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
+    from kit.sim.serial_port import VirtualSerialPort
+
+    section = platform_section()
+    site_port = build_parser().parse_args(["class", "serve"]).port
+    mentioned = {int(port) for port in re.findall(r"\b(8\d\d\d)\b", section)}
+    assert mentioned == {site_port, MQTT_TLS_PORT, WEBSOCKET_TLS_PORT} == {8443, 8883, 8884}
+    # For one laptop, the local cloud and the virtual board's socket are on 127.0.0.1 only ...
+    assert options.LocalOptions().host == "127.0.0.1" and "127.0.0.1 only" in section
+    from kit import settings, steps
+
+    assert steps.open_chosen_cloud(settings.Settings()).options.host == "127.0.0.1"
+    port = VirtualSerialPort(use_pty=False)
+    try:
+        assert port._server.getsockname()[0] == "127.0.0.1"
+    finally:
+        port.close()
+    # ... and --listen (as the class's cloud) listens on every address.
+    listening = build_parser().parse_args(["cloud", "up", "--listen"])
+    assert options.from_arguments(listening).host == "0.0.0.0" and "0.0.0.0" in section
+    serving = build_parser().parse_args(["class", "serve"])
+    assert serving.listen is None and not serving.http  # the CLI's default: every address
+
+
+def test_the_platform_section_gives_each_systems_data_folder(monkeypatch, tmp_path) -> None:
+    import platformdirs
+    import platformdirs.macos
+    import platformdirs.unix
+    import platformdirs.windows
+
+    from kit.places import kit_home
+
+    section = platform_section()
+    # The kit's folder is platformdirs' user data folder for "kit" when KIT_HOME is unset.
+    monkeypatch.delenv("KIT_HOME")
+    monkeypatch.setattr(platformdirs, "user_data_dir", lambda name: str(tmp_path / name))
+    assert kit_home(create=False) == tmp_path / "kit"
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    home = os.path.expanduser("~")
+    for folder, system in (
+        ("~/Library/Application Support/kit", platformdirs.macos.MacOS),
+        ("~/.local/share/kit", platformdirs.unix.Unix),
+    ):
+        assert system("kit").user_data_dir == folder.replace("~", home, 1)
+        assert f"`{folder}`" in section
+    local = "C:\\Users\\<you>\\AppData\\Local"
+    monkeypatch.setattr(platformdirs.windows, "get_win_folder", lambda name: local)
+    windows = platformdirs.windows.Windows("kit").user_data_dir.replace("/", "\\")
+    assert windows == f"{local}\\kit\\kit" and f"`{windows}`" in section
+    assert "\\LocalCache\\Local\\kit\\kit" in section  # the same folder, as the Store keeps it
