@@ -3,3 +3,14 @@
 store (accounts, sessions, ownership) ← passwords, roster, web_certificate ← site (FastAPI) ←
 server (`kit class serve`). The cloud behind it is any `kit.cloud.Cloud`.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kit import background
+
+
+def site_process(folder: Path) -> background.Managed:
+    """The class site process's lock, state, log (serve.log) and requests, in the class folder."""
+    return background.Managed(folder, "site", "serve.log")

@@ -4,10 +4,12 @@ python -m kit.classroom --folder FOLDER --port PORT [--broker-host NAME]."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
-from kit import environment
-from kit.classroom import server
+from kit import background, environment
+from kit.classroom import server, site_process
 
 
 def main() -> None:
@@ -18,10 +20,16 @@ def main() -> None:
     parser.add_argument("--broker-port", type=int)
     parser.add_argument("--broker-ws-port", type=int)
     args = parser.parse_args()
+    site = site_process(args.folder)
+    lock = background.claim(site, wait=2.0)  # held while this process lives
+    if lock is None:
+        sys.exit(f"The class site already runs (process {background.read_pid(site.lock)}).")
+    background.interrupt_on_stop(site)  # uvicorn shuts down gracefully, as on Ctrl+C
     env = environment.Environment(broker_port=args.broker_port, broker_ws_port=args.broker_ws_port)
     cloud = server.open_class_cloud(args.folder, args.broker_host, env)
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)), flush=True)
-    server.serve(args.folder, cloud, listen="0.0.0.0", port=args.port)
+    with background.serving(site, {"port": args.port}), contextlib.suppress(KeyboardInterrupt):
+        server.serve(args.folder, cloud, listen="0.0.0.0", port=args.port)
 
 
 if __name__ == "__main__":

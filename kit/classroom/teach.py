@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import html
 import ssl
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from kit import background, environment
-from kit.classroom import ownership, roster, server
+from kit.classroom import ownership, roster, server, site_process
 from kit.classroom.store import ClassStore, open_store
 from kit.cloud import Cloud
 from kit.course import Notice
@@ -30,7 +29,6 @@ from kit.telemetry import Reading, decode
 
 REFRESH_SECONDS = 5.0
 MODULE = "kit.classroom"  # the site as a background process (kit/classroom/__main__.py)
-PID_FILE = "serve.pid"
 
 
 def start(host: str = "", broker_host: str = "") -> Notice:
@@ -50,9 +48,15 @@ def start(host: str = "", broker_host: str = "") -> Notice:
             command += ["--broker-port", str(env.broker_port)]
         if env.broker_ws_port:
             command += ["--broker-ws-port", str(env.broker_ws_port)]
-        process = background.spawn(command, folder / "serve.log")
-        (folder / PID_FILE).write_text(f"{process.pid}\n")
-        _wait_for_site(port, folder, process)
+        background.launch(
+            site_process(folder),
+            command,
+            60.0,
+            lambda reason: ClassError(
+                f"The class site did not start: {reason}. Is port {port} taken by another program?"
+            ),
+        )
+        _wait_for_site(port, folder)
     with open_store(folder) as store:
         address, fingerprint = store.fact("address") or "", store.fact("fingerprint") or ""
     return Notice(
@@ -63,7 +67,7 @@ def start(host: str = "", broker_host: str = "") -> Notice:
 
 def stop() -> Notice:
     """Stop the class site (the class and its devices stay)."""
-    if not background.stop_noted(server.class_folder() / PID_FILE, MODULE):
+    if not background.stop(site_process(server.class_folder())):
         return Notice("The class site was not running.")
     return Notice("The class site is stopped; start() runs it again with everything kept.")
 
@@ -178,24 +182,22 @@ def _last_reading(cloud: Cloud, thing: str, since: float | None) -> str:
 
 
 def _running(folder: Path) -> int | None:
-    return background.noted_running(folder / PID_FILE, MODULE)
+    state = background.running(site_process(folder))
+    return None if state is None else int(state["pid"])
 
 
-def _wait_for_site(
-    port: int, folder: Path, process: subprocess.Popen[bytes], timeout: float = 60.0
-) -> None:
+def _wait_for_site(port: int, folder: Path, timeout: float = 60.0) -> None:
+    """Wait until the site answers on `port`; stop it and say why if it does not."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
             return
         except OSError:
-            # The process itself, not its pid file: until it has started, its command line is
-            # still this kernel's.
-            if time.monotonic() > deadline or process.poll() is not None:
-                background.stop(process.pid)  # never left half-started in the background
+            if time.monotonic() > deadline or _running(folder) is None:
+                background.stop(site_process(folder))  # never left half-started in the background
                 raise ClassError(
-                    f"The class site did not start: its log is {folder / 'serve.log'}. Is "
-                    f"port {port} taken by another program?"
+                    f"The class site did not start: {background.last_line(folder / 'serve.log')} "
+                    f"(its log: {folder / 'serve.log'}). Is port {port} taken by another program?"
                 ) from None
             time.sleep(0.3)

@@ -7,13 +7,9 @@ service.lock for as long as it runs, so "is it running" never trusts a pid alone
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -22,8 +18,8 @@ from kit.cloud import options as local_options
 from kit.cloud.local import LocalCloud, cloud_dir
 from kit.cloud.local_broker import check_ports_free
 from kit.cloud.options import LocalOptions
-from kit.errors import BrokerNotRunningError, CloudError, DamagedFileError, KitError
-from kit.places import private_dir, read_json, write_private
+from kit.errors import BrokerNotRunningError, CloudError, KitError
+from kit.places import private_dir
 
 
 @dataclass(frozen=True)
@@ -37,22 +33,19 @@ class ServiceState:
     broker_host: str
 
 
+def managed() -> background.Managed:
+    """The service process's lock, state (service.json), log and requests."""
+    return background.Managed(cloud_dir(), "service", "broker.log")
+
+
 def service_state() -> ServiceState | None:
     """The running service, or None (a stale state file from a crashed run is ignored)."""
+    values = background.running(managed())
     try:
-        values = read_json(cloud_dir() / "service.json", "") or {}
-        state = ServiceState(**values)
-    except (DamagedFileError, TypeError):
-        return None  # a state file from a crash, or damaged: no service to talk to
-    if not _plausible(state):
-        return None
-    # The service holds its lock while it lives: a killed one (kill -9) leaves a state file and
-    # maybe a zombie process, but never a held lock. The pid must be the lock holder's own.
-    lock = cloud_dir() / "service.lock"
-    held = background.lock_held(lock)
-    if held is None:  # pragma: no cover - no locks (Windows): the pid alone
-        return state if background.alive(state.pid) else None
-    return state if held and background.read_pid(lock) == state.pid else None
+        state = ServiceState(**(values or {}))
+    except TypeError:
+        return None  # no service, or a state file that is not one
+    return state if _plausible(state) else None
 
 
 def _plausible(state: ServiceState) -> bool:
@@ -69,16 +62,14 @@ def _plausible(state: ServiceState) -> bool:
 def run_service(options: LocalOptions) -> None:
     """Run the broker in the foreground until SIGTERM or Ctrl+C (what `kit cloud up` starts)."""
     private_dir(cloud_dir())
-    lock = background.hold_lock(cloud_dir() / "service.lock", wait=2.0)
+    lock = background.claim(managed(), wait=2.0)
     if lock is None:
-        pid = background.read_pid(cloud_dir() / "service.lock")
+        pid = background.read_pid(managed().lock)
         raise CloudError(
             f"The local cloud is already running{f' (process {pid})' if pid else ''}. "
             "`kit cloud status` shows where; course.stop() in a notebook or `kit stop` stops it."
         )
-    background.write_pid(lock)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    stopped = background.stop_requested(managed())  # kit stop, SIGTERM or Ctrl+C
     # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kit.broker").setLevel(logging.INFO)
@@ -86,19 +77,14 @@ def run_service(options: LocalOptions) -> None:
         state = ServiceState(
             os.getpid(), options.host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
         )
-        write_private(cloud_dir() / "service.json", json.dumps(asdict(state)) + "\n")
-        print(
-            f"Local cloud: MQTT over TLS on {cloud.broker_host}:{state.port}, "
-            f"WebSocket over TLS on port {state.ws_port}",
-            flush=True,
-        )
-        try:
-            while not stopped.wait(0.5):
+        with background.serving(managed(), asdict(state)):
+            print(
+                f"Local cloud: MQTT over TLS on {cloud.broker_host}:{state.port}, "
+                f"WebSocket over TLS on port {state.ws_port}",
+                flush=True,
+            )
+            while not stopped.wait(0.5):  # a timeout: on Windows a bare wait() ignores Ctrl+C
                 pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            (cloud_dir() / "service.json").unlink(missing_ok=True)
 
 
 def start_service(
@@ -141,36 +127,23 @@ def start_service(
 def _spawn_service(options: LocalOptions, timeout: float) -> ServiceState:
     """Run `python -m kit.cloud.service` in the background and wait until it serves."""
     check_ports_free(options.host, options.listening_ports)
-    (cloud_dir() / "service.json").unlink(missing_ok=True)  # a stale one from a crash
     # The service's own entry point: a background process never runs through the CLI.
     command = [sys.executable, "-m", "kit.cloud.service", *options.command_line()]
-    process = background.spawn(command, cloud_dir() / "broker.log")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = service_state()
-        if state is not None and state.pid == process.pid:
-            return state
-        if process.poll() is not None:
-            raise CloudError(
-                "The local cloud stopped while starting: "
-                + background.last_line(cloud_dir() / "broker.log")
-            )
-        time.sleep(0.1)
-    process.kill()
-    raise CloudError(
-        f"The local cloud did not start within {timeout:.0f} s; see {cloud_dir() / 'broker.log'}."
+    background.launch(
+        managed(),
+        command,
+        timeout,
+        lambda reason: CloudError(f"The local cloud did not start: {reason}"),
     )
+    state = service_state()
+    if state is None:
+        raise CloudError(f"The local cloud started but left no usable state; see {managed().log}.")
+    return state
 
 
 def stop_service(timeout: float = 30.0) -> bool:
     """Stop the background broker; return whether one was running."""
-    state = service_state()
-    if state is None:
-        (cloud_dir() / "service.json").unlink(missing_ok=True)
-        return False
-    background.stop(state.pid, timeout)
-    (cloud_dir() / "service.json").unlink(missing_ok=True)
-    return True
+    return background.stop(managed(), timeout)
 
 
 def require_service() -> ServiceState:

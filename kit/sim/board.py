@@ -9,9 +9,7 @@ board is refused: a real board cannot be plugged in twice.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import sys
 import threading
 import time
@@ -23,7 +21,7 @@ from typing import TextIO
 from kit import background
 from kit.config_h import SketchConfig
 from kit.errors import DamagedFileError, KitError, VirtualBoardError
-from kit.places import kit_home, open_private, private_dir, read_json, write_private
+from kit.places import kit_home, open_private, private_dir, read_json
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
@@ -74,25 +72,26 @@ def chip(name: str = DEFAULT_BOARD, timing: ChipTiming | None = None) -> Virtual
     return VirtualEccx08(board_dir(name) / "chip", timing)
 
 
+def managed(name: str) -> background.Managed:
+    """The board process's lock, state (board.json), log and requests."""
+    return background.Managed(board_dir(name), "board", "process.log")
+
+
 def running_boards() -> list[BoardInfo]:
     """Every virtual board whose process is alive."""
     root = kit_home() / "boards"
     boards = []
     for state in sorted(root.glob("*/board.json")) if root.exists() else []:
-        info = _read_info(state)
-        if info is not None and background.alive(info.pid):
+        info = _info(background.running(background.Managed(state.parent, "board")))
+        if info is not None:
             boards.append(info)
     return boards
 
 
 def find(name: str = DEFAULT_BOARD) -> BoardInfo:
     """The running board called `name`, or an error that says how to start it."""
-    info = _read_info(board_dir(name) / "board.json")
-    lock = board_dir(name) / "lock"
-    held = background.lock_held(lock)  # false once it died, even kill -9
-    if held is not None:  # the pid must be the lock holder's own
-        held = held and info is not None and background.read_pid(lock) == info.pid
-    if info is None or not (background.alive(info.pid) if held is None else held):
+    info = _info(background.running(managed(name)))
+    if info is None:
         raise VirtualBoardError(
             f"The virtual board '{name}' is not running. Start it: course.start() in notebook 00 "
             f"(or `kit sim --board {name}` in a terminal)."
@@ -124,7 +123,7 @@ def start(
         if same and firmware == "csr" and not reset_chip:
             return current
         stop(name)
-    folder = private_dir(board_dir(name))
+    private_dir(board_dir(name))
     # The board's own entry point: a background process never runs through the CLI.
     command = [sys.executable, "-m", "kit.sim", "--board", name, "--variant", variant]
     command += ["--fail", fail] if fail else []
@@ -133,38 +132,26 @@ def start(
     if config is not None:
         command += ["--firmware", "aws", "--config", str(config), "--interval", str(interval)]
         command += ["--misbehave", misbehave] if misbehave else []
-    process = background.spawn(command, folder / "process.log")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = _read_info(folder / "board.json")
-        if info is not None and info.pid == process.pid:
-            return info
-        if process.poll() is not None:
-            raise VirtualBoardError(
-                f"The virtual board '{name}' stopped while starting: "
-                + background.last_line(folder / "process.log")
-            )
-        time.sleep(0.05)
-    process.kill()
-    raise VirtualBoardError(f"The virtual board '{name}' did not start within {timeout:.0f} s.")
+    state = background.launch(
+        managed(name),
+        command,
+        timeout,
+        lambda reason: VirtualBoardError(f"The virtual board '{name}' did not start: {reason}"),
+    )
+    info = _info(state)
+    assert info is not None, state  # the board publishes a BoardInfo
+    return info
 
 
 def stop(name: str = DEFAULT_BOARD, timeout: float = 10.0) -> bool:
     """Stop a running virtual board; return whether one was running."""
-    try:
-        info = find(name)
-    except VirtualBoardError:
-        return False
-    background.stop(info.pid, timeout)
-    return True
+    return background.stop(managed(name), timeout)
 
 
 def press_reset(name: str = DEFAULT_BOARD) -> None:
     """Press the virtual board's reset button: its sketch starts again."""
-    info = find(name)
-    if not hasattr(signal, "SIGUSR1"):  # pragma: no cover - Windows
-        raise VirtualBoardError("Pressing reset needs Linux or macOS; stop and start the board.")
-    os.kill(info.pid, signal.SIGUSR1)
+    find(name)  # says how to start it, if it is not running
+    background.request(managed(name), "reset")
 
 
 class VirtualBoard:
@@ -189,7 +176,8 @@ class VirtualBoard:
         self.firmware: AwsFirmware | None = None
         self.folder = board_dir(name)
         private_dir(self.folder)
-        self._lock_file = _take_lock(self.folder / "lock", name)
+        self.managed = managed(name)
+        self._lock_file = _take_lock(self.managed, name)
         self.chip = VirtualEccx08(self.folder / "chip", timing)
         self.port = VirtualSerialPort(socket_port)
         self.reset_button = threading.Event()
@@ -218,7 +206,8 @@ class VirtualBoard:
 
     def start(self) -> VirtualBoard:
         """Power on: publish where the port is, then run the sketch in a thread."""
-        write_private(self.folder / "board.json", json.dumps(asdict(self.info)) + "\n")
+        background.publish(self.managed, asdict(self.info))
+        background.on_request(self.managed, "reset", self.reset_button.set)
         self._thread.start()
         return self
 
@@ -227,7 +216,7 @@ class VirtualBoard:
         self._stop.set()
         self.port.close()
         self._thread.join(timeout=5)
-        state = self.folder / "board.json"
+        state = self.managed.state_file
         info = _read_info(state)
         if info is not None and info.pid == os.getpid():
             state.unlink(missing_ok=True)
@@ -290,16 +279,11 @@ class VirtualBoard:
         self.firmware.stop()
 
 
-def _take_lock(path: Path, name: str) -> TextIO:
+def _take_lock(board: background.Managed, name: str) -> TextIO:
     """Hold an exclusive lock for the board's lifetime; refuse a second start."""
-    handle = background.hold_lock(path, wait=1.0)
-    info = _read_info(path.parent / "board.json")
+    handle = background.claim(board, wait=1.0)
     if handle is None:
-        raise VirtualBoardError(_already_running(name, info.pid if info else None))
-    background.write_pid(handle)
-    if background.lock_held(path) is None and info is not None and background.alive(info.pid):
-        handle.close()  # pragma: no cover - Windows, without locks: the recorded pid decides
-        raise VirtualBoardError(_already_running(name, info.pid))
+        raise VirtualBoardError(_already_running(name, background.read_pid(board.lock)))
     return handle
 
 
@@ -314,7 +298,15 @@ def _already_running(name: str, pid: int | None) -> str:
 
 def _read_info(path: Path) -> BoardInfo | None:
     try:
-        info = BoardInfo(**(read_json(path, "") or {}))
-    except (DamagedFileError, TypeError):
+        return _info(read_json(path, ""))
+    except DamagedFileError:
+        return None
+
+
+def _info(values: dict[str, object] | None) -> BoardInfo | None:
+    """A board's state as BoardInfo, None if it is not one."""
+    try:
+        info = BoardInfo(**(values or {}))  # type: ignore[arg-type]
+    except TypeError:
         return None
     return info if isinstance(info.pid, int) and not isinstance(info.pid, bool) else None

@@ -3,14 +3,12 @@
 A virtual board as a process of its own costs tens of MB (an interpreter each); here each board
 is only its chip, its config.h and its firmware (kit.sim.aws_firmware), beside the others.
 `python -m kit.sim.fleet FOLDER [--interval S]` runs every board folder in FOLDER (each holding
-chip/ and config.h) until SIGTERM; start() and stop() run it in the background.
+chip/ and config.h) until asked to stop; start() and stop() run it in the background.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
 import threading
 import zlib
@@ -19,12 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kit import background, config_h
+from kit.errors import VirtualBoardError
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
 
 MODULE = "kit.sim.fleet"
-PID_FILE = "fleet.pid"
-LOG_FILE = "fleet.log"
+
+
+def managed(folder: Path) -> background.Managed:
+    """The fleet process's lock, state, log (fleet.log) and requests, in its folder."""
+    return background.Managed(folder, "fleet")
 
 
 def boards_in(folder: Path) -> list[Path]:
@@ -46,9 +48,10 @@ def run(folder: Path, interval: float, stopped: threading.Event, timestamp: bool
         )
         firmware = AwsFirmware(config, chip, config.trusted_roots, lambda _line: None, settings)
         firmwares.append(firmware.start())
-    print(f"{len(firmwares)} virtual board(s) running; stop with SIGTERM.", flush=True)
+    print(f"{len(firmwares)} virtual board(s) running; stop with `kit stop`.", flush=True)
     try:
-        stopped.wait()
+        while not stopped.wait(0.5):  # a timeout: on Windows a bare wait() ignores Ctrl+C
+            pass
     finally:
         # Side by side: each waits up to a second for its network thread, and one after
         # another 300 boards took minutes to stop.
@@ -57,24 +60,30 @@ def run(folder: Path, interval: float, stopped: threading.Event, timestamp: bool
     return len(firmwares)
 
 
-def start(folder: Path, interval: float, timestamp: bool = False) -> int:
-    """Run the fleet in the background (again, if it ran: boards may have been added)."""
+def start(folder: Path, interval: float, timestamp: bool = False, timeout: float = 60.0) -> int:
+    """Run the fleet in the background (again, if it ran: boards may have been added); return
+    its process id once every board runs."""
     stop(folder)
     command = [sys.executable, "-m", MODULE, str(folder), "--interval", str(interval)]
     command += ["--timestamp"] if timestamp else []
-    process = background.spawn(command, folder / LOG_FILE)
-    (folder / PID_FILE).write_text(f"{process.pid}\n")
-    return process.pid
+    state = background.launch(
+        managed(folder),
+        command,
+        timeout,
+        lambda reason: VirtualBoardError(f"The class's virtual boards did not start: {reason}"),
+    )
+    return int(state["pid"])
 
 
 def running(folder: Path) -> int | None:
     """The fleet's process id, if it runs."""
-    return background.noted_running(folder / PID_FILE, MODULE)
+    state = background.running(managed(folder))
+    return None if state is None else int(state["pid"])
 
 
 def stop(folder: Path) -> bool:
     """Stop the fleet of `folder`; whether one ran."""
-    return background.stop_noted(folder / PID_FILE, MODULE)
+    return background.stop(managed(folder))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,9 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--timestamp", action="store_true", help="readings say when sent")
     args = parser.parse_args(argv)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C in a terminal: stop as SIGTERM does
+    fleet = managed(args.folder)
+    lock = background.claim(fleet, wait=2.0)  # held while this process lives
+    if lock is None:
+        print(
+            f"The boards of {args.folder} already run (process {background.read_pid(fleet.lock)})."
+        )
+        return 1
+    stopped = background.stop_requested(fleet)  # kit stop, SIGTERM or Ctrl+C
+    with background.serving(fleet, {"boards": len(boards_in(args.folder))}):
         run(args.folder, args.interval, stopped, args.timestamp)
     return 0
 

@@ -5,13 +5,11 @@ firmware writes to the serial port, until SIGTERM or Ctrl+C."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from kit import arguments, config_h
+from kit import arguments, background, config_h
 from kit.errors import FileError, KitError
 from kit.sim import board as vboard
 from kit.sim.aws_firmware import MISBEHAVIOURS, FirmwareSettings
@@ -80,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
         aws_config=aws_config,
         firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
     )
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    if hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGUSR1, lambda *_: device.reset_button.set())
+    stopped = background.stop_requested(device.managed)  # kit stop, SIGTERM or Ctrl+C
     info = device.info
     firmware = (
         f"AWS firmware for {aws_config.device_name}"
@@ -100,10 +95,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  from Python: {info.url}")
     print("Stop it with Ctrl+C.", flush=True)
     with device:
-        try:
-            while not stopped.wait(0.2):
-                pass
-        except KeyboardInterrupt:
+        while not stopped.wait(0.5):  # a timeout: on Windows a bare wait() ignores Ctrl+C
             pass
     print("Virtual board stopped.")
     return 0
