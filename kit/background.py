@@ -247,6 +247,15 @@ def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
+def become(command: list[str], env: dict[str, str]) -> int:
+    """Run `command` in this process's place (Linux, macOS: exec, so Ctrl+C and a closing
+    terminal reach it directly), or as a child that this process waits for (Windows)."""
+    if sys.platform == "win32":
+        return subprocess.call(command, env=env)
+    else:  # mypy skips the other platform's branch only inside if/else
+        os.execve(command[0], command, env)
+
+
 def environment() -> dict[str, str]:
     """The environment a background process starts with."""
     passed = {

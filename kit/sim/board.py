@@ -166,6 +166,7 @@ class VirtualBoard:
         echo: Callable[[bytes], None] | None = None,
         aws_config: SketchConfig | None = None,
         firmware_settings: FirmwareSettings | None = None,
+        use_pty: bool | None = None,
     ) -> None:
         """A board flashed with the CSR sketch, or with the AWS firmware when `aws_config` is
         given (the values of a rendered config.h, whose roots its TLS trusts as the sketch's)."""
@@ -179,7 +180,7 @@ class VirtualBoard:
         self.managed = managed(name)
         self._lock_file = _take_lock(self.managed, name)
         self.chip = VirtualEccx08(self.folder / "chip", timing)
-        self.port = VirtualSerialPort(socket_port)
+        self.port = VirtualSerialPort(socket_port, use_pty)  # a pty by default on Linux only
         self.reset_button = threading.Event()
         self._stop = threading.Event()
         self._echo = echo

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=MISBEHAVIOURS,
         help="make the AWS firmware misbehave the way students' boards do",
     )
+    parser.add_argument(
+        "--pty",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the port as a pty too (default: on Linux only; the socket always)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         echo=_echo,
         aws_config=aws_config,
         firmware_settings=FirmwareSettings(interval=args.interval, misbehave=args.misbehave),
+        use_pty=args.pty,
     )
     stopped = background.stop_requested(device.managed)  # kit stop, SIGTERM or Ctrl+C
     info = device.info

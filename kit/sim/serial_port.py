@@ -1,9 +1,11 @@
-"""The virtual board's USB serial port, served as a pty (Linux, macOS) and a TCP socket.
+"""The virtual board's USB serial port, served as a TCP socket everywhere and a pty on Linux.
 
 A host "opens the port" by opening the pty's device path or connecting to the socket (pyserial:
 `socket://127.0.0.1:<port>`, or `sim://<board>`). As on a real board, the sketch can wait for
 that (`while (!Serial)`), bytes written while no host has the port open are lost, and only one
-host at a time can have it.
+host at a time can have it. The pty is Linux's alone by default: macOS' pty answers poll() with
+POLLNVAL and never hangs up while no host has it open, so there it is only tried when asked
+(`kit sim --pty`), and Windows has none; `sim://<board>` takes the socket on every system.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import os
 import queue
 import select
 import socket
+import struct
+import sys
 import threading
 import time
 
-try:  # POSIX only: Windows gets the socket alone.
-    import fcntl
-    import pty
-    import struct
-    import termios
-    import tty
-except ImportError:  # pragma: no cover - Windows
-    pty = None  # type: ignore[assignment]
+if sys.platform != "win32":
+    try:
+        import fcntl
+        import pty
+        import termios
+        import tty
+    except ImportError:  # taken away by the foreign-platform tests
+        pty = None  # type: ignore[assignment]
 
 # A host is only "there" once it has finished opening the port. pyserial flushes its input
 # right after opening, which would swallow what a board printed in that instant; a real board
@@ -39,7 +43,9 @@ class PortClosed(Exception):
 class VirtualSerialPort:
     """One serial port that a pty and a socket both lead to; one host at a time."""
 
-    def __init__(self, socket_port: int = 0, use_pty: bool = True) -> None:
+    def __init__(self, socket_port: int = 0, use_pty: bool | None = None) -> None:
+        """A port served on `socket_port` (0: any free one) and, where `use_pty` says (by
+        default on Linux only), on a pty too."""
         self._input: queue.Queue[bytes] = queue.Queue()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -52,7 +58,9 @@ class VirtualSerialPort:
         self.pty_path: str | None = None
         self._master: int | None = None
         self._threads = threads = [threading.Thread(target=self._serve_socket, daemon=True)]
-        if use_pty and pty is not None:
+        if use_pty is None:
+            use_pty = sys.platform == "linux"
+        if sys.platform != "win32" and use_pty and pty is not None:
             self._master, slave = pty.openpty()
             tty.setraw(slave, termios.TCSANOW)
             # Packet mode: reads carry a status byte, which tells us when the host flushes.
@@ -131,51 +139,53 @@ class VirtualSerialPort:
 
     def _serve_pty(self) -> None:
         """Watch the pty: POLLHUP means no host has it open; read what a host sends."""
-        master = self._master
-        assert master is not None
-        try:
-            self._watch_pty(master)
-        finally:
-            # Only this thread closes the fd, so no other thread can poll a reused number.
-            with self._lock:
-                self._master = None
-                self._pty_open = False
-                os.close(master)
+        if sys.platform != "win32":  # never started there: no pty
+            master = self._master
+            assert master is not None
+            try:
+                self._watch_pty(master)
+            finally:
+                # Only this thread closes the fd, so no other thread can poll a reused number.
+                with self._lock:
+                    self._master = None
+                    self._pty_open = False
+                    os.close(master)
 
     def _watch_pty(self, master: int) -> None:
-        poller = select.poll()
-        poller.register(master, select.POLLIN | select.POLLPRI)
-        opening_since: float | None = None  # the slave is open, the host not settled yet
-        while not self._stop.is_set():
-            try:
-                events = poller.poll(20)
-            except (OSError, ValueError):
-                return
-            flags = 0
-            for _, flag in events:
-                flags |= flag
-            flushed = False
-            if flags & (select.POLLIN | select.POLLPRI):
-                # Read before handling a hang-up: a host may write its last line and close.
+        if sys.platform != "win32":  # never started there: no pty
+            poller = select.poll()
+            poller.register(master, select.POLLIN | select.POLLPRI)
+            opening_since: float | None = None  # the slave is open, the host not settled yet
+            while not self._stop.is_set():
                 try:
-                    packet = os.read(master, 4097)
-                except OSError:
-                    packet = b""
-                if packet[:1] == bytes([termios.TIOCPKT_DATA]):
-                    if packet[1:]:
-                        self._input.put(packet[1:])
-                elif packet:
-                    flushed = bool(packet[0] & termios.TIOCPKT_FLUSHREAD)
-            if flags & select.POLLHUP:
-                self._pty_open = False
-                opening_since = None
-                time.sleep(0.02)
-            elif not self._pty_open:
-                opening_since = opening_since or time.monotonic()
-                if flushed or time.monotonic() - opening_since > SETTLE_SECONDS:
-                    self._pty_open = True
+                    events = poller.poll(20)
+                except (OSError, ValueError):
+                    return
+                flags = 0
+                for _, flag in events:
+                    flags |= flag
+                flushed = False
+                if flags & (select.POLLIN | select.POLLPRI):
+                    # Read before handling a hang-up: a host may write its last line and close.
+                    try:
+                        packet = os.read(master, 4097)
+                    except OSError:
+                        packet = b""
+                    if packet[:1] == bytes([termios.TIOCPKT_DATA]):
+                        if packet[1:]:
+                            self._input.put(packet[1:])
+                    elif packet:
+                        flushed = bool(packet[0] & termios.TIOCPKT_FLUSHREAD)
+                if flags & select.POLLHUP:
+                    self._pty_open = False
                     opening_since = None
-                    self._opened_by_host()
+                    time.sleep(0.02)
+                elif not self._pty_open:
+                    opening_since = opening_since or time.monotonic()
+                    if flushed or time.monotonic() - opening_since > SETTLE_SECONDS:
+                        self._pty_open = True
+                        opening_since = None
+                        self._opened_by_host()
 
     def _serve_socket(self) -> None:
         """Accept one host at a time; a second one is turned away, like a busy serial port."""
