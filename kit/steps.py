@@ -50,6 +50,8 @@ def register(
 
     What the record already says (slot, board, chip) is kept unless given again.
     """
+    # Before the cloud: a name whose folder would clash on Windows or macOS registers nothing.
+    devices.check_case(csr.common_name)
     registration = cloud.register(csr)
     try:
         known: devices.DeviceRecord | None = devices.load(registration.thing)

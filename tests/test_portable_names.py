@@ -292,3 +292,19 @@ def test_write_private_then_read_state_round_trips(tmp_path: Path, text: str) ->
     path = places.write_private(tmp_path / "round.txt", text)
     assert path.read_bytes() == text.encode("utf-8")
     assert places.read_state(path, "then carry on") == text
+
+
+def test_virtual_board_names_are_folder_names_on_every_system(tmp_path) -> None:
+    from kit.errors import VirtualBoardError
+    from kit.places import using_home
+    from kit.sim import board as vboard
+
+    with using_home(tmp_path):
+        assert vboard.board_dir("lab-1").name == "lab-1"
+        for name in ("con", "NUL", "com1", "Lpt9", "a:b", "caf\u00e9", "COM\u00b9"):
+            with pytest.raises(VirtualBoardError):
+                vboard.board_dir(name)
+        (tmp_path / "boards" / "Lab").mkdir(parents=True)
+        with pytest.raises(VirtualBoardError, match="only in upper and lower case"):
+            vboard.board_dir("lab")
+        assert vboard.board_dir("Lab").name == "Lab"

@@ -21,6 +21,7 @@ from typing import TextIO
 from kit import background
 from kit.config_h import SketchConfig
 from kit.errors import DamagedFileError, KitError, VirtualBoardError
+from kit.names import windows_reserved
 from kit.places import kit_home, open_private, private_dir, read_json
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.csr_sketch import CsrSketch, Failure, Halt, Reset, SketchSettings, Variant
@@ -60,11 +61,25 @@ class BoardInfo:
 
 def board_dir(name: str) -> Path:
     """The folder that holds one virtual board's chip and logs."""
-    if not name or not all(c.isalnum() or c in "-_" for c in name):
+    if not name or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
         raise VirtualBoardError(
             f"'{name}' cannot be a virtual board name: use letters, digits, '-' and '_'."
         )
-    return kit_home() / "boards" / name
+    if windows_reserved(name):
+        raise VirtualBoardError(
+            f"'{name}' cannot be a virtual board name: Windows keeps it for a device (like CON, "
+            f"NUL and COM1). Add to it, such as '{name}-board'."
+        )
+    root = kit_home() / "boards"
+    # Windows and macOS do not tell 'Lab' from 'lab': one board folder for both would mix chips.
+    others = [path.name for path in root.iterdir()] if root.is_dir() else []
+    twins = [other for other in others if other.lower() == name.lower() and other != name]
+    if twins:
+        raise VirtualBoardError(
+            f"'{name}' differs from the virtual board '{twins[0]}' only in upper and lower case, "
+            f"which Windows and macOS take for one folder. Use '{twins[0]}', or another name."
+        )
+    return root / name
 
 
 def chip(name: str = DEFAULT_BOARD, timing: ChipTiming | None = None) -> VirtualEccx08:
