@@ -1,14 +1,17 @@
 """Boards on serial ports: which ports have an Arduino on them, which one to use, and opening it.
 
-The same code finds a real MKR WiFi 1010 on /dev/ttyACM0 or COM3 and a virtual board on a pty or
+The same code finds a real MKR WiFi 1010 on /dev/ttyACM0 (Linux), /dev/cu.usbmodem1101 (macOS)
+or COM3 (Windows), always by the name the system gives it, and a virtual board on a pty or
 `sim://<name>`: boards that are not USB ports (the virtual board) come from providers, loaded
 through an entry point when boards are listed or opened.
 """
 
 from __future__ import annotations
 
+import copy
 import errno
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -57,7 +60,7 @@ Kind = Literal["supported", "unsupported", "unknown", "virtual"]
 class BoardPort:
     """A serial port and what is known about the board on it."""
 
-    device: str  # a path (/dev/ttyACM0, COM3) or a URL (sim://default)
+    device: str  # a path (/dev/ttyACM0, /dev/cu.usbmodem1101, COM3) or a URL (sim://default)
     model: str
     kind: Kind
     mode: str = "sketch"  # or "bootloader"
@@ -92,13 +95,61 @@ def recognise(port: Any) -> BoardPort:
 
 def find_boards(include_virtual: bool = True) -> list[BoardPort]:
     """Every serial port with what is on it, real boards first, then running virtual boards."""
-    found = [recognise(port) for port in list_ports.comports()]
+    found = [recognise(port) for port in system_ports(list_ports.comports())]
     order = {"supported": 0, "unsupported": 1, "unknown": 2}
-    found.sort(key=lambda b: (order[b.kind], b.device))
+    found.sort(key=lambda b: (order[b.kind], _natural(b.device)))
     if include_virtual:
         for provider in providers():
             found += provider.ports()
     return found
+
+
+def system_ports(records: Iterable[Any], platform: str = sys.platform) -> list[Any]:
+    """The port records to offer, each once, by the name to open it with on `platform`.
+
+    macOS makes two files for each USB serial port: opening /dev/tty.X waits for the modem's
+    carrier detect (unless the program asks not to), and /dev/cu.X (the callout device) never does.
+    pyserial lists only cu.X today; a record of tty.X (an older lister, a name typed) is kept
+    only when its cu.X twin is missing, renamed to it.
+    """
+    records = list(records)
+    if platform != "darwin":
+        return records
+    listed = {record.device for record in records}
+    kept: list[Any] = []
+    for record in records:
+        device = callout_device(record.device, platform)
+        if device != record.device:
+            if device in listed:
+                continue  # the cu.X record is listed as well: it is the one offered
+            record = copy.copy(record)  # the caller's record keeps its name
+            record.device, record.name = device, device.rsplit("/", 1)[-1]
+            listed.add(device)
+        kept.append(record)
+    return kept
+
+
+def callout_device(device: str, platform: str = sys.platform) -> str:
+    """The name to open a port by on `platform`: on macOS /dev/cu.X for /dev/tty.X."""
+    if platform == "darwin" and device.startswith("/dev/tty."):
+        return "/dev/cu." + device.removeprefix("/dev/tty.")
+    return device
+
+
+def example_port(platform: str = sys.platform) -> str:
+    """A board's port as this system names it, for help texts and messages."""
+    if platform == "win32":
+        return "COM3"
+    if platform == "darwin":
+        return "/dev/cu.usbmodem1101"
+    return "/dev/ttyACM0"
+
+
+def _natural(device: str) -> list[tuple[int, str]]:
+    """A sort key that puts COM3 before COM10 and ttyACM2 before ttyACM10."""
+    return [
+        (int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", device)
+    ]
 
 
 @dataclass(frozen=True)
@@ -198,6 +249,8 @@ def open_port(device: str, timeout: float = 0.1) -> serial.SerialBase:
     for provider in providers() if is_url else ():
         if device.startswith(f"{provider.scheme}://"):
             provider.check(device)
+    if not is_url:
+        device = callout_device(device)  # a macOS tty.X name, from an IDE's menu or typed
     try:
         if is_url:
             return serial.serial_for_url(device, baudrate=BAUD, timeout=timeout)
@@ -208,22 +261,26 @@ def open_port(device: str, timeout: float = 0.1) -> serial.SerialBase:
         raise _open_error(device, serial.SerialException(str(error))) from None
 
 
-def _open_error(device: str, error: serial.SerialException) -> KitError:
+def _open_error(
+    device: str, error: serial.SerialException, platform: str = sys.platform
+) -> KitError:
+    """The kit's message for a port that would not open, from pyserial's error."""
     code = getattr(error, "errno", None)
     text = str(error)
+    # Windows opens a COM port for one program at a time and refuses the next with "Access is
+    # denied": another program has the board, nobody lacks a permission.
+    if platform == "win32" and "Access is denied" in text:
+        return _busy(device)
     if code == errno.EACCES or "Permission denied" in text or "Access is denied" in text:
         fix = (
             " On Linux, add yourself to the dialout group (`sudo usermod -aG dialout $USER`), "
             "then log out and in again."
-            if sys.platform.startswith("linux")
+            if platform.startswith("linux")
             else " Close other programs that use the board and try again."
         )
         return PortPermissionError(f"You are not allowed to open {device}.{fix}")
     if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text.lower():
-        return PortBusyError(
-            f"{device} is in use by another program. Close the Arduino IDE's Serial Monitor "
-            "(or the other notebook or terminal using the board) and try again."
-        )
+        return _busy(device)
     if code == errno.ENOENT or "No such file" in text or "could not open port" in text.lower():
         return BoardDisconnectedError(
             f"There is no port {device}: the board is unplugged, or has another port name now. "
@@ -231,3 +288,11 @@ def _open_error(device: str, error: serial.SerialException) -> KitError:
             "00) to find it again."
         )
     return BoardDisconnectedError(f"{device} could not be opened: {text}")
+
+
+def _busy(device: str) -> PortBusyError:
+    """The message for a port another program holds."""
+    return PortBusyError(
+        f"{device} is in use by another program. Close the Arduino IDE's Serial Monitor "
+        "(or the other notebook or terminal using the board) and try again."
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,23 @@ from kit.classroom import passwords, roster, web_certificate
 from kit.classroom.ownership import remove_devices
 from kit.classroom.store import Account, ClassStore, open_store
 from kit.cloud import Cloud
-from kit.cloud.local_broker import host_names
+from kit.cloud.local_broker import host_names, local_name
 from kit.environment import Environment
 from kit.errors import ClassError, UsageError
 from kit.places import kit_home
+from kit.ports import listen_on
 
 INSTRUCTOR = "instructor"
 SITE_PORT = 8443
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# Who may hold the site's port, and what to do (the instructor's notebook reads KIT_CLASS_PORT).
+SITE_PORT_HOLDER = "the class site running already, or another web server?"
+SITE_PORT_FIX = (
+    "Stop that program (`kit class serve` runs one site per computer), or choose another port "
+    "with --port (KIT_CLASS_PORT for the instructor's notebook)."
+)
+# macOS's OPEN_MAX: it refuses a soft limit on open files above this (RLIM_INFINITY included).
+DARWIN_OPEN_MAX = 10240
 
 
 def class_folder() -> Path:
@@ -33,7 +43,7 @@ def class_folder() -> Path:
 
 def default_host() -> str:
     """The name students' laptops reach this computer by on the LAN (mDNS)."""
-    return f"{socket.gethostname().split('.')[0]}.local"
+    return local_name().name
 
 
 def site_address(host: str, port: int) -> str:
@@ -210,6 +220,12 @@ def check_listening(listen: str, http: bool, proxy_headers: bool = False) -> Non
         )
 
 
+def site_sockets(listen: str, port: int) -> list[socket.socket]:
+    """The site's listening sockets, taken now: PortInUseError if another program has the
+    port (a second site, whatever the system, stops with the kit's message)."""
+    return listen_on(listen, port, holder=SITE_PORT_HOLDER, fix=SITE_PORT_FIX)
+
+
 def serve(
     folder: Path,
     cloud: Cloud,
@@ -218,32 +234,44 @@ def serve(
     port: int,
     http: bool = False,
     proxy_headers: bool = False,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
     """Run the class site and its live feed until Ctrl+C (HTTPS with the class's web
-    certificate)."""
+    certificate), on `sockets` (from `site_sockets`) or on the port taken here."""
     import uvicorn
 
     from kit.classroom.live import ClassFeed
     from kit.classroom.site import SiteOptions, create_app
 
     check_listening(listen, http, proxy_headers)
-    _more_open_files()  # before the site counts how many live pages it can hold
-    store = open_store(folder)
-    # The address students use: the class's host on the port served (a proxy keeps init's).
-    address = site_address(store.fact("host") or default_host(), port)
-    if http:
-        proxied = store.fact("address") or address
-        address = proxied if proxy_headers else f"http://127.0.0.1:{port}/"
-    # Behind a proxy that terminates HTTPS, the browser still speaks HTTPS: Secure cookies.
-    options = SiteOptions(address, https=not http or proxy_headers)
-    # One observer for the class: live pages follow it, and on AWS it records presence.
-    app = create_app(store, cloud, options, ClassFeed(cloud))
-    tls = {}
-    if not http:
-        certificate, _ = web_identity(folder)
-        tls = {"ssl_certfile": str(certificate.certificate), "ssl_keyfile": str(certificate.key)}
+    # uvicorn would bind with SO_REUSEADDR (on Windows a second site would start beside the
+    # first) and only log a refusal: the kit takes the port itself and hands uvicorn the socket.
+    taken = sockets if sockets is not None else site_sockets(listen, port)
     try:
-        uvicorn.run(
+        _more_open_files()  # before the site counts how many live pages it can hold
+        store = open_store(folder)
+    except BaseException:
+        for sock in taken:
+            sock.close()
+        raise
+    try:
+        # The address students use: the class's host on the port served (a proxy keeps init's).
+        address = site_address(store.fact("host") or default_host(), port)
+        if http:
+            proxied = store.fact("address") or address
+            address = proxied if proxy_headers else f"http://127.0.0.1:{port}/"
+        # Behind a proxy that terminates HTTPS, the browser still speaks HTTPS: Secure cookies.
+        options = SiteOptions(address, https=not http or proxy_headers)
+        # One observer for the class: live pages follow it, and on AWS it records presence.
+        app = create_app(store, cloud, options, ClassFeed(cloud))
+        tls = {}
+        if not http:
+            certificate, _ = web_identity(folder)
+            tls = {
+                "ssl_certfile": str(certificate.certificate),
+                "ssl_keyfile": str(certificate.key),
+            }
+        config = uvicorn.Config(
             app,
             host=listen,
             port=port,
@@ -255,18 +283,38 @@ def serve(
             log_level="warning",
             **tls,  # type: ignore[arg-type]
         )
+        # uvicorn.run catches the Ctrl+C its Server raises again once it has shut down; so do we.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=taken)
     finally:
         store.close()
+        for sock in taken:
+            sock.close()
+
+
+def open_files_goal(platform: str, soft: int, hard: int, unlimited: int) -> int:
+    """The soft limit on open files to ask for, given the (soft, hard) limits now (`unlimited`:
+    the system's RLIM_INFINITY); `soft` itself when there is nothing to raise."""
+    if soft == unlimited:
+        return soft
+    if platform == "darwin":
+        # macOS often says its hard limit is unlimited, yet refuses a soft limit above
+        # OPEN_MAX: asking for the hard limit would fail and leave 256 (50 live pages).
+        return max(soft, DARWIN_OPEN_MAX if hard == unlimited else min(hard, DARWIN_OPEN_MAX))
+    # Linux's hard limit is a number (at most fs.nr_open) that the process may take whole.
+    return max(soft, hard)
 
 
 def _more_open_files() -> None:
     """Raise this process's limit on open files to the most it may have: every open live page
     holds a connection (the usual 1024 is a few pages per student in a room of 300)."""
-    try:
+    # Windows has no such limit on sockets (see kit.classroom.streams.live_page_budget), nor a
+    # `resource` module; a block of its own, so mypy checks it as each system's code.
+    if sys.platform != "win32":
         import resource
-    except ImportError:  # Windows: no such limit
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        goal = open_files_goal(sys.platform, soft, hard, resource.RLIM_INFINITY)
+        if goal != soft:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (goal, hard))

@@ -9,6 +9,7 @@ session or token that opened it is no longer live. `Streams` bounds how many are
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -31,14 +32,27 @@ Verdict = Literal["show", "skip", "gone"]  # an event for a stream: its own, too
 
 def stream_budget() -> int:
     """How many streams the limit on open files leaves room for (some kept for the rest)."""
-    try:
+    # if/else, not an early return: mypy then checks each system's branch as that system's.
+    if sys.platform == "win32":
+        soft = None  # no `resource` module: see live_page_budget
+    else:
         import resource
-    except ImportError:  # Windows: no such limit to ask
+
+        limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft = None if limit == resource.RLIM_INFINITY else limit
+    return live_page_budget(sys.platform, soft)
+
+
+def live_page_budget(platform: str, open_files: int | None) -> int:
+    """How many streams fit on `platform` under a limit of `open_files` (None: no limit)."""
+    if platform == "win32":
+        # Windows counts no sockets against a limit per process (the C runtime's 512 are
+        # files), and uvicorn serves there on the Proactor loop (IOCP), which has no ceiling
+        # like select()'s 512 sockets: the class's own bound is the only one.
         return STREAMS_TOTAL
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
+    if open_files is None:
         return STREAMS_TOTAL
-    return max(50, min(STREAMS_TOTAL, soft - 300))
+    return max(50, min(STREAMS_TOTAL, open_files - 300))
 
 
 class Streams:

@@ -24,7 +24,7 @@ def register(command: Command) -> None:
 
     init = actions.add_parser("init", help="create the class and the instructor's account")
     init.add_argument(
-        "--host", help="the name students reach this computer by (default: <hostname>.local)"
+        "--host", help="the name students reach this computer by (default: its .local name)"
     )
     init.add_argument(
         "--port", type=arguments.port, default=8443, help="the site's port (default 8443)"
@@ -67,7 +67,7 @@ def register(command: Command) -> None:
     serve.add_argument(
         "--broker-host",
         type=arguments.host_name,
-        help="the name boards use for the local broker (default: <hostname>.local)",
+        help="the name boards use for the local broker (default: this computer's .local name)",
     )
 
     provision = actions.add_parser(
@@ -83,7 +83,7 @@ def register(command: Command) -> None:
     provision.add_argument(
         "--broker-host",
         type=arguments.host_name,
-        help="the name boards use for the local broker (default: <hostname>.local)",
+        help="the name boards use for the local broker (default: this computer's .local name)",
     )
 
     teardown = actions.add_parser("teardown", help="remove every device the class registered")
@@ -99,7 +99,18 @@ def _class_cloud(folder: Path, broker_host: str | None = None) -> Cloud:
 
     cloud = server.open_class_cloud(folder, broker_host, environment.read())
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)), flush=True)
+    if not broker_host:
+        _note_unsure_name("--broker-host")
     return cloud
+
+
+def _note_unsure_name(option: str) -> None:
+    """Say on stderr when this computer's .local name, used for want of `option`, is a guess."""
+    from kit.cloud.local_broker import local_name
+
+    warning = local_name().warning(option)
+    if warning:
+        print(f"Note: {warning}", file=sys.stderr, flush=True)
 
 
 def cmd_class(args: argparse.Namespace) -> None:
@@ -109,6 +120,8 @@ def cmd_class(args: argparse.Namespace) -> None:
     folder = args.folder or server.class_folder()
     if args.action == "init":
         host = args.host or server.default_host()
+        if not args.host:
+            _note_unsure_name("--host")
         created = server.init(folder, host, args.port, args.cloud, args.profile, args.region)
         print(f"Created the class in {folder}.")
         print(f"Address: {created.address}")
@@ -120,8 +133,11 @@ def cmd_class(args: argparse.Namespace) -> None:
         _provision(folder, args)
     elif args.action == "serve":
         listen = args.listen or ("127.0.0.1" if args.http else "0.0.0.0")
-        # Checked here as well as in serve: a refused --http fails before the cloud starts.
+        # Checked here as well as in serve: a refused --http fails before the cloud starts,
+        # and so does a port another program (a second site) holds; serve closes the sockets
+        # (and if the cloud cannot start, this process ends, which closes them).
         server.check_listening(listen, args.http, args.proxy_headers)
+        sockets = server.site_sockets(listen, args.port)
         cloud = _class_cloud(folder, args.broker_host)
         if not args.http:
             certificate, renewed = server.web_identity(folder)
@@ -143,6 +159,7 @@ def cmd_class(args: argparse.Namespace) -> None:
             port=args.port,
             http=args.http,
             proxy_headers=args.proxy_headers,
+            sockets=sockets,
         )
     else:
         if not args.yes:

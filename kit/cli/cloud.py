@@ -185,6 +185,8 @@ def cmd_cloud(args: argparse.Namespace) -> None:
         started = service.start_service(options, progress=lambda line: print(line, flush=True))
         print(_running(started))
         print(f"Log: {local.cloud_dir() / 'broker.log'}")
+        if not options.broker_host:
+            _note_unsure_name(started.broker_host)
     elif args.action == "down":
         print(
             "Stopped the local cloud."
@@ -205,6 +207,15 @@ def _running(state: ServiceState) -> str:
         f"The local cloud runs (process {state.pid}): MQTT/TLS on "
         f"{printable(state.broker_host)}:{state.port}, WebSocket/TLS on port {state.ws_port}."
     )
+
+
+def _note_unsure_name(broker_host: str) -> None:
+    """Say on stderr when the broker's name is this computer's .local name and that is a guess."""
+    from kit.cloud.local_broker import local_name
+
+    name = local_name()
+    if broker_host == name.name and name.doubt:
+        print(f"Note: {name.warning('--broker-host')}", file=sys.stderr)
 
 
 def _chosen_cloud(args: argparse.Namespace) -> Cloud:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from kit import arguments
+from kit.board_ports import example_port
 from kit.cli.parser import Command
 from kit.errors import UsageError
 from kit.places import checkout, kit_home
@@ -28,7 +29,11 @@ def register(command: Command) -> None:
     demo.add_argument("--build", type=Path, help="where to write (default: build/ in the checkout)")
 
     use = command("use", cmd_use, "Choose the board and the cloud for the course.")
-    use.add_argument("board", nargs="?", help="'virtual', 'auto' (the attached board) or a port")
+    use.add_argument(
+        "board",
+        nargs="?",
+        help=f"'virtual', 'auto' (the attached board) or a port, such as {example_port()}",
+    )
     use.add_argument(
         "--cloud", choices=("local", "aws", "class"), help="which cloud (default: unchanged)"
     )

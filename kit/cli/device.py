@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from kit import arguments, board, certs, config_h, devices, settings, steps
+from kit.board_ports import example_port
 from kit.cli.inputs import (
     PASSWORD_VARIABLE,
     SLOT,
@@ -65,8 +66,9 @@ def register(command: Command) -> None:
     csr = command("csr", cmd_csr, "Capture a CSR from the board's CSR sketch over serial.")
     csr.add_argument(
         "--port",
-        help="port path or URL (sim://default); default: the board `kit use` chose (the virtual "
-        "board, started if it is not running, unless told otherwise)",
+        help=f"the board's port, such as {example_port()} (`kit boards` lists them), or a URL "
+        "(sim://default); default: the board `kit use` chose (the virtual board, started if it "
+        "is not running, unless told otherwise)",
     )
     csr.add_argument("--name", help="device name (default: the chip's serial number)")
     csr.add_argument(

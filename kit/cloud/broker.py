@@ -35,11 +35,15 @@ from kit.cloud.policy import CONNECT_TIMEOUT, PRESENCE_PREFIX, SESSION_EXPIRY, m
 from kit.cloud.recorder import QUEUE_SIZE, Recorder
 from kit.cloud.session import Session
 from kit.cloud.store import DEVICE, Principal, Store
+from kit.ports import listen_on
 
 log = logging.getLogger("kit.broker")
 
 HOUSEKEEPING_EVERY = 0.25  # seconds
 COLLECT_AFTER = 100  # closed connections between two garbage collections
+# Who may hold a port the broker wants, and what to do: said by its listeners and its probe.
+PORT_HOLDER = "another broker, such as Mosquitto, or a second kit cloud?"
+PORT_FIX = "Stop that program, or choose another port with --port (and --ws-port)."
 
 
 @dataclass
@@ -81,30 +85,42 @@ class Broker:
         """Open the TLS and WebSocket listeners and start housekeeping."""
         context = server_context(self.settings)
         loop = asyncio.get_running_loop()
-        tcp = await loop.create_server(
-            lambda: TlsLink(self),
-            self.settings.host,
-            self.settings.port,
-            ssl=context,
-            ssl_handshake_timeout=self.settings.connect_timeout,
-            reuse_address=True,
-        )
-        ws = await serve_websocket(
-            partial(serve_websocket_client, self),
-            self.settings.host,
-            self.settings.ws_port,
-            ssl=context,
-            ssl_handshake_timeout=self.settings.connect_timeout,
-            open_timeout=self.settings.connect_timeout,
-            subprotocols=["mqtt"],  # type: ignore[list-item]
-            compression=None,
-            max_size=MAX_PACKET,
-        )
-        self._servers = [tcp, ws]
+        # Both ports are taken before either serves, the way every kit listener takes one
+        # (kit.ports: a port another program holds is refused on Windows too).
+        host = self.settings.host
+        tcp_sockets = listen_on(host, self.settings.port, holder=PORT_HOLDER, fix=PORT_FIX)
+        try:
+            ws_sockets = listen_on(host, self.settings.ws_port, holder=PORT_HOLDER, fix=PORT_FIX)
+        except BaseException:
+            for sock in tcp_sockets:
+                sock.close()
+            raise
+        for sock in tcp_sockets:
+            self._servers.append(
+                await loop.create_server(
+                    lambda: TlsLink(self),
+                    sock=sock,
+                    ssl=context,
+                    ssl_handshake_timeout=self.settings.connect_timeout,
+                )
+            )
+        for sock in ws_sockets:
+            self._servers.append(
+                await serve_websocket(
+                    partial(serve_websocket_client, self),
+                    sock=sock,
+                    ssl=context,
+                    ssl_handshake_timeout=self.settings.connect_timeout,
+                    open_timeout=self.settings.connect_timeout,
+                    subprotocols=["mqtt"],  # type: ignore[list-item]
+                    compression=None,
+                    max_size=MAX_PACKET,
+                )
+            )
         # The ports it listens on (settings may ask for 0: any free port).
         self.ports = {
-            "default": tcp.sockets[0].getsockname()[1],
-            "ws": next(iter(ws.sockets)).getsockname()[1],
+            "default": tcp_sockets[0].getsockname()[1],
+            "ws": ws_sockets[0].getsockname()[1],
         }
         self._housekeeping = asyncio.create_task(self._keep_house())
 
@@ -334,7 +350,11 @@ async def serve(
 ) -> None:
     """Run the broker until `stop` is set; `on_listening(ports)` once it listens."""
     broker = Broker(settings)
-    await broker.start()
+    try:
+        await broker.start()
+    except BaseException:  # a port in use: the recorder and the store it opened close too
+        await broker.shutdown()
+        raise
     if on_listening is not None:
         on_listening(dict(broker.ports))
     try:

@@ -9,21 +9,92 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
+import re
+import shutil
 import socket
+import subprocess
+import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from kit.cloud.broker import BrokerSettings, serve
+from kit import ports
+from kit.cloud.broker import PORT_FIX, PORT_HOLDER, BrokerSettings, serve
 from kit.cloud.local_ca import LocalCA
 from kit.cloud.options import LOOPBACK, LocalOptions
-from kit.errors import CloudError, PortInUseError
+from kit.errors import CloudError, KitError
+
+SCUTIL_TIMEOUT = 2.0  # seconds: scutil answers at once, unless configd is stuck
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")  # one DNS label
+
+
+@dataclass(frozen=True)
+class LocalName:
+    """This computer's name on the LAN (mDNS: <name>.local), and why it may be wrong."""
+
+    name: str
+    doubt: str = ""  # what is uncertain about `name`, as a sentence; "" when the system said
+
+    def warning(self, option: str = "--broker-host") -> str:
+        """What to tell a person who relies on the name ("" when it is sure): the doubt, and
+        the option that sets the name instead."""
+        if not self.doubt:
+            return ""
+        return (
+            f"{self.doubt} If boards (or laptops) cannot reach {self.name}, give this "
+            f"computer's name with {option}."
+        )
+
+
+def local_name(platform: str = sys.platform) -> LocalName:
+    """This computer's .local name: macOS's Bonjour name, elsewhere the host name's first label."""
+    host = socket.gethostname().split(".")[0]
+    guessed = f"{host}.local"
+    if platform == "darwin":
+        # macOS answers mDNS for its Bonjour name (System Settings > General > Sharing >
+        # Local hostname), which need not be the host name DHCP or a network gave it.
+        bonjour = _bonjour_name()
+        if bonjour:
+            return LocalName(f"{bonjour}.local")
+        return LocalName(
+            guessed,
+            "macOS did not say its Bonjour name (`scutil --get LocalHostName`), so the kit "
+            f"guessed {guessed} from the host name; System Settings > General > Sharing shows "
+            "the right one under Local hostname.",
+        )
+    if not _LABEL.fullmatch(host) or host.lower() == "localhost":
+        return LocalName(
+            guessed,
+            f"This computer's host name ({host!r}) is not one other computers can look up "
+            "on the network.",
+        )
+    return LocalName(guessed)
+
+
+def _bonjour_name() -> str:
+    """macOS's Bonjour name without .local, or "" if scutil does not say one."""
+    # PATH first (a test puts a stand-in there); a notebook started from the Dock may not
+    # have /usr/sbin on its PATH.
+    scutil = shutil.which("scutil") or "/usr/sbin/scutil"
+    try:
+        done = subprocess.run(
+            [scutil, "--get", "LocalHostName"],
+            capture_output=True,
+            text=True,
+            timeout=SCUTIL_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    name = done.stdout.strip()
+    # Unset, it prints "LocalHostName: not set" and fails.
+    return name if done.returncode == 0 and _LABEL.fullmatch(name) else ""
 
 
 def host_names() -> list[str]:
     """The names a board on the LAN may use for this computer (the broker certificate's SAN)."""
     host = socket.gethostname()
-    names = {"localhost", "127.0.0.1", host, f"{host.split('.')[0]}.local"}
+    names = {"localhost", "127.0.0.1", host, f"{host.split('.')[0]}.local", local_name().name}
     with contextlib.suppress(OSError):
         names.add(socket.getfqdn())
     return sorted(n for n in names if n)
@@ -35,7 +106,7 @@ def default_broker_host(options: LocalOptions) -> str:
         return options.broker_host
     if options.host in LOOPBACK:
         return "localhost"
-    return f"{socket.gethostname().split('.')[0]}.local"
+    return local_name().name
 
 
 class LocalBroker:
@@ -104,6 +175,8 @@ class LocalBroker:
         self._thread.start()
         ready.wait(timeout)
         if failure:
+            if isinstance(failure[0], KitError):  # it says what to do (a port in use)
+                raise failure[0]
             raise CloudError(f"The local broker could not start: {failure[0]}")
         if "default" not in self.ports:
             raise CloudError("The local broker did not start in time; see the log.")
@@ -124,18 +197,7 @@ class LocalBroker:
         self.stop()
 
 
-def check_ports_free(host: str, ports: list[int]) -> None:
+def check_ports_free(host: str, ports_wanted: list[int]) -> None:
     """Stop with a message naming the port if another program has it."""
-    for port in ports:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, port))
-            except OSError as error:
-                if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                    raise PortInUseError(
-                        f"Port {port} on {host} is already in use (another broker, such as "
-                        "Mosquitto, or a second kit cloud?). Stop that program, or choose "
-                        "another port with --port (and --ws-port)."
-                    ) from None
-                raise
+    for port in ports_wanted:
+        ports.check_free(host, port, holder=PORT_HOLDER, fix=PORT_FIX)
