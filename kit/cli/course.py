@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from kit import arguments
+from kit import arguments, background
 from kit.board_ports import example_port
 from kit.cli.parser import Command
 from kit.errors import UsageError
@@ -169,7 +167,4 @@ def cmd_lab(args: argparse.Namespace) -> int:
     lab.quiet_jupyterlab()
     kernels = str(lab.kernel_spec(kit_home()))
     env = environment.for_jupyterlab(str(Path(sys.executable).parent), kernels)
-    if os.name == "posix":
-        # Become JupyterLab, so signals (Ctrl+C, a terminal closing) reach it directly.
-        os.execve(sys.executable, command, env)
-    return subprocess.call(command, env=env)
+    return background.become(command, env)
