@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from cryptography import x509
 from helpers import csr_pem, new_key
 from mqtt_peers import connect, make_device
 
@@ -444,3 +445,14 @@ def test_the_observer_connects_on_this_computer_whatever_name_boards_use() -> No
         assert running.broker_host == "laptop.invalid"
         with telemetry.Telemetry(running.observer()) as watch:
             assert watch.connected.is_set()
+
+
+def test_the_broker_certificate_names_the_host_boards_are_told_to_use() -> None:
+    # `--broker-host classroom.lan`: boards dial that name and BearSSL checks it against the
+    # broker's certificate, so the certificate must carry it, besides this computer's names.
+    with LocalCloud(port=0, ws_port=0, broker_host="classroom.lan") as running:
+        chain = (running.ca.folder / "server.pem").read_bytes()
+        server = x509.load_pem_x509_certificates(chain)[0]
+        san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "classroom.lan" in san.get_values_for_type(x509.DNSName)
+        assert "localhost" in san.get_values_for_type(x509.DNSName)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kit import background, environment
 from kit.classroom import server, site_process
+from kit.errors import KitError
 
 
 def main() -> None:
@@ -25,11 +26,16 @@ def main() -> None:
     if lock is None:
         sys.exit(f"The class site already runs (process {background.read_pid(site.lock)}).")
     background.interrupt_on_stop(site)  # uvicorn shuts down gracefully, as on Ctrl+C
+    # The port first: a taken one stops here with the kit's message, before the cloud starts.
+    try:
+        sockets = server.site_sockets("0.0.0.0", args.port)
+    except KitError as error:
+        sys.exit(str(error))  # the log's last line, which the notebook shows
     env = environment.Environment(broker_port=args.broker_port, broker_ws_port=args.broker_ws_port)
     cloud = server.open_class_cloud(args.folder, args.broker_host, env)
     print(cloud.ensure_running(progress=lambda line: print(line, flush=True)), flush=True)
     with background.serving(site, {"port": args.port}), contextlib.suppress(KeyboardInterrupt):
-        server.serve(args.folder, cloud, listen="0.0.0.0", port=args.port)
+        server.serve(args.folder, cloud, listen="0.0.0.0", port=args.port, sockets=sockets)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,8 @@ class LocalBroker:
 
     def settings(self) -> BrokerSettings:
         """The broker's settings: the options, with the CA's files and the database."""
-        cert_file, key_file = self.ca.server_identity(host_names())
+        # The name boards dial must be in the certificate, whatever --broker-host chose.
+        cert_file, key_file = self.ca.server_identity([*host_names(), self.broker_host])
         options = self.options
         return BrokerSettings(
             options.host,

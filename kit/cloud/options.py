@@ -66,7 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, listen_flag: bool = False)
     parser.add_argument(
         "--broker-host",
         type=arguments.host_name,
-        help="the DNS name boards use (default: localhost, or <hostname>.local with --listen)",
+        help=(
+            "the DNS name boards use (default: localhost, or this computer's .local name with "
+            "--listen)"
+        ),
     )
     # People say --listen; the service is told the exact address.
     parser.add_argument(
