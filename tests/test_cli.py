@@ -174,3 +174,15 @@ def test_inspect_handles_every_accepted_paste(form: str, tmp_path: Path, capsys)
     assert main(["inspect", str(path)]) == 0
     shown = capsys.readouterr().out
     assert "CN=device_01" in shown and "Signature:" in shown
+
+
+def test_a_console_without_the_characters_gets_replacements_not_a_crash(tmp_path) -> None:
+    # Windows writes a piped `kit`'s output in cp1252: a name with "→" must not crash it.
+    done = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "inspect", str(tmp_path / "a→b.pem")],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "cp1252", "KIT_HOME": str(tmp_path)},
+    )
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr
+    assert b"There is no file" in done.stderr and b"a?b.pem" in done.stderr

@@ -21,6 +21,7 @@ from kit.errors import FileError, KitError, UsageError
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `kit` command; return the exit status."""
+    _never_fail_on_text()
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -71,3 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     for group in (device, cloud, course, classroom):
         group.register(command)
     return parser
+
+
+def _never_fail_on_text() -> None:
+    """Write what the console cannot show as a replacement, not a crash: on Windows a piped
+    `kit` writes in the ANSI code page (cp1252), which has no "→" or "✓" (a file name may)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # a test's StringIO has none
+        if reconfigure is not None:
+            reconfigure(errors="replace")

@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from kit.ports import listen_on
+
 if sys.platform != "win32":
     try:
         import fcntl
@@ -53,7 +55,13 @@ class VirtualSerialPort:
         self._client: socket.socket | None = None
         self.opened = threading.Condition()
         self.open_count = 0  # how many times a host has opened the port
-        self._server = socket.create_server(("127.0.0.1", socket_port))
+        # The kit's one rule for listening (exclusive on Windows): a taken port says so.
+        (self._server,) = listen_on(
+            "127.0.0.1",
+            socket_port,
+            holder="another virtual board or program",
+            fix="choose another --socket-port, or leave it out for any free port",
+        )
         self.socket_port: int = self._server.getsockname()[1]
         self.pty_path: str | None = None
         self._master: int | None = None
