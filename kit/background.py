@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import importlib
 import json
 import os
@@ -96,7 +97,9 @@ def claim(managed: Managed, wait: float = 0.0) -> TextIO | None:
     lock = hold_lock(managed.lock, wait)
     if lock is not None:
         write_pid(lock)
-        managed.request_file("stop").unlink(missing_ok=True)  # an old request is not for us
+        # Only the lock's holder writes or removes the state: what is there is a crash's.
+        _remove(managed.state_file)
+        _remove(managed.request_file("stop"))  # an old request is not for us
     return lock
 
 
@@ -116,18 +119,25 @@ def stop_requested(managed: Managed) -> threading.Event:
     return stopped
 
 
-def on_request(managed: Managed, what: str, act: Callable[[], None]) -> None:
-    """Call `act` each time a `what` request appears (a thread watches for the file)."""
+def on_request(
+    managed: Managed, what: str, act: Callable[[], None], until: threading.Event | None = None
+) -> None:
+    """Call `act` each time a `what` request appears (a thread watches for the file), until
+    `until` is set."""
     path = managed.request_file(what)
 
     def watch() -> None:
-        while True:
-            if path.exists():
-                path.unlink(missing_ok=True)
-                act()
+        while until is None or not until.is_set():
+            try:
+                if path.exists():
+                    path.unlink()
+                    act()
+            except OSError:
+                pass  # Windows: the requester still has the file open; the next look takes it
             time.sleep(REQUEST_POLL)
 
-    threading.Thread(target=watch, daemon=True, name=f"{managed.name}-{what}").start()
+    name = f"{managed.folder.name}-{managed.name}-{what}"
+    threading.Thread(target=watch, daemon=True, name=name).start()
 
 
 def interrupt_on_stop(managed: Managed) -> None:
@@ -143,7 +153,7 @@ def serving(managed: Managed, state: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     finally:
-        managed.state_file.unlink(missing_ok=True)
+        _remove(managed.state_file)
 
 
 # -- from outside: start, find, ask, stop ----------------------------------------------------
@@ -172,12 +182,11 @@ def launch(
 ) -> dict[str, Any]:
     """Start `command` (a `python -m` entry point that claims `managed`) and wait until it has
     published its state; raise `failed(reason)` if it stops or does not start in time."""
-    managed.state_file.unlink(missing_ok=True)  # a stale one from a crash
     process = spawn(command, managed.log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = running(managed)
-        if state is not None and state["pid"] == process.pid:
+        if state is not None and _started_by(state["pid"], process.pid):
             return state
         if process.poll() is not None:
             raise failed(f"it stopped while starting: {last_line(managed.log)}")
@@ -192,31 +201,37 @@ def request(managed: Managed, what: str) -> None:
 
 
 def stop(managed: Managed, timeout: float = 10.0) -> bool:
-    """Stop `managed`'s process: ask, then terminate, then kill; remove its state. Whether one
-    was running."""
+    """Stop `managed`'s process (one still starting too): ask, then terminate, then kill;
+    remove its state. Whether one was running."""
     state = running(managed)
-    if state is not None:
-        pid = state["pid"]
-        request(managed, "stop")
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid != os.getpid():  # a board run in this process stops on the request alone
-            _end_pid(pid)
-    managed.state_file.unlink(missing_ok=True)
-    managed.request_file("stop").unlink(missing_ok=True)
-    return state is not None
+    pid = state["pid"] if state is not None else _starting(managed)
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        raise ValueError("refusing to stop this very process")
+    try:
+        target: psutil.Process | None = psutil.Process(pid)  # its start time guards a reuse
+    except psutil.NoSuchProcess:
+        target = None
+    request(managed, "stop")
+    _wait_for_end(target, timeout)
+    _end(target, pid)
+    if running(managed) is None:  # not a process that started meanwhile
+        _remove(managed.state_file)
+    _remove(managed.request_file("stop"))
+    return True
 
 
 def end(process: subprocess.Popen[bytes], grace: float = 3.0) -> None:
     """Terminate a process this one started, then kill it if it lingers, and reap it."""
-    with contextlib.suppress(ProcessLookupError, OSError):
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         process.terminate()
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(grace)
+    _children.pop(process.pid, None)
 
 
 def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -289,21 +304,66 @@ def last_line(path: Path) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _end_pid(pid: int, grace: float = 3.0) -> None:
-    """Terminate `pid` if it still runs, then kill it; psutil does each the system's way."""
-    child = _children.pop(pid, None)
+def _started_by(pid: int, launched: int) -> bool:
+    """Whether `pid` is the process started as `launched`: the same, or its child (on Windows
+    a venv's python.exe is a launcher that runs the real interpreter as its child)."""
+    if pid == launched:
+        return True
+    try:
+        return psutil.Process(pid).ppid() == launched
+    except psutil.Error:
+        return False
+
+
+def _starting(managed: Managed) -> int | None:
+    """The pid of a kit process that holds `managed`'s lock but has not published yet."""
+    pid = read_pid(managed.lock)
+    if pid is None or not lock_held(managed.lock) or not alive(pid):
+        return None
+    try:
+        command = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return None
+    return pid if " -m kit." in f" {command}" else None  # never a stranger's reused pid
+
+
+def _still_running(target: psutil.Process | None) -> bool:
+    """Whether `target` runs (psutil checks it is the same process, not a reused pid)."""
+    try:
+        return target is not None and target.is_running() and target.status() != "zombie"
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_for_end(target: psutil.Process | None, timeout: float) -> None:
+    """Wait until `target` has ended, `timeout` seconds at most."""
+    if target is not None and target.pid in _children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _children[target.pid].wait(timeout)  # reaps it too
+        return
+    deadline = time.monotonic() + timeout
+    while _still_running(target) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _end(target: psutil.Process | None, pid: int, grace: float = 3.0) -> None:
+    """Terminate `target` if it still runs, then kill it; psutil does each the system's way."""
+    child = _children.get(pid)
     if child is not None:
         end(child, grace)
         return
     for ending in ("terminate", "kill"):
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            getattr(psutil.Process(pid), ending)()
-        # Not psutil's wait(): another process's child stays a zombie until its parent looks.
-        deadline = time.monotonic() + grace
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not alive(pid):
+        if not _still_running(target):
             return
+        with contextlib.suppress(psutil.Error):
+            getattr(target, ending)()
+        _wait_for_end(target, grace)
+
+
+def _remove(path: Path) -> None:
+    """Delete `path` if it is there (on Windows a file another process has open stays)."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 # -- locks -------------------------------------------------------------------------------------
@@ -317,7 +377,7 @@ def hold_lock(path: Path, wait: float = 0.0) -> TextIO | None:
     question "is its lock held", never "does a process with that pid exist" (a pid is reused,
     and a killed process may linger unreaped).
     """
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
     handle = open(descriptor, "r+", encoding="utf-8", newline="")  # noqa: SIM115 - kept open
     deadline = time.monotonic() + wait
     while not _LOCKS.take(handle, exclusive=True):
@@ -367,8 +427,8 @@ class _FileLocks:
         kind = self.fcntl.LOCK_EX if exclusive else self.fcntl.LOCK_SH
         try:
             self.fcntl.flock(handle, kind | self.fcntl.LOCK_NB)
-        except OSError:
-            return False
+        except BlockingIOError:
+            return False  # held; any other error (no locks on this file system) is raised
         return True
 
     def release(self, handle: TextIO) -> None:
@@ -377,7 +437,9 @@ class _FileLocks:
 
 class _ByteLocks:
     """Locks with msvcrt.locking (Windows): one byte far past the pid, because Windows' locks
-    are mandatory and the pid must stay readable; a status check takes it for a moment."""
+    are mandatory and the pid must stay readable. There are no shared locks: a status check
+    takes the byte for a moment, so two checks at once may see each other as the holder (the
+    pid and alive checks that follow tell them apart)."""
 
     AT = 1 << 20
 
@@ -385,20 +447,27 @@ class _ByteLocks:
         self.msvcrt = msvcrt
 
     def take(self, handle: TextIO, exclusive: bool) -> bool:
-        position = handle.tell()
-        handle.seek(self.AT)
-        try:
-            self.msvcrt.locking(handle.fileno(), self.msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        finally:
-            handle.seek(position)
-        return True
+        return self._at_lock_byte(handle, self.msvcrt.LK_NBLCK)
 
     def release(self, handle: TextIO) -> None:
-        handle.seek(self.AT)
-        self.msvcrt.locking(handle.fileno(), self.msvcrt.LK_UNLCK, 1)
-        handle.seek(0)
+        self._at_lock_byte(handle, self.msvcrt.LK_UNLCK)
+
+    def _at_lock_byte(self, handle: TextIO, mode: int) -> bool:
+        """msvcrt.locking on the lock byte (it acts at the descriptor's position), with the
+        position moved there and back under the text file's buffer, which never sees it."""
+        handle.flush()
+        descriptor = handle.fileno()
+        position = os.lseek(descriptor, 0, os.SEEK_CUR)
+        os.lseek(descriptor, self.AT, os.SEEK_SET)
+        try:
+            self.msvcrt.locking(descriptor, mode, 1)
+        except OSError as error:
+            if error.errno in (errno.EACCES, errno.EDEADLK):
+                return False  # held (Windows says EACCES, or EDEADLOCK after its retries)
+            raise
+        finally:
+            os.lseek(descriptor, position, os.SEEK_SET)
+        return True
 
 
 def _system_locks() -> _FileLocks | _ByteLocks:

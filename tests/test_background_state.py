@@ -185,3 +185,38 @@ def test_a_stopped_child_of_another_process_counts_as_stopped() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_two_board_starts_at_once_leave_one_board_that_stop_finds(tmp_path) -> None:
+    # Two kernels starting the same board: one runs, and nothing removes its state, so `kit
+    # stop` finds and stops it and nothing is left holding the board's lock.
+    starter = (
+        "import sys; from kit.sim import board as b\n"
+        "try:\n    print(b.start('race', instant_chip=True).pid)\n"
+        "except Exception as error:\n    print('refused', error)\n"
+    )
+    env = {**os.environ, "KIT_HOME": os.environ["KIT_HOME"]}
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", starter], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    said = [p.communicate(timeout=60)[0].strip() for p in starts]
+    running = [info.pid for info in vboard.running_boards() if info.name == "race"]
+    assert len(running) == 1, said
+    assert str(running[0]) in said, said
+    assert vboard.stop("race")
+    assert not background.alive(running[0])
+    assert not background.lock_held(vboard.managed("race").lock)
+    assert vboard.running_boards() == []
+
+
+def test_stop_never_ends_this_very_process() -> None:
+    board = vboard.VirtualBoard("self").start()
+    try:
+        assert vboard.find("self").pid == os.getpid()
+        with pytest.raises(ValueError, match="this very process"):
+            vboard.stop("self")
+    finally:
+        board.close()

@@ -119,6 +119,9 @@ def test_the_course_runs_and_stops_as_on(system: str, tmp_path: Path) -> None:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         kit_ok({**env, "KIT_HOME": str(build / "kit-home")}, "stop")
         assert wait_until_nothing_runs(tmp_path) == []
+        # It stopped because it was asked, not terminated: its own last words are in its log.
+        board_log = build / "kit-home" / "boards" / "default" / "process.log"
+        assert board_log.read_text().strip().endswith("Virtual board stopped.")
 
         kit_ok(env, "class", "init", "--host", "localhost")
         roster = tmp_path / "roster.csv"

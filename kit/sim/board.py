@@ -223,7 +223,7 @@ class VirtualBoard:
     def start(self) -> VirtualBoard:
         """Power on: publish where the port is, then run the sketch in a thread."""
         background.publish(self.managed, asdict(self.info))
-        background.on_request(self.managed, "reset", self.reset_button.set)
+        background.on_request(self.managed, "reset", self.reset_button.set, until=self._stop)
         self._thread.start()
         return self
 

@@ -9,7 +9,7 @@ Linux gives them (pyserial and psutil use fcntl and /proc on Linux, as they shou
 - win32: no fcntl, pty, termios, tty or resource; msvcrt instead (byte locks, simulated with
   flock on another open file description, which like Windows' locks conflict within a
   process too); os.kill refused (on Windows signal 0 is Ctrl+C to a whole console, and any
-  other number terminates); no /proc.
+  other number terminates); no SIGTERM handler (Windows never delivers it); no /proc.
 - darwin: no /proc; no pty (macOS' pty answers poll() with POLLNVAL, so the kit must not need
   one).
 
@@ -25,6 +25,7 @@ import fcntl
 import importlib
 import io
 import os
+import signal
 import sys
 import types
 from typing import Any
@@ -117,6 +118,16 @@ def install(system: str) -> None:
     os.open = no_proc(real_os_open)
 
     if system == "win32":
+        real_signal = signal.signal
+
+        def guarded_signal(signum: int, handler: Any) -> Any:
+            # Windows never delivers SIGTERM: terminating a process there ends it at once, so
+            # the kit must stop its processes by asking (the stop request), not by signal.
+            if signum == signal.SIGTERM and _from_kit(through_stdlib=False):
+                return signal.getsignal(signum)
+            return real_signal(signum, handler)
+
+        signal.signal = guarded_signal
         real_kill = os.kill
 
         def guarded_kill(pid: int, sig: int) -> None:
