@@ -4,7 +4,13 @@ Notebooks and dashboards connect with the cloud's observer identity, never a dev
 sketch's JSON arrives pretty-printed over several lines; anything that is not JSON, or lacks a
 field, is counted and kept but never crashes the plot. History is backfilled from the recorder
 before going live. paho's network thread only appends to bounded buffers: widgets read them
-from the kernel's own thread.
+from the kernel's own thread. Of a payload no buffer keeps more than the recorder does
+(STORED_BYTES): a device flooding 128 KB messages costs a watcher 2 KB each.
+
+LED commands share one connection (for the class server, the whole class's): `LedCommands`
+keeps only the latest command of a device while its previous one is unacknowledged, lets the
+devices take turns, and stays under the broker's publishes a second, so one student's flood
+never queues in front of another's command, nor in front of "every LED off".
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from kit.certs import validate_device_name
 from kit.class_events import ClassEvents
 from kit.cloud import ObserverIdentity
 from kit.cloud.policy import OBSERVER_ID_PREFIX, PRESENCE_PREFIX
-from kit.cloud.store import Message, Store
+from kit.cloud.store import STORED_BYTES, Message, Store, recorded, shortened
 from kit.errors import KitError, TelemetryError
 
 log = logging.getLogger(__name__)
@@ -91,7 +97,8 @@ def decode(topic: str, payload: bytes, received: float) -> Event | None:
     if rest == "led/state":
         text = payload.decode("utf-8", errors="replace").strip()
         if not (text.isascii() and text.isdigit() and len(text) <= 3 and int(text) <= 100):
-            return Rejected(thing, received, topic, payload, "not a whole number from 0 to 100")
+            reason = "not a whole number from 0 to 100"
+            return Rejected(thing, received, topic, payload[:STORED_BYTES], reason)
         return LedState(thing, received, int(text))
     return None
 
@@ -100,7 +107,8 @@ def _reading(thing: str, received: float, topic: str, payload: bytes) -> Event:
     """An environment message as a Reading, or Rejected with the reason (never raises)."""
 
     def rejected(reason: str) -> Rejected:
-        return Rejected(thing, received, topic, payload, reason)
+        # Kept, shown and recorded at most this much: the rest was never a reading.
+        return Rejected(thing, received, topic, payload[:STORED_BYTES], reason)
 
     try:
         data = json.loads(payload)
@@ -132,6 +140,136 @@ def check_brightness(value: int) -> int:
             f"The LED brightness must be a whole number from 0 to 100, not {value!r}."
         )
     return value
+
+
+# AWS IoT Core takes 100 publishes a second on a connection (the local broker drops the rest
+# without a PUBACK): LED commands keep under it, with room for a clock that runs fast.
+LED_RATE = 80.0
+LED_WINDOW = 20  # unacknowledged commands at once: paho's window, which a lost one would hold
+LED_ACK_WAIT = 3.0  # seconds a device's unacknowledged command holds its turn, then it is lost
+
+
+class LedCommands:
+    """The LED commands of one connection, fair between devices: while a device's command is
+    unacknowledged only its latest next one is kept, the devices take turns, and at most
+    `rate` commands go out a second. `publish(thing, value)` sends one and returns its message
+    id; `acknowledged(mid)` is told of each PUBACK (on paho's thread)."""
+
+    def __init__(
+        self,
+        publish: Callable[[str, int], int],
+        rate: float = LED_RATE,
+        window: int = LED_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._publish, self.rate, self.window, self._clock = publish, rate, window, clock
+        self._waiting: dict[str, int] = {}  # device -> latest value; the order is the turns
+        self._in_flight: dict[str, float] = {}  # device -> when its command went out
+        self._ids: dict[int, str] = {}  # message id -> device
+        self._early: set[int] = set()  # PUBACKs that came before publish() returned
+        self._tokens = float(window)
+        self._refilled = clock()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.sent = 0
+        self.lost = 0  # commands never acknowledged within LED_ACK_WAIT
+
+    def ask(self, thing: str, value: int, first: bool = False) -> None:
+        """Queue `value` for `thing`, in place of any it had waiting; `first`: its turn comes
+        before every other device's (every LED off)."""
+        with self._changed:
+            if first:
+                rest = {t: v for t, v in self._waiting.items() if t != thing}
+                self._waiting = {thing: value, **rest}
+            else:
+                self._waiting[thing] = value  # a device already waiting keeps its turn
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="kit-leds")
+                self._thread.start()
+            self._changed.notify()
+
+    def acknowledged(self, mid: int) -> None:
+        """The broker acknowledged message `mid` (paho's thread: never blocks on publish)."""
+        with self._changed:
+            thing = self._ids.pop(mid, None)
+            if thing is None:
+                if len(self._early) > 1000:  # ids of no command of ours: never claimed
+                    self._early.clear()
+                self._early.add(mid)
+                return
+            self._in_flight.pop(thing, None)
+            self._changed.notify()
+
+    def waiting(self) -> dict[str, int]:
+        """The commands not sent yet, device -> value, in turn order."""
+        with self._changed:
+            return dict(self._waiting)
+
+    def close(self) -> None:
+        """Stop sending (what still waits is dropped with the connection)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                chosen = self._next()
+                while chosen is None:
+                    if self._closed:
+                        return
+                    self._changed.wait(self._pause())
+                    chosen = self._next()
+                thing, value = chosen
+            # Outside the lock: paho calls `acknowledged` holding a lock publish() also takes.
+            try:
+                mid = self._publish(thing, value)
+            except Exception:  # paho refused it (a closing client): the device's turn is free
+                log.exception("An LED command to %s could not be sent", thing)
+                with self._changed:
+                    self._in_flight.pop(thing, None)
+                continue
+            with self._changed:
+                self.sent += 1
+                if mid in self._early:
+                    self._early.discard(mid)
+                    self._in_flight.pop(thing, None)
+                else:
+                    self._ids[mid] = thing
+
+    def _next(self) -> tuple[str, int] | None:
+        """The next device whose turn it is and its value, if the rate and window allow one
+        now (it is then in flight); None otherwise. Called holding the lock."""
+        if self._closed:
+            return None
+        now = self._clock()
+        for thing, sent in list(self._in_flight.items()):
+            if now - sent > LED_ACK_WAIT:  # dropped without a PUBACK: free its turn
+                del self._in_flight[thing]
+                self._ids = {m: t for m, t in self._ids.items() if t != thing}
+                self.lost += 1
+        self._tokens = min(self.window, self._tokens + (now - self._refilled) * self.rate)
+        self._refilled = now
+        if self._tokens < 1 or len(self._in_flight) >= self.window:
+            return None
+        for thing in self._waiting:
+            if thing not in self._in_flight:
+                self._tokens -= 1
+                self._in_flight[thing] = now
+                return thing, self._waiting.pop(thing)
+        return None
+
+    def _pause(self) -> float | None:
+        """How long nothing can go out unless told (None: until a command or a PUBACK)."""
+        if not self._waiting:
+            return None
+        pauses = [LED_ACK_WAIT - (self._clock() - sent) for sent in self._in_flight.values()]
+        if self._tokens < 1:
+            pauses.append((1 - self._tokens) / self.rate)
+        return max(0.001, min(pauses)) if pauses else None
 
 
 class Telemetry:
@@ -201,6 +339,10 @@ class Telemetry:
         self.client.on_connect = lambda c, u, f, reason, p: self._on_connect(reason)
         self.client.on_disconnect = lambda c, u, f, r, p: self._on_disconnect()
         self.client.on_message = self._on_message
+        self.leds = LedCommands(self._send_led)
+        # paho passes (client, userdata, mid, reason, properties): the PUBACK of `mid`.
+        self.client.on_publish = lambda c, u, mid, r, p: self.leds.acknowledged(mid)
+        self.client.max_inflight_messages_set(LED_WINDOW)
         self.client.reconnect_delay_set(1, 5)
 
     def listen(self, callback: Callable[[Event], None]) -> None:
@@ -237,6 +379,7 @@ class Telemetry:
         return self
 
     def stop(self) -> None:
+        self.leds.close()
         if self._events is not None:
             self._events.stop()
             return
@@ -306,19 +449,24 @@ class Telemetry:
         with self._lock:
             return self.presence.get(thing)
 
-    def led(self, thing: str, value: int) -> None:
+    def led(self, thing: str, value: int, first: bool = False) -> None:
         """Ask a device to set its LED to `value` percent (0-100), without waiting.
 
-        The command goes out at QoS 1 on paho's thread (again after a reconnect); the slider's
-        callback runs on the kernel's event loop, which must never block on the network. The
-        device's answer arrives as a led/state event.
+        The command goes out at QoS 1 from LedCommands' thread (again after a reconnect), in
+        place of one still waiting for the same device; the slider's callback runs on the
+        kernel's event loop, which must never block on the network. `first`: before every
+        other device's (every LED off). The device's answer arrives as a led/state event.
         """
         validate_device_name(thing)
         check_brightness(value)
         if self._events is not None:
             self._events.led(thing, value)
             return
-        self.client.publish(f"things/{thing}/led", str(value), qos=1)
+        self.leds.ask(thing, value, first)
+
+    def _send_led(self, thing: str, value: int) -> int:
+        """Publish one LED command; its message id."""
+        return self.client.publish(f"things/{thing}/led", str(value), qos=1).mid
 
     def _on_connect(self, reason: ReasonCode) -> None:
         """Subscribe (again, after a reconnect) once the broker accepted the connection."""
@@ -345,10 +493,16 @@ class Telemetry:
 
     def arrived(self, topic: str, payload: bytes, now: float) -> None:
         """Keep one message as the broker (or the class server's stream) delivered it."""
-        if self._record_to is not None:
+        if self._record_to is not None and recorded(topic):
             if self._recorder is None:
                 self._recorder = Store(self._record_to)
-            self._recorder.record(topic, payload, now)
+            for thing in self._recorder.record_many([shortened(topic, payload, now)]).full:
+                log.warning(
+                    "%s reached its storage quota in %s: its oldest recorded messages are "
+                    "forgotten to make room (said again in an hour if it goes on).",
+                    thing,
+                    self._record_to,
+                )
         if topic.startswith(PRESENCE_PREFIX):
             # A lifecycle event: who connected or left, not a message of the device's own.
             kind, _, client_id = topic[len(PRESENCE_PREFIX) :].partition("/")
@@ -361,7 +515,7 @@ class Telemetry:
             return
         event = decode(topic, payload, now)
         with self._lock:
-            self.raw.append((now, topic, payload))
+            self.raw.append((now, topic, payload[:STORED_BYTES]))
             self.received += 1
             self.last_message = now
             levels = topic.split("/")

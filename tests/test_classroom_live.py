@@ -181,9 +181,13 @@ def test_the_led_form_works_without_javascript(
         headers=html,
     )
     assert off.status_code == 303 and off.headers["location"] == "/dashboard?thing=live_plain"
+    # Each answered before the next: a command sent while the last is unacknowledged takes
+    # its place (only the latest of a device waits), which is not what this test is about.
+    assert [payload for _, payload in board.wait_for(1)] == [b"0"]
     ada.post(
         "/live/live_plain/led", data={"csrf": token, "switch": "100", "value": "0"}, headers=html
     )
+    assert [payload for _, payload in board.wait_for(2)] == [b"0", b"100"]
     ada.post("/live/live_plain/led", data={"csrf": token, "value": "35"}, headers=html)
     assert [payload for _, payload in board.wait_for(3)] == [b"0", b"100", b"35"]
     board.close()

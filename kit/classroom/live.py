@@ -8,6 +8,12 @@ checks who may follow what, before and while it asks; this module only delivers.
 
 paho's network thread numbers and keeps events under a lock, then hands each one to the web
 server's event loop, which alone touches the followers' queues.
+
+What the feed keeps is bounded by the class: at most `keep` events per device, a rejected
+payload only as far as a page shows it, and nothing of a device the cloud no longer has (told
+by `forget`, or found by a look at the cloud's things every PRUNE_EVERY seconds). LED commands
+go through the observer's LedCommands (kit.telemetry): the latest per device, devices in turn,
+so one student's flood never delays another's command, and every LED off goes first.
 """
 
 from __future__ import annotations
@@ -16,17 +22,20 @@ import asyncio
 import contextlib
 import enum
 import json
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kit import telemetry
 from kit.cloud import Cloud
-from kit.cloud.store import Message
-from kit.errors import TelemetryError
+from kit.cloud.store import STORED_BYTES, Message
+from kit.errors import KitError, TelemetryError
+
+log = logging.getLogger(__name__)
 
 EVERY = "*"  # a follower of every device (the instructor's live view)
 Watched = str | tuple[str, ...]  # a device, several (a student's), or EVERY
@@ -34,7 +43,9 @@ KEEP_PER_DEVICE = 600  # 10 minutes at 1 message/s; 100 at the sketch's one per 
 QUEUE_LIMIT = 1000  # a page this far behind is dropped; it reconnects and catches up
 HISTORY_SECONDS = 3600
 HISTORY_ROWS = 3600  # an hour at one message a second
-READING_BYTES = 2048  # a reading is tens of bytes: a bigger payload is no reading to draw
+READING_BYTES = STORED_BYTES  # a reading is tens of bytes: a bigger payload is no reading
+SHOWN_BYTES = 200  # of a rejected payload, what a page shows (and all the feed keeps)
+PRUNE_EVERY = 60.0  # seconds between two looks for devices the cloud no longer has
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ def describe(event: telemetry.Event) -> dict[str, Any]:
     elif isinstance(event, telemetry.LedState):
         fields.update(value=event.value)
     elif isinstance(event, telemetry.Rejected):
-        payload = event.payload[:200].decode("utf-8", errors="replace")
+        payload = event.payload[:SHOWN_BYTES].decode("utf-8", errors="replace")
         fields.update(topic=event.topic, payload=payload, reason=event.reason)
     else:
         fields.update(connected=event.connected)
@@ -114,9 +125,11 @@ class Snapshot:
 class ClassFeed:
     """The observer of the class's broker and the followers of what it sees."""
 
-    def __init__(self, cloud: Cloud, keep: int = KEEP_PER_DEVICE) -> None:
+    def __init__(
+        self, cloud: Cloud, keep: int = KEEP_PER_DEVICE, prune_every: float = PRUNE_EVERY
+    ) -> None:
         self.cloud = cloud
-        self.keep = keep
+        self.keep, self.prune_every = keep, prune_every
         # Numbers go on from the time the feed began, in milliseconds, so they only grow
         # across restarts of the server (fewer than a thousand events a second), and an id
         # from before a restart is known as such: that page loads its story again.
@@ -128,6 +141,8 @@ class ClassFeed:
         self._followers: dict[str, set[Follower]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watch: telemetry.Telemetry | None = None
+        self._stopping = threading.Event()
+        self._pruner: threading.Thread | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> ClassFeed:
         """Connect the observer (followers are served on `loop`)."""
@@ -139,10 +154,14 @@ class ClassFeed:
         # (the recorder, not the feed, tells of it); a message in the few milliseconds between
         # the subscription and now may be told by both.
         self.started = time.time()
+        self._stopping.clear()
+        self._pruner = threading.Thread(target=self._prune_now_and_then, daemon=True)
+        self._pruner.start()
         return self
 
     def stop(self) -> None:
         """Disconnect the observer and end every stream."""
+        self._stopping.set()
         if self._watch is not None:
             self._watch.stop()
             self._watch = None
@@ -155,14 +174,60 @@ class ClassFeed:
         return self._watch is not None and self._watch.connected.is_set()
 
     def led(self, thing: str, value: int) -> None:
-        """Ask `thing` to set its LED (the caller checked the person may)."""
+        """Ask `thing` to set its LED (the caller checked the person may): in place of a
+        command of its still waiting, in turn with the other devices'."""
+        self._running().led(thing, value)
+
+    def leds_off(self, things: Iterable[str]) -> None:
+        """Every LED of `things` off, before any other command waiting (a quiet room)."""
+        watch = self._running()
+        for thing in things:
+            watch.led(thing, 0, first=True)
+
+    def _running(self) -> telemetry.Telemetry:
         if self._watch is None:
             raise TelemetryError("The class's live feed is not running.")
-        self._watch.led(thing, value)
+        return self._watch
+
+    # Devices that are gone
+
+    def forget(self, thing: str) -> None:
+        """Drop what the feed kept of `thing` (removed from the class and its cloud)."""
+        with self._lock:
+            self._kept.pop(thing, None)
+            self._dropped.pop(thing, None)
+
+    def prune(self) -> list[str]:
+        """Forget the devices the cloud no longer has (removed by `kit unregister`, in the AWS
+        console, or by the class); return them."""
+        asked = time.time()
+        known = set(self.cloud.things())
+        with self._lock:
+            # One that spoke since the question may have been registered meanwhile: kept.
+            gone = [
+                thing
+                for thing, kept in self._kept.items()
+                if thing not in known and (not kept or kept[-1].event.time < asked)
+            ]
+        for thing in gone:
+            self.forget(thing)
+        return gone
+
+    def _prune_now_and_then(self) -> None:
+        while not self._stopping.wait(self.prune_every):
+            try:
+                self.prune()
+            except KitError as error:  # the cloud cannot answer now: ask again next time
+                log.warning("The class feed could not list the cloud's devices: %s", error)
+            except Exception:  # neither may a bug end the pruning for the rest of the class
+                log.exception("The class feed could not look for removed devices")
 
     # Events arriving (paho's thread)
 
     def _arrived(self, event: telemetry.Event) -> None:
+        if isinstance(event, telemetry.Rejected):
+            # Kept only as far as a page shows it: a flood of 128 KB payloads costs 200 bytes.
+            event = replace(event, payload=event.payload[:SHOWN_BYTES])
         with self._lock:
             self.last_id += 1
             numbered = Numbered(self.last_id, event)

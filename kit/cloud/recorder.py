@@ -6,6 +6,10 @@ the publishers down instead of dropping messages (back-pressure). One thread wri
 one transaction each, and removes messages older than the retention period in between.
 `close` writes everything still queued: after a graceful stop, every message the broker
 acknowledged is in the database.
+
+The queue holds only what the store keeps of a payload (kit.cloud.store.shortened), so a
+flood of 128 KB payloads costs the broker 2 KB each while they wait. A device at its storage
+quota is named in the broker's log (once an hour, never once per message).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kit.cloud.store import Store
+from kit.cloud.store import DEVICE_QUOTA, Row, Store, shortened
 
 log = logging.getLogger("kit.broker")
 
@@ -40,7 +44,7 @@ class Recorder:
     ) -> None:
         self.database, self.keep_days, self.clock = database, keep_days, clock
         self.clean_every = clean_every
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=size)
+        self._queue: queue.Queue[Row | object] = queue.Queue(maxsize=size)
         self._thread = threading.Thread(target=self._run, daemon=True, name="kit-recorder")
         self._cleaned = -float("inf")
         self.written = 0
@@ -49,14 +53,14 @@ class Recorder:
     def offer(self, topic: str, payload: bytes, received: float) -> bool:
         """Queue a message if there is room; False means: call `put` off the event loop."""
         try:
-            self._queue.put_nowait((topic, payload, received))
+            self._queue.put_nowait(shortened(topic, payload, received))
         except queue.Full:
             return False
         return True
 
     def put(self, topic: str, payload: bytes, received: float) -> None:
         """Queue a message, waiting for room (run in a worker thread, never on the loop)."""
-        self._queue.put((topic, payload, received))
+        self._queue.put(shortened(topic, payload, received))
 
     def flush(self) -> None:
         """Wait until everything queued so far is written."""
@@ -83,11 +87,13 @@ class Recorder:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                rows = [item for item in batch if item is not _STOP]
+                rows = [item for item in batch if isinstance(item, tuple)]
                 try:
                     if rows:
-                        store.record_many(rows)  # type: ignore[arg-type]
+                        recorded = store.record_many(rows)
                         self.written += len(rows)
+                        for thing in recorded.full:
+                            log.warning(full_notice(thing))
                 except Exception:  # the broker must outlive a full disk; say what was lost
                     log.exception("the recorder could not write %d messages", len(rows))
                 self._clean(store)
@@ -107,3 +113,13 @@ class Recorder:
         removed = store.forget_before(now - self.keep_days * 86400)
         if removed:
             log.info("removed %d recorded messages older than %g days", removed, self.keep_days)
+
+
+def full_notice(thing: str) -> str:
+    """What the instructor reads when a device reaches its storage quota."""
+    return (
+        f"{thing} reached its storage quota of {DEVICE_QUOTA // 2**20} MB: its oldest recorded "
+        "messages are forgotten to make room for new ones (live pages still see them all). A "
+        "board that sends this much is flooding: look at it on the class page, or remove it "
+        f"(`kit unregister {thing}`). Said again in an hour if it goes on."
+    )
