@@ -31,19 +31,28 @@ from kit.errors import (
 from kit.names import PRINTABLE_STRING, DeviceName, validate_device_name
 from kit.pem import Kind, PemBlock, clean_pem, der_kind, read_block
 from kit.printable import printable
-from kit.signatures import algorithm_name, canonical_key, verify_certificate, verify_signature
+from kit.signatures import (
+    algorithm_name,
+    canonical_key,
+    digest_problem,
+    key_problem,
+    verify_certificate,
+    verify_signature,
+)
 
 __all__ = [
     "Certificate",
     "Csr",
     "DeviceName",
     "NameAttribute",
+    "check_signable",
     "clean_pem",
     "der_kind",
     "load_any",
     "load_certificate",
     "load_csr",
     "matches",
+    "signing_problem",
     "validate_device_name",
 ]
 
@@ -285,6 +294,26 @@ def load_csr(text: str | bytes, *, verify: bool = True) -> Csr:
             ) from None
         return Csr(subject, spki, csr.signature_algorithm, der, signature_valid=False)
     return csr
+
+
+def signing_problem(csr: Csr) -> str:
+    """Why AWS IoT would not sign this CSR (its key, its signature), with what to use instead;
+    "" if it would. Every cloud the kit runs signs only what AWS signs, so a CSR that works in
+    class works on AWS too."""
+    if not csr.signature_valid:
+        return (
+            "The CSR's signature does not match its content, so no cloud signs it. Copy the CSR "
+            "again from the serial monitor, exactly as printed."
+        )
+    algorithm = asn1_csr.CertificationRequest.load(csr.der)["signature_algorithm"]
+    return key_problem(csr.public_key) or digest_problem(algorithm)
+
+
+def check_signable(csr: Csr) -> None:
+    """Raise CertificateError (saying what to use) for a CSR AWS IoT would not sign."""
+    problem = signing_problem(csr)
+    if problem:
+        raise CertificateError(problem)
 
 
 def load_certificate(text: str | bytes) -> Certificate:

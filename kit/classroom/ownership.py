@@ -20,6 +20,9 @@ from kit.errors import KitError, ThingTakenError
 from kit.printable import printable
 
 MAX_DEVICES = 5  # per student: enough for a spare board, too few to squat the room's names
+# The names `kit class provision --virtual` gives the class's virtual boards, in any case: no
+# one may register one, or a student could take a classmate's board name before it is made.
+BOARD_PREFIX = "class-"
 
 
 def teaches(session: Session) -> bool:
@@ -119,11 +122,13 @@ class Claims:
 @dataclass(frozen=True)
 class Outcome:
     """What registering for a student came to: the registration, or the problem for the
-    student; `conflict` when the cloud holds the name with another key (the API's 409)."""
+    student; `conflict` when the cloud holds the name with another key (the API's 409),
+    `outside` when it holds it with this key from before the class."""
 
     problem: str
     registration: Registration | None = None
     conflict: bool = False
+    outside: bool = False
 
 
 class Registrar:
@@ -135,14 +140,38 @@ class Registrar:
         self.store, self.cloud = store, cloud
         self._claims = Claims()
 
-    def register(self, username: str, csr: certs.Csr, slot: int) -> Outcome:
+    def register(
+        self, username: str, csr: certs.Csr, slot: int, *, class_board: bool = False
+    ) -> Outcome:
         """Register `csr` (its key in `slot`) in the cloud for `username`: the registration,
-        or why not (a message for the student)."""
-        with self._claims.holding(f"student:{username}", f"thing:{csr.common_name}"):
+        or why not (a message for the student). `class_board`: a virtual board the class
+        provisions, the only registration that may have a BOARD_PREFIX name."""
+        # Before anything is held or counted: a key AWS would refuse takes no device place.
+        problem = certs.signing_problem(csr)
+        if problem:
+            return Outcome(problem)
+        thing = csr.common_name
+        if not class_board and thing.casefold().startswith(BOARD_PREFIX):
+            return Outcome(
+                f"Device names that start with '{BOARD_PREFIX}' are kept for the class's own "
+                "virtual boards. Capture a new CSR with another name (notebook 01, or the CSR "
+                "sketch's name question), such as your initials and a number."
+            )
+        # One claim for every spelling of a name: two case variants must not pass at once.
+        with self._claims.holding(f"student:{username}", f"thing:{thing.casefold()}"):
             return self._register(username, csr, slot)
 
     def _register(self, username: str, csr: certs.Csr, slot: int) -> Outcome:
         store, cloud, thing = self.store, self.cloud, csr.common_name
+        variant = _case_variant(store, thing)
+        if variant is not None:
+            # Topics, folders on Windows and macOS, and people read these as one name.
+            return Outcome(
+                f"The device name '{printable(thing)}' differs from '{printable(variant)}', a "
+                "device already in this class, only in upper and lower case, so the two would "
+                "be mistaken for each other. Capture a new CSR with another name (notebook 01, "
+                "or the CSR sketch's name question)."
+            )
         owner = store.owner(thing)
         if owner is not None and owner != username:
             return Outcome(
@@ -170,8 +199,15 @@ class Registrar:
             # copy), so nobody here may take it over.
             return Outcome(
                 f"'{printable(thing)}' was registered in the cloud outside this class. Ask your "
-                "teacher, or capture a CSR with another device name."
+                "teacher, or capture a CSR with another device name.",
+                outside=True,
             )
         store.claim(thing, username)
         store.keep_registration(thing, registration, slot)
         return Outcome("", registration)
+
+
+def _case_variant(store: ClassStore, thing: str) -> str | None:
+    """A device of the class whose name is `thing` in other upper and lower case, if any."""
+    folded = thing.casefold()
+    return next((t for t in store.all_things() if t.casefold() == folded and t != thing), None)

@@ -1,4 +1,5 @@
-"""The local cloud's certificate authority: it signs device CSRs the way AWS IoT does.
+"""The local cloud's certificate authority: it signs device CSRs the way AWS IoT does, and only
+the ones AWS IoT signs (kit.certs.check_signable).
 
 The CA key is an EC P-256 key in KIT_HOME/cloud/ca/ (0600). Device certificates copy the CSR's
 subject; `cryptography` cannot write the non-standard PrintableString names chips make, so names
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kit.certs import Csr
+from kit.certs import Csr, check_signable
 from kit.errors import DamagedFileError
 from kit.places import damaged, read_state, set_aside, write_private
 
@@ -82,7 +83,10 @@ class LocalCA:
         return self.cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def sign_csr(self, csr: Csr) -> str:
-        """A device certificate for the CSR's key and subject (PEM)."""
+        """A device certificate for the CSR's key and subject (PEM); CertificateError, saying
+        what to use, for a key or signature AWS IoT would not sign (RSA under 2048 bits, a
+        curve other than P-256/P-384/P-521, SHA-1): what works here must work on AWS."""
+        check_signable(csr)
         subject = x509.Name(
             [
                 x509.NameAttribute(_OIDS[a.short_name], a.value)
