@@ -129,9 +129,14 @@ def foreign_subscribe(w: World) -> None:
 
 
 def unregistered_certificate(w: World) -> None:
-    a = w.device("dev_a")
+    a, b = w.device("dev_a"), w.device("dev_b")
     w.cloud.unregister("dev_a")
-    assert not w.paho(a).accepted
+    with w.cloud.store.transaction() as db:
+        db.execute("UPDATE principals SET status = 'INACTIVE' WHERE name = 'dev_b'")
+    for files in (a, b):
+        assert not w.paho(files).accepted
+        client = w.raw(files)  # refused once TLS is done: no CONNACK, nothing read
+        assert client.packet(2) is None and client.closed
 
 
 def _handshake_refused(w: World, cert: Path | None, key: Path | None) -> bool:
@@ -421,24 +426,28 @@ def long_topic(w: World) -> None:
 
 
 def long_client_id(w: World) -> None:
-    client = w.raw(w.device("dev_a"))
+    a = w.device("dev_a")
+    client = w.raw(a)
     client.send(raw.connect("d" * 129))
+    assert client.connack() == 2
+    client = w.raw(a)
+    client.send(raw.connect("\x01" * 65535))  # the most MQTT carries: refused by its size
     assert client.connack() == 2
 
 
 def publish_rate(w: World) -> None:
     a = w.device("dev_a")
     client = w.raw(a, "dev_a")
-    burst = b"".join(
-        raw.publish("things/dev_a/environment", b'{"n": %d}' % i, qos=1, packet_id=i + 1)
-        for i in range(150)
-    )
-    client.send(burst)
+    client.send(raw.burst("things/dev_a/environment", 150))
     acks = []
     while (packet := client.packet(1)) is not None:
         acks.append(packet)
-    assert 100 <= len(acks) < 110 and not client.closed  # the rest discarded, still connected
-    assert 100 <= len(w.recorded("dev_a")) < 110
+    # Every publish acknowledged, by its own id: the sender's in-flight window never leaks.
+    assert [(kind, int.from_bytes(body, "big")) for kind, _, body in acks] == [
+        (raw.PUBACK, n) for n in range(1, 151)
+    ]
+    assert not client.closed  # still connected
+    assert 100 <= len(w.recorded("dev_a")) < 110  # the rest discarded: neither stored nor sent
 
 
 def payload_limit(w: World) -> None:
@@ -541,8 +550,9 @@ ROWS = [
         foreign_subscribe,
     ),
     Row(
-        "unregistered certificate",
-        "refused: a certificate must be ACTIVE to connect",
+        "unregistered or INACTIVE certificate",
+        "refused: a certificate must be ACTIVE to connect (kit: closed as soon as TLS is "
+        "done, before any MQTT is read)",
         "AWS: activate-or-deactivate-device-cert.html",
         unregistered_certificate,
     ),
@@ -698,14 +708,21 @@ ROWS = [
     ),
     Row(
         "client id over 128 bytes",
-        "refused",
-        "AWS quotas: iot-core.html#message-broker-limits",
+        "refused (kit: CONNACK 2, identifier rejected; the id is never logged, only its size)",
+        "AWS quotas: iot-core.html#message-broker-limits ('Client ID size': 128 bytes of "
+        "UTF-8 encoded characters)",
         long_client_id,
     ),
     Row(
         "more than 100 publishes per second on one connection",
-        "the excess is discarded; the connection stays",
-        "AWS quotas: 'Publish requests exceeding that limit will be discarded'",
+        "the excess is discarded and the connection stays; with MQTT 3.1.1 AWS sends no PUBACK "
+        "for a discarded QoS 1 publish, so each keeps a slot of the sender's in-flight window. "
+        "The kit discards the same and acknowledges it, so no client's window leaks",
+        "AWS quotas: iot-core.html#message-broker-limits ('Publish requests per second per "
+        "connection', 100: 'Publish requests exceeding that limit will be discarded'); no "
+        "PUBACK: AWS SDK maintainer, aws-iot-device-sdk-python-v2#257. AWS disconnects only "
+        "for throttling it names THROTTLED (ota-troubleshooting-fleet-disconnects.html), not "
+        "for this. Kit choice: the PUBACK",
         publish_rate,
     ),
     Row(

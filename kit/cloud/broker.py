@@ -1,13 +1,15 @@
 """The local MQTT broker: MQTT 3.1.1 over mutual TLS, with AWS IoT Core's policy and limits.
 
 A small broker of the kit's own, so that every rule is in code we can read and test: a
-certificate from the local CA is required; who it is comes from the registry's principals table;
-every publish, subscribe and delivery is checked against the device policy; a violation closes
-the connection, as AWS does. It also keeps persistent sessions for an hour, publishes AWS's
-lifecycle events, ends the connections of a certificate the moment it is revoked, closes sockets
-that never finish TLS or never send CONNECT, and hands messages to the recorder without ever
-writing to the database on its event loop. What it promises is listed in the README
-("What the local cloud promises") and proven by tests/test_broker_parity.py.
+certificate from the local CA is required, and one the registry does not hold as ACTIVE is
+refused as soon as TLS is done, before any MQTT is read; who it is comes from the registry's
+principals table; every publish, subscribe and delivery is checked against the device policy;
+a violation closes the connection, as AWS does. It also keeps persistent sessions for an hour,
+publishes AWS's lifecycle events, ends the connections of a certificate the moment it is
+revoked, closes sockets that never finish TLS or never send CONNECT, and hands messages to the
+recorder without ever writing to the database on its event loop. Its log stays a few short
+lines a second whatever clients send (mqtt_connection.QuietLog). What it promises is listed in
+the README ("What the local cloud promises") and proven by tests/test_broker_parity.py.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any
 from websockets.asyncio.server import serve as serve_websocket
 
 from kit.cloud import mqtt_codec as mqtt
-from kit.cloud.mqtt_connection import MAX_PACKET, Connection, Link
+from kit.cloud.local_ca import certificate_id
+from kit.cloud.mqtt_connection import MAX_PACKET, Connection, Link, QuietLog
 from kit.cloud.mqtt_links import TlsLink, serve_websocket_client
 from kit.cloud.policy import CONNECT_TIMEOUT, PRESENCE_PREFIX, SESSION_EXPIRY, may
 from kit.cloud.recorder import QUEUE_SIZE, Recorder
@@ -78,6 +81,7 @@ class Broker:
         self._housekeeping: asyncio.Task[None] | None = None
         self._registry_version = -1
         self._closed_since_collect = 0
+        self.quiet = QuietLog(log)  # the broker's decisions, a few lines of each kind a second
 
     # Listening
 
@@ -136,6 +140,7 @@ class Broker:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
+        self.quiet.flush(everything=True)
         self.recorder.close()
         self.store.close()
 
@@ -146,7 +151,26 @@ class Broker:
         address = peer[0] if isinstance(peer, tuple) else str(peer)
         connection = Connection(self, link, der, address)
         self.connections.add(connection)
+        problem = self._certificate_problem(der)
+        if problem:
+            # AWS refuses a certificate that is not ACTIVE. Refused here, nothing the client
+            # sends is read, parsed or logged: a removed certificate costs one short line.
+            self.quiet.info(
+                "refused connections", "refused a connection from %s: %s", address, problem
+            )
+            connection.close("")
         return connection
+
+    def _certificate_problem(self, der: bytes | None) -> str:
+        """Why a client's certificate may not connect at all, or "" if it is ACTIVE."""
+        if der is None:
+            return "no client certificate"  # TLS asks for one; a transport may not say
+        principal = self.store.principal(certificate_id(der))
+        if principal is None:
+            return "its certificate is not registered (removed, or never issued here)"
+        if principal.status != "ACTIVE":
+            return f"its certificate is {principal.status}"
+        return ""
 
     def forget(self, connection: Connection) -> None:
         self.connections.discard(connection)
@@ -301,6 +325,7 @@ class Broker:
     def sweep(self) -> None:
         """One pass of everything the broker does on a timer."""
         now = time.monotonic()
+        self.quiet.flush()  # "... and K more" for the log lines held back in the last second
         handshaking = False  # connections that have not sent CONNECT yet
         for connection in list(self.connections):
             if connection.closed:

@@ -5,6 +5,10 @@ the registry, the policy and AWS's limits, and closes the connection on any viol
 acknowledging what broke the rule, as AWS does with MQTT 3.1.1. A CONNECT is decided from the
 connection's own certificate and client id before any session is touched, so a refused CONNECT
 changes nothing for anyone. Routing and sessions belong to the broker (kit.cloud.broker).
+
+The log is written for an instructor, and a client must not be able to fill it: whatever a
+client sent reaches it only through `printable` (short, printable text), and every line goes
+through a `QuietLog`, which writes a few lines of each kind a second and counts the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
@@ -38,11 +43,72 @@ if TYPE_CHECKING:
     from kit.cloud.broker import Broker
     from kit.cloud.session import Session
 
-log = logging.getLogger("kit.broker")
-
 # The largest packet worth reading: a full payload plus a topic and the headers around it.
 MAX_PACKET = MAX_PAYLOAD + 2 + 4 * 256 + 2
 MAX_WRITE_BUFFER = 4 * 1024 * 1024  # a client this far behind in reading is closed
+LOGGED_CHARS = 80  # at most this much of any client-supplied text in one log line
+LINES_PER_SECOND = 10  # log lines of one kind in a second; the rest are counted, not written
+
+
+def printable(value: str, limit: int = LOGGED_CHARS) -> str:
+    """Client-supplied text as a log line may show it: at most `limit` characters, each
+    printable (others become '?'), and the full size when it was longer."""
+    shown = "".join(c if c.isprintable() else "?" for c in value[:limit])
+    if len(value) > limit:
+        shown += f"... ({len(value.encode('utf-8', 'replace'))} bytes)"
+    return shown
+
+
+@dataclass
+class _Window:
+    """One second of one kind of log line: how many were written and how many held back."""
+
+    start: float
+    written: int = 0
+    held: int = 0
+
+
+@dataclass
+class QuietLog:
+    """A log that writes at most `per_second` lines of each kind a second, then one line saying
+    how many more there were: a flood of refusals costs a few lines, not the disk."""
+
+    logger: logging.Logger
+    per_second: int = LINES_PER_SECOND
+    clock: Callable[[], float] = time.monotonic
+    _windows: dict[str, _Window] = field(default_factory=dict)
+
+    def info(self, kind: str, message: str, *args: object) -> None:
+        """Log `message % args` unless this second has had its lines of `kind` (a plural noun,
+        "refused connections", which the summary line uses)."""
+        now = self.clock()
+        window = self._windows.get(kind)
+        if window is None or now - window.start >= 1:
+            if window is not None:
+                self._summarize(kind, window)
+            window = self._windows[kind] = _Window(now)
+        if window.written < self.per_second:
+            window.written += 1
+            self.logger.info(message, *args)
+        else:
+            window.held += 1
+
+    def flush(self, everything: bool = False) -> None:
+        """Write the summaries of the seconds that have ended (or of all, when stopping)."""
+        now = self.clock()
+        for kind, window in list(self._windows.items()):
+            if everything or now - window.start >= 1:
+                self._summarize(kind, window)
+                del self._windows[kind]
+
+    def _summarize(self, kind: str, window: _Window) -> None:
+        if window.held:
+            self.logger.info(
+                "... and %d more %s in that second (at most %d lines a second are written)",
+                window.held,
+                kind,
+                self.per_second,
+            )
 
 
 class Link(Protocol):
@@ -144,19 +210,23 @@ class Connection:
         self.keepalive = served_keepalive(request.keepalive)
         self.will = request.will
         present = self.broker.attach(self, request)
-        log.info(
+        self.broker.quiet.info(
+            "accepted connections",
             "accepted %s (%s, certificate CN %s)",
-            request.client_id,
+            printable(request.client_id),
             self.principal.role if self.principal else "?",
-            self.common_name,
+            printable(self.common_name),
         )
         self.write(mqtt.connack(present, mqtt.ACCEPTED))
         self.broker.connected(self, present)
 
     def _connect_problem(self, request: mqtt.Connect) -> tuple[int, str]:
         """(CONNACK code, reason) when the CONNECT must be refused, else (0, '')."""
-        if len(request.client_id.encode("utf-8")) > MAX_CLIENT_ID_BYTES:
-            return mqtt.IDENTIFIER_REJECTED, f"client id over {MAX_CLIENT_ID_BYTES} bytes"
+        size = len(request.client_id.encode("utf-8"))
+        if size > MAX_CLIENT_ID_BYTES:
+            return mqtt.IDENTIFIER_REJECTED, (
+                f"a client id of {size} bytes (AWS allows {MAX_CLIENT_ID_BYTES})"
+            )
         if self.certificate is None:
             return mqtt.NOT_AUTHORIZED, "no client certificate"
         principal = self.broker.principal_of(certificate_id(self.certificate))
@@ -165,8 +235,8 @@ class Connection:
         self.principal = principal
         if not may_connect(principal, request.client_id, self.common_name):
             return mqtt.NOT_AUTHORIZED, (
-                f"the certificate ({principal.role} {principal.name}, {principal.status}) "
-                f"may not connect as {request.client_id!r}"
+                f"the certificate ({principal.role} {printable(principal.name)}, "
+                f"{principal.status}) may not connect as {printable(request.client_id)!r}"
             )
         will = request.will
         if will is not None:
@@ -180,12 +250,17 @@ class Connection:
             if len(will.payload) > MAX_PAYLOAD:
                 return mqtt.NOT_AUTHORIZED, f"will payload over {MAX_PAYLOAD} bytes"
             if not may(principal, request.client_id, "publish", will.topic):
-                return mqtt.NOT_AUTHORIZED, f"will on {will.topic}, where it may not publish"
+                return mqtt.NOT_AUTHORIZED, (
+                    f"will on {printable(will.topic)}, where it may not publish"
+                )
         return 0, ""
 
     def _refuse(self, client_id: str, code: int, why: str) -> None:
         """CONNACK with a refusal, then close (AWS may just close; clients see both as refused)."""
-        log.info("refused %r: %s", client_id, why)
+        # An over-long client id is never written out, not even shortened: only its size.
+        too_long = len(client_id.encode("utf-8")) > MAX_CLIENT_ID_BYTES
+        shown = "a CONNECT" if too_long else repr(printable(client_id))
+        self.broker.quiet.info("refused connections", "refused %s: %s", shown, why)
         if code == mqtt.NOT_AUTHORIZED:
             self.broker.connect_failed(self, client_id)
         self.write(mqtt.connack(False, code))
@@ -210,13 +285,27 @@ class Connection:
             raise MqttProtocolError(f"payload of {len(message.payload)} bytes (AWS: 128 KB)")
         if message.retain:
             raise MqttProtocolError(
-                f"retained publish to {message.topic} (the policy grants no iot:RetainPublish)",
+                f"retained publish to {printable(message.topic)} (the policy grants no "
+                "iot:RetainPublish)",
                 "AUTH_ERROR",
             )
         if not may(self.principal, self.session.client_id, "publish", message.topic):
-            raise MqttProtocolError(f"publish to {message.topic} is not allowed", "AUTH_ERROR")
+            raise MqttProtocolError(
+                f"publish to {printable(message.topic)} is not allowed", "AUTH_ERROR"
+            )
         if not self._take_token():
-            log.info("discarded a publish from %s: over 100 per second", self.client_id)
+            # AWS discards a publish over the rate and keeps the connection, but with MQTT
+            # 3.1.1 sends no PUBACK for it, so each one holds a slot of the sender's in-flight
+            # window for good (paho: for the rest of the session). The kit acknowledges what it
+            # discards: the window never leaks (tests/test_broker_parity.py, publish_rate).
+            self.broker.quiet.info(
+                "discarded publishes",
+                "discarded a publish from %s: over %d a second (acknowledged, not delivered)",
+                printable(self.client_id),
+                PUBLISHES_PER_SECOND,
+            )
+            if message.qos:
+                self.write(mqtt.puback(message.packet_id))
             return
         self.broker.route(message.topic, message.payload, message.qos)
         received = time.time()
@@ -256,11 +345,13 @@ class Connection:
             )
         for topic_filter, qos in request.filters:
             if not mqtt.valid_filter(topic_filter) or topic_problem(topic_filter):
-                raise MqttProtocolError(f"malformed topic filter {topic_filter!r}")
+                raise MqttProtocolError(f"malformed topic filter {printable(topic_filter)!r}")
             if qos == 2:  # AWS sends no SUBACK for QoS 2; the client would wait forever
                 raise MqttProtocolError("subscribe at QoS 2 (AWS IoT supports QoS 0 and 1)")
             if not may(self.principal, self.session.client_id, "subscribe", topic_filter):
-                raise MqttProtocolError(f"subscribe to {topic_filter} is not allowed", "AUTH_ERROR")
+                raise MqttProtocolError(
+                    f"subscribe to {printable(topic_filter)} is not allowed", "AUTH_ERROR"
+                )
         wanted = set(self.session.subscriptions) | {f for f, _ in request.filters}
         if len(wanted) > SUBSCRIPTIONS_PER_CONNECTION:
             raise MqttProtocolError(
@@ -306,7 +397,13 @@ class Connection:
         if self.closed:
             return
         if why:
-            log.info("closed %s: %s", self.client_id, why)
+            # `why` may quote what the client sent; each quote is short, and so is the line.
+            self.broker.quiet.info(
+                "closed connections",
+                "closed %s: %s",
+                printable(self.client_id),
+                printable(why, 4 * LOGGED_CHARS),
+            )
         self._flush()
         self.closed = True
         self.link.close()
@@ -325,5 +422,5 @@ def _topic_name_problem(topic: str) -> str | None:
     if not topic:
         return "empty topic"  # MQTT-4.7.3-1
     if "+" in topic or "#" in topic:
-        return f"topic name with a wildcard ({topic})"  # MQTT-3.3.2-2
+        return f"topic name with a wildcard ({printable(topic)})"  # MQTT-3.3.2-2
     return topic_problem(topic)

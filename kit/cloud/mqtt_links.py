@@ -29,8 +29,10 @@ class TlsLink(asyncio.Protocol):
         self.connection = self.broker.open_connection(self, transport, peer)
 
     def data_received(self, data: bytes) -> None:
-        assert self.connection is not None
-        self.connection.received(data)
+        # None only while a refused connection closes (asyncio's TLS shutdown hands over what
+        # the client already sent, before connection_made has returned): it is never read.
+        if self.connection is not None:
+            self.connection.received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.connection is not None:
@@ -105,6 +107,8 @@ async def serve_websocket_client(broker: Broker, websocket: ServerConnection) ->
     link = WebSocketLink(websocket)
     connection = broker.open_connection(link, websocket.transport, websocket.remote_address)
     try:
+        if connection.closed:  # refused at once (its certificate is not ACTIVE): read nothing
+            return
         async for message in websocket:
             if isinstance(message, str):
                 connection.close("a text frame (MQTT over WebSocket is binary)")

@@ -2,7 +2,10 @@
 up`, `kit lab` and the setup notebook start it (start_service) and find it (service_state).
 
 The service owns KIT_HOME/cloud/service.json (its pid, ports and broker name) and holds
-service.lock for as long as it runs, so "is it running" never trusts a pid alone.
+service.lock for as long as it runs, so "is it running" never trusts a pid alone. It writes its
+log, broker.log, itself and rotates it by size (a few MB, a few old files kept); what it prints,
+and a failed start's reason, go to service.out, which stays small. (A file that the process's
+output is appended to as well could not rotate: the output would go on into the renamed file.)
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 from kit import arguments, background
 from kit.cloud import options as local_options
@@ -19,7 +24,12 @@ from kit.cloud.local import LocalCloud, cloud_dir
 from kit.cloud.local_broker import check_ports_free
 from kit.cloud.options import LocalOptions
 from kit.errors import BrokerNotRunningError, CloudError, KitError
-from kit.places import private_dir
+from kit.places import open_private, private_dir
+
+LOG_BYTES = 5 * 1024 * 1024  # broker.log starts afresh at this size...
+LOG_BACKUPS = 3  # ...keeping this many old ones (broker.log.1 the newest): 20 MB at the most
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"  # diagnosis.broker_decisions reads "kit.broker: "
+log = logging.getLogger("kit.cloud.service")  # not __name__: run with -m, that is __main__
 
 
 @dataclass(frozen=True)
@@ -34,8 +44,37 @@ class ServiceState:
 
 
 def managed() -> background.Managed:
-    """The service process's lock, state (service.json), log and requests."""
-    return background.Managed(cloud_dir(), "service", "broker.log")
+    """The service process's lock, state (service.json), output (service.out) and requests."""
+    return background.Managed(cloud_dir(), "service", "service.out")
+
+
+def log_file() -> Path:
+    """The local cloud's log: the broker's decisions (accepted, refused, closed)."""
+    return cloud_dir() / "broker.log"
+
+
+def log_to(path: Path, max_bytes: int = LOG_BYTES, backups: int = LOG_BACKUPS) -> logging.Handler:
+    """Write this process's log to `path`, rotated by size, with the broker's decisions (INFO)
+    in it; in a terminal (`kit cloud run`) they show there too. The handler is returned."""
+    open_private(path).close()  # created 0600 (it names devices and addresses), as before
+
+    def rotate(source: str, destination: str) -> None:
+        os.replace(source, destination)
+        open_private(Path(source)).close()  # the next file private too, before it is opened
+
+    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler.rotator = rotate
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if sys.stderr is not None and sys.stderr.isatty():
+        terminal = logging.StreamHandler()
+        terminal.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(terminal)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("kit.broker").setLevel(logging.INFO)
+    log.setLevel(logging.INFO)
+    return handler
 
 
 def service_state() -> ServiceState | None:
@@ -71,18 +110,18 @@ def run_service(options: LocalOptions) -> None:
         )
     stopped = background.stop_requested(managed())  # kit stop, SIGTERM or Ctrl+C
     # The broker's decisions (accepted, refused, closed) go to the log, for notebook 05.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("kit.broker").setLevel(logging.INFO)
+    log_to(log_file())
     with LocalCloud(options=options) as cloud:
         state = ServiceState(
             os.getpid(), options.host, cloud.broker_port, cloud.ws_broker_port, cloud.broker_host
         )
         with background.serving(managed(), asdict(state)):
-            print(
+            listening = (
                 f"Local cloud: MQTT over TLS on {cloud.broker_host}:{state.port}, "
-                f"WebSocket over TLS on port {state.ws_port}",
-                flush=True,
+                f"WebSocket over TLS on port {state.ws_port}"
             )
+            print(listening, flush=True)
+            log.info("%s (process %d)", listening, state.pid)
             while not stopped.wait(0.5):  # a timeout: on Windows a bare wait() ignores Ctrl+C
                 pass
 
@@ -114,7 +153,7 @@ def start_service(
             raise CloudError(
                 f"Another start of the local cloud (process {other or 'unknown'}) has not "
                 f"finished in {timeout:.0f} s. Try again in a minute, or see "
-                f"{cloud_dir() / 'broker.log'}."
+                f"{managed().log} and {log_file()}."
             )
     with lock:
         background.write_pid(lock)
@@ -137,7 +176,10 @@ def _spawn_service(options: LocalOptions, timeout: float) -> ServiceState:
     )
     state = service_state()
     if state is None:
-        raise CloudError(f"The local cloud started but left no usable state; see {managed().log}.")
+        raise CloudError(
+            f"The local cloud started but left no usable state; see {managed().log} and "
+            f"{log_file()}."
+        )
     return state
 
 
