@@ -136,8 +136,8 @@ def load(thing: str | None = None) -> DeviceRecord:
     if twins and thing not in names:  # on Windows and macOS the folder is the twin's
         raise DeviceNotFoundError(
             f"No device called '{thing}' is registered on this computer, but '{twins[0]}' is: "
-            f"the names differ only in upper and lower case. Use '{twins[0]}' (`kit things` "
-            "lists the devices)."
+            f"the names differ only in upper and lower case. Use '{twins[0]}' "
+            "(course.look_inside() shows the current device; `kit things` lists them all)."
         )
     path = folder / "device.json"
     values = read_json(path, _fix(thing), folder)
