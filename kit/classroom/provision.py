@@ -170,8 +170,8 @@ def _board(registrar: Registrar, folder: Path, student: Account) -> str:
         raise ClassError(
             f"the cloud holds '{thing}' from before this class (an earlier class's board, or "
             "this one's chip made anew), so the class cannot give it out: remove it from the "
-            f"cloud (`kit unregister {thing}` for the class's local cloud; on AWS, in the IoT "
-            "console)."
+            f"cloud (for the class's local cloud: course.unregister('{thing}') in a notebook on "
+            f"this computer, or `kit unregister {thing}`; on AWS, in the IoT console)."
         )
     if registration is None:
         raise ClassError(outcome.problem)
