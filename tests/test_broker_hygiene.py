@@ -30,6 +30,7 @@ from kit import background, errors
 from kit.cloud import local
 from kit.cloud import service as cloud_service
 from kit.cloud.local import LocalCloud
+from kit.cloud.mqtt_connection import LOGGED_CHARS, QuietLog, printable
 from kit.cloud.options import LocalOptions
 
 FLOOD = 400  # CONNECTs, as in the issue (400 in 1.3 s added 100 MiB to broker.log)
@@ -271,3 +272,39 @@ def test_the_class_observer_is_never_stuck_by_its_own_burst(cloud) -> None:
     after.wait_for_publish(5)
     assert after.is_published() and after.rc == paho.MQTT_ERR_SUCCESS
     peer.close()
+
+
+def test_quiet_log_writes_a_few_lines_a_second_then_says_how_many_more() -> None:
+    """The limiter alone, on an injected clock: 25 refusals and 3 closes in one second."""
+    now = [100.0]
+    logger = logging.getLogger("kit.broker.test-quiet")
+    logger.propagate = False
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    quiet = QuietLog(logger, per_second=10, clock=lambda: now[0])
+    for n in range(25):
+        quiet.info("refused connections", "refused %d", n)
+    for n in range(3):
+        quiet.info("closed connections", "closed %d", n)
+    quiet.flush()  # the second has not ended: nothing to sum up yet
+    assert len(lines) == 13
+    now[0] += 1.0
+    quiet.flush()
+    assert lines[13:] == [
+        "... and 15 more refused connections in that second (at most 10 lines a second are written)"
+    ]
+    quiet.info("refused connections", "refused again")
+    assert lines[-1] == "refused again"
+
+
+def test_printable_is_short_and_says_the_size() -> None:
+    assert printable("dev_01") == "dev_01"
+    assert printable("a\x1b[2J\x07\u202eb") == "a?[2J??b"
+    shown = printable("\x01" * 65535)
+    assert shown == "?" * LOGGED_CHARS + "... (65535 bytes)"
