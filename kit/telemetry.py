@@ -164,6 +164,7 @@ class LedCommands:
     ) -> None:
         self._publish, self.rate, self.window, self._clock = publish, rate, window, clock
         self._waiting: dict[str, int] = {}  # device -> latest value; the order is the turns
+        self._first: dict[str, int] = {}  # the same, for commands that go before any other
         self._in_flight: dict[str, float] = {}  # device -> when its command went out
         self._ids: dict[int, str] = {}  # message id -> device
         self._early: set[int] = set()  # PUBACKs that came before publish() returned
@@ -176,12 +177,11 @@ class LedCommands:
         self.lost = 0  # commands never acknowledged within LED_ACK_WAIT
 
     def ask(self, thing: str, value: int, first: bool = False) -> None:
-        """Queue `value` for `thing`, in place of any it had waiting; `first`: its turn comes
-        before every other device's (every LED off)."""
+        """Queue `value` for `thing`, in place of any it had waiting; `first`: before every
+        command that is not `first` (every LED off), and never replaced by one."""
         with self._changed:
             if first:
-                rest = {t: v for t, v in self._waiting.items() if t != thing}
-                self._waiting = {thing: value, **rest}
+                self._first[thing] = value
             else:
                 self._waiting[thing] = value  # a device already waiting keeps its turn
             if self._thread is None and not self._closed:
@@ -202,7 +202,7 @@ class LedCommands:
             self._changed.notify()
 
     def waiting(self) -> dict[str, int]:
-        """The commands not sent yet, device -> value, in turn order."""
+        """The commands not sent yet, device -> value, in turn order (the first ones apart)."""
         with self._changed:
             return dict(self._waiting)
 
@@ -255,16 +255,17 @@ class LedCommands:
         self._refilled = now
         if self._tokens < 1 or len(self._in_flight) >= self.window:
             return None
-        for thing in self._waiting:
-            if thing not in self._in_flight:
-                self._tokens -= 1
-                self._in_flight[thing] = now
-                return thing, self._waiting.pop(thing)
+        for queue in (self._first, self._waiting):
+            for thing in queue:
+                if thing not in self._in_flight:
+                    self._tokens -= 1
+                    self._in_flight[thing] = now
+                    return thing, queue.pop(thing)
         return None
 
     def _pause(self) -> float | None:
         """How long nothing can go out unless told (None: until a command or a PUBACK)."""
-        if not self._waiting:
+        if not self._waiting and not self._first:
             return None
         pauses = [LED_ACK_WAIT - (self._clock() - sent) for sent in self._in_flight.values()]
         if self._tokens < 1:
