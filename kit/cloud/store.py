@@ -128,11 +128,6 @@ class Usage:
     rows: int
     full: float | None  # when it last reached its quota (Unix time), None: never
 
-    @property
-    def share(self) -> float:
-        """How much of its quota is used (0 to about 1)."""
-        return self.bytes / DEVICE_QUOTA
-
 
 @dataclass(frozen=True)
 class Presence:
@@ -368,6 +363,7 @@ class Store:
             freed, count, last = freed + cost, count + 1, (received, row_id)
             if freed >= excess:
                 break
+        rows.close()  # before the DELETE: its table is the one the read was walking
         if last is None:
             return
         db.execute(
