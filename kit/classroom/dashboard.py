@@ -151,8 +151,7 @@ def add_instructor_routes(app: FastAPI, pages: Pages, live: Live) -> None:
         if session is None or not teaches(session):
             return pages.refused()
         try:
-            for thing in store.all_things():
-                feed.led(thing, 0)
+            feed.leds_off(store.all_things())  # ahead of any student's waiting commands
         except KitError as error:
             return PlainTextResponse(str(error), 503)
         if "text/html" in request.headers.get("accept", ""):

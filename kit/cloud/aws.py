@@ -250,6 +250,16 @@ class AwsCloud(Cloud):
             self.call("detach_thing_principal", thingName=thing, principal=arn)
             self._delete_certificate(arn, arn.rsplit("/", 1)[-1])
         self.call("delete_thing", thingName=thing)
+        self._forget_recorded(thing)
+
+    def _forget_recorded(self, thing: str) -> None:
+        """Drop what the kit's observer recorded of a removed thing (it counts on no quota)."""
+        if self.recording().exists():
+            store = Store(self.recording())
+            try:
+                store.forget_messages(thing)
+            finally:
+                store.close()
 
     def _delete_certificate(self, arn: str, cert_id: str) -> None:
         """Detach the certificate's policies, deactivate it and delete it."""

@@ -121,5 +121,6 @@ def full_notice(thing: str) -> str:
         f"{thing} reached its storage quota of {DEVICE_QUOTA // 2**20} MB: its oldest recorded "
         "messages are forgotten to make room for new ones (live pages still see them all). A "
         "board that sends this much is flooding: look at it on the class page, or remove it "
-        f"(`kit unregister {thing}`). Said again in an hour if it goes on."
+        f"(course.unregister('{thing}') in a notebook here, or `kit unregister {thing}`). Said "
+        "again in an hour if it goes on."
     )
