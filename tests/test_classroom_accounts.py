@@ -80,14 +80,14 @@ def test_failures_slow_down_per_account_and_client_never_lock_out(store: ClassSt
 
 def test_sessions_are_kept_hashed_expire_and_end_with_a_new_password(store: ClassStore) -> None:
     store.add_account(Account("ada", "Ada", "student"), passwords.hash_password("right"))
-    session = store.start_session("ada", "the-secret-session-id", "csrf-token")
+    session = store.start_session("ada", "the-secret-session-id", "csrf-token", 0)
     assert store.session("the-secret-session-id") == session
     assert session_key("the-secret-session-id").encode() in stored_bytes(store)
     assert b"the-secret-session-id" not in stored_bytes(store)
     assert store.session("another-id") is None
     store.clock.now += 13 * 3600  # type: ignore[attr-defined]
     assert store.session("the-secret-session-id") is None  # expired
-    store.start_session("ada", "second", "c2")
+    store.start_session("ada", "second", "c2", 0)
     store.set_password_hash("ada", passwords.hash_password("new"))
     assert store.session("second") is None and store.sessions_of("ada") == 0
 
@@ -99,7 +99,7 @@ def test_removing_an_account_ends_its_sessions_and_gives_back_its_things(
     store.add_account(Account("bob", "Bob", "student"), "h")
     assert store.claim("dev_a", "ada") and not store.claim("dev_a", "bob")
     assert store.claim("dev_a", "ada")  # the owner again: fine
-    store.start_session("ada", "sid", "c")
+    store.start_session("ada", "sid", "c", 0)
     assert store.remove_account("ada") == ["dev_a"]
     assert store.session("sid") is None and store.owner("dev_a") is None
     with pytest.raises(ClassError, match="no account called 'ada'"):

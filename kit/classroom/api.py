@@ -9,6 +9,7 @@ FastAPI reads the routes' annotations at run time, and `Person` is local to crea
 """
 
 import base64
+import math
 import secrets
 import time
 from typing import Annotated, Any
@@ -18,13 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from kit import certs
 from kit.classroom import passwords
+from kit.classroom.guards import LED_RATE
 from kit.classroom.live import EVERY, HISTORY_ROWS, READING_BYTES, Watched
 from kit.classroom.ownership import may_see, presence_since, remove_devices
 from kit.classroom.pages import Pages
-from kit.classroom.store import Account
+from kit.classroom.store import Account, session_key, token_id
 from kit.classroom.streams import Live, number
 from kit.errors import KitError
 
@@ -40,6 +43,13 @@ class Token(BaseModel):
     token: str
     username: str
     expires: float  # Unix time
+
+
+class TokenOut(BaseModel):
+    id: str = Field(description="a short id naming the token (never the token itself)")
+    created: float  # Unix time
+    expires: float
+    current: bool = Field(description="the token this request came with")
 
 
 class CsrUpload(BaseModel):
@@ -139,20 +149,48 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
         response_model=Token,
         responses={429: {"model": Problem}, 503: {"model": Problem}},
     )
-    def token(request: Request, asked: TokenRequest) -> Token | JSONResponse:
-        """A token for this student's notebooks, for their username and password."""
+    async def token(request: Request, asked: TokenRequest) -> Token | JSONResponse:
+        """A token for this student's notebooks, for their username and password (their
+        oldest beyond five ends)."""
         username = asked.username.strip().lower()
         client = request.client.host if request.client else "?"
         try:
-            answer = passwords.check_login(store, username, asked.password, client)
+            # Async: argon2 runs on its own threads, and no web worker waits for it.
+            answer = await passwords.log_in(store, username, asked.password, client)
         except passwords.Busy:
-            return _problem(503, "Many people are logging in right now: try again soon.")
+            return _problem(503, "Many people are logging in right now: try again soon.", 2)
         if answer.wait > 0:
-            return _problem(429, f"Too many wrong passwords: wait {answer.wait:.0f} s.")
-        if not answer.right:
+            wait = max(1, math.ceil(answer.wait))
+            return _problem(429, f"Too many wrong passwords: wait {wait} s.", wait)
+        if not answer.right or answer.credentials is None:
             return _problem(401, "That username and password do not match your card.")
         issued = secrets.token_urlsafe(32)
-        return Token(token=issued, username=username, expires=store.issue_token(username, issued))
+        expires = await run_in_threadpool(store.issue_token, username, issued, answer.credentials)
+        if expires is None:
+            return _problem(401, "Your password changed just now: log in with the new one.")
+        return Token(token=issued, username=username, expires=expires)
+
+    @api.delete("/token", status_code=204)
+    def log_out(request: Request, account: Person) -> Response:
+        """End the token this request came with (logging this notebook out)."""
+        store.end_token(account.username, request.state.token)
+        return Response(status_code=204)
+
+    @api.get("/tokens", response_model=list[TokenOut])
+    def tokens(request: Request, account: Person) -> list[TokenOut]:
+        """The person's live notebook tokens, newest first."""
+        current = token_id(session_key(request.state.token))
+        return [
+            TokenOut(id=t.id, created=t.created, expires=t.expires, current=t.id == current)
+            for t in store.tokens_of(account.username)
+        ]
+
+    @api.delete("/tokens/{token}", status_code=204, responses={404: {"model": Problem}})
+    def end_token(account: Person, token: str) -> Response:
+        """End one of the person's tokens, by its id (a laptop they no longer use)."""
+        if not store.end_token(account.username, token[:64]):
+            raise HTTPException(404, "There is no such token of yours.")
+        return Response(status_code=204)
 
     @api.get("/things", response_model=list[ThingOut])
     def things(account: Person) -> list[ThingOut]:
@@ -268,11 +306,21 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     @api.post(
         "/things/{thing}/led",
         status_code=202,
-        responses={**NOT_YOURS, 400: {"model": Problem}},
+        responses={**NOT_YOURS, 400: {"model": Problem}, 429: {"model": Problem}},
     )
     def led(account: Person, thing: str, command: LedCommand) -> dict[str, str]:
-        """Ask the device to set its LED (0-100 %); its answer arrives as an `led` event."""
+        """Ask the device to set its LED (0-100 %); its answer arrives as an `led` event. At
+        most 5 a second for all of a person's devices (the class shares one connection)."""
         mine(account, thing)
+        wait = pages.led_rate.take(account.username)
+        if wait > 0:
+            raise HTTPException(
+                429,
+                f"Too many LED commands: at most {LED_RATE:.0f} a second for all your "
+                "devices (a board shows no more anyway). Send the next one in "
+                f"{wait:.1f} s.",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         problem = live.led(thing, str(command.value))
         if problem:
             raise HTTPException(400, problem)
@@ -281,5 +329,6 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     return api
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _problem(status: int, detail: str, retry_after: int = 0) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)

@@ -1,14 +1,26 @@
-"""What every request to the class site passes through: a size limit and hardened headers."""
+"""What every request to the class site passes through: the connection's own limits (a time
+for its headers, a share per address), the class's own host names, a size limit, hardened
+headers; and the rate at which one person may command LEDs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
+import h11
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 MAX_BODY = 256 * 1024  # a CSR is a few hundred bytes; a paste with a serial log a few KB
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -21,9 +33,21 @@ HEADERS = {
 }
 
 
-def guard(app: FastAPI) -> None:
-    """Add the body limit and the hardened headers to `app`."""
+HEADER_TIMEOUT = 10.0  # seconds for a request to arrive whole, from its connection or first byte
+CONNECTIONS_EACH = 100  # open connections per address: a laptop's tabs, live pages, notebooks
+# This computer itself: the instructor's notebook, and a reverse proxy in front of the site
+# (which has its own limits, and through which every student arrives from here).
+UNCAPPED = frozenset({"127.0.0.1", "::1"})
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+LED_RATE = 5.0  # LED commands a second per person, sustained (the page sends at most 4)
+LED_BURST = 10.0  # and at once
+
+
+def guard(app: FastAPI, hosts: Iterable[str] = ()) -> None:
+    """Add the body limit, the hardened headers and (if `hosts` names any) the host check."""
     app.add_middleware(BodyLimit)
+    if hosts:
+        app.add_middleware(OwnHosts, hosts=hosts)
 
     @app.middleware("http")
     async def hardened(request: Request, call_next: Any) -> Response:
@@ -78,3 +102,139 @@ class BodyLimit:
 
 class TooLarge(Exception):
     """A request body grew over the limit while it arrived."""
+
+
+class OwnHosts:
+    """Refuse (400) a request whose Host header is not one of the class's own names, before
+    anything can build a link from it (Starlette's slash redirect does)."""
+
+    def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
+        self.app = app
+        self.hosts = frozenset(host_name(name) for name in (*hosts, *LOOPBACK_NAMES))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = dict(scope.get("headers", [])).get(b"host", b"")
+            if host_name(given.decode("latin-1")) not in self.hosts:
+                refused = PlainTextResponse(
+                    "This is not an address of the class site: type the one on your card.", 400
+                )
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header (or a bare name), lower case, without port or brackets; ""
+    if it is not one."""
+    try:
+        return (urlsplit("//" + header.strip()).hostname or "").rstrip(".")
+    except ValueError:  # an unclosed bracket, a port that is no number
+        return ""
+
+
+class Rate:
+    """A token bucket per person: `rate` a second sustained, `burst` at once."""
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # person -> (tokens, when)
+        self._lock = threading.Lock()  # sync routes run on many threads
+
+    def take(self, person: str) -> float:
+        """0 if `person` may go ahead now (one token taken), else the seconds to wait."""
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(person, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens < 1:
+                self._buckets[person] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[person] = (tokens - 1, now)
+            if len(self._buckets) > 10_000:  # people who stopped long ago: full buckets
+                self._buckets = {p: b for p, b in self._buckets.items() if b[1] > now - 60}
+            return 0.0
+
+
+def address_key(host: str) -> str:
+    """The address a connection is counted under: an IPv4-mapped IPv6 as IPv4, and an IPv6
+    as its /64 (one laptop may hold all of it)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+        if not address.is_loopback:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+_open: weakref.WeakKeyDictionary[ServerState, Counter[str]] = weakref.WeakKeyDictionary()
+
+
+class GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with what it lacks for a room: a request must arrive whole
+    within HEADER_TIMEOUT of its connection or its first byte (uvicorn times only the wait
+    between requests, so half a request held a connection and its ~256 KB of TLS buffers for
+    ever), and each address holds at most CONNECTIONS_EACH connections.
+
+    It relies on uvicorn's H11Protocol calling connection_made, data_received and
+    connection_lost as asyncio does, and keeping its h11 connection in `self.conn`
+    (tests/test_classroom_fairness.py fails if an upgrade changes that).
+    """
+
+    _counted = ""
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        address = address_key(self.client[0]) if self.client else ""
+        counts = _open.setdefault(self.server_state, Counter())
+        if address not in UNCAPPED and counts[address] >= CONNECTIONS_EACH:
+            # Read nothing: the address holds its share already. Dropped, not closed: TLS's
+            # polite close waits up to 30 s for a peer that may never answer.
+            transport.abort()
+            return
+        counts[address] += 1
+        self._counted = address or "?"
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+            if self._deadline is None:  # the first byte of a request: its time starts
+                self._arm()
+        else:  # the request is all here: the app answers in its own time (live pages)
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._counted:
+            counts = _open.get(self.server_state)
+            if counts is not None:
+                counts[self._counted] -= 1
+                if counts[self._counted] <= 0:
+                    del counts[self._counted]
+            self._counted = ""
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(HEADER_TIMEOUT, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+            # Dropped, not closed: TLS's polite close would wait up to 30 s more for a
+            # client that stopped answering, holding its buffers all that time.
+            self.transport.abort()

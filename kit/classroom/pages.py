@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from kit.classroom.guards import same
+from kit.classroom.guards import LED_BURST, LED_RATE, Rate, same
 from kit.classroom.ownership import Registrar
 from kit.classroom.store import ClassStore, Session
 from kit.cloud import Cloud
@@ -27,10 +28,17 @@ HERE = Path(__file__).parent
 
 @dataclass(frozen=True)
 class SiteOptions:
-    """How the site is reached: its address (for messages) and whether over HTTPS."""
+    """How the site is reached: its address (for messages), whether over HTTPS, and the names
+    a request may give in its Host header (none given: the address's own; this computer's
+    loopback names always)."""
 
     address: str
     https: bool = True
+    hosts: tuple[str, ...] = ()
+
+    def host_names(self) -> tuple[str, ...]:
+        """The names the site answers to (besides localhost, 127.0.0.1 and ::1)."""
+        return self.hosts or (urlsplit(self.address).hostname or "localhost",)
 
 
 class Pages:
@@ -39,6 +47,9 @@ class Pages:
     def __init__(self, store: ClassStore, cloud: Cloud, options: SiteOptions) -> None:
         self.store, self.cloud, self.options = store, cloud, options
         self.registrar = Registrar(store, cloud)
+        # One person's LED commands, whichever way they come (the API, a page): the class
+        # has one connection to the broker, shared by every student's commands.
+        self.led_rate = Rate(LED_RATE, LED_BURST)
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["seen"] = seen
         # The __Host- prefix makes the browser refuse the cookie from anything but this host

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from kit import certs, config_h
 from kit.classroom import api, dashboard, ownership, passwords, streams
@@ -36,6 +37,8 @@ from kit.errors import KitError
 __all__ = ["SiteOptions", "create_app"]
 
 WIFI_NAME, WIFI_PASSWORD = "YOUR-WIFI-NAME", "YOUR-WIFI-PASSWORD"  # marked placeholders
+BUSY = "Many people are logging in right now: try again in a few seconds."
+CHANGED = "Your password changed just now: log in with the new one from your teacher."
 
 
 def create_app(
@@ -55,7 +58,7 @@ def create_app(
                 feed.stop()
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    guard(app)
+    guard(app, options.host_names())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     pages = Pages(store, cloud, options)
     _accounts(app, pages)
@@ -91,7 +94,7 @@ def _accounts(app: FastAPI, pages: Pages) -> None:
         return response
 
     @app.post("/login", response_class=HTMLResponse)
-    def login(
+    async def login(
         request: Request,
         username: Annotated[str, Form()] = "",
         password: Annotated[str, Form()] = "",
@@ -109,19 +112,29 @@ def _accounts(app: FastAPI, pages: Pages) -> None:
         username = username.strip().lower()[:64]
         client = request.client.host if request.client else "?"
         try:
-            answer = passwords.check_login(store, username, password[:256], client)
+            # Async: argon2 runs on its own threads, and no web worker waits for it.
+            answer = await passwords.log_in(store, username, password[:256], client)
         except passwords.Busy:
-            return again("Many people are logging in right now: try again in a few seconds.", 503)
+            return again(BUSY, 503)
         if answer.wait > 0:
             return again(
-                f"Too many wrong passwords: wait {answer.wait:.0f} s, then try again.", 429
+                f"Too many wrong passwords: wait {max(1, round(answer.wait))} s, then try again.",
+                429,
             )
-        if not answer.right:
+        if not answer.right or answer.credentials is None:
             return again(
                 "That username and password do not match. Check the card from your teacher.", 401
             )
         session_id = secrets.token_urlsafe(32)  # always new: a planted id is never adopted
-        store.start_session(username, session_id, secrets.token_urlsafe(32))
+        started = await run_in_threadpool(
+            store.start_session,
+            username,
+            session_id,
+            secrets.token_urlsafe(32),
+            answer.credentials,
+        )
+        if started is None:
+            return again(CHANGED, 401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             pages.cookie, session_id, httponly=True, samesite="lax", secure=https, path="/"
@@ -130,10 +143,17 @@ def _accounts(app: FastAPI, pages: Pages) -> None:
         return response
 
     @app.post("/logout")
-    def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-        if pages.checked(request, csrf) is None:
+    def logout(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        notebooks: Annotated[str, Form()] = "",
+    ) -> Response:
+        session = pages.checked(request, csrf)
+        if session is None:
             return pages.refused()
         store.end_session(request.cookies[pages.cookie])
+        if notebooks:  # "and my notebooks": every token of theirs ends too
+            store.revoke_tokens(session.account.username)
         response = pages.to_login()
         response.delete_cookie(pages.cookie, path="/", secure=https, httponly=True)
         return response

@@ -4,12 +4,19 @@ One SQLite database (WAL) in the class folder, written only through this module.
 the source of truth for things and certificates; this store only says whose they are. A session
 is kept as the SHA-256 of its random id, so a copy of the database does not give anyone a
 session; passwords are kept only as argon2 hashes (kit.classroom.passwords).
+
+Every account has a credential version, raised by a new password and by `revoke`: a session or
+token is issued only in the same statement that finds the version the login checked still
+current, so a login racing a reset can never leave a way in made with the old password.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import hmac
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -28,7 +35,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     username TEXT PRIMARY KEY, name TEXT NOT NULL,
     role TEXT NOT NULL CHECK (role IN ('student', 'instructor')),
-    password_hash TEXT NOT NULL, created REAL NOT NULL);
+    password_hash TEXT NOT NULL, created REAL NOT NULL,
+    credentials INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS sessions (
     id_hash TEXT PRIMARY KEY,
     username TEXT NOT NULL REFERENCES accounts (username) ON DELETE CASCADE,
@@ -45,10 +53,14 @@ CREATE TABLE IF NOT EXISTS csr_received (
     username TEXT PRIMARY KEY REFERENCES accounts (username) ON DELETE CASCADE,
     at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS things_by_owner ON things (owner);
--- Failed logins per account and client address: the backoff (kit.classroom.passwords).
-CREATE TABLE IF NOT EXISTS failures (
-    username TEXT NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL,
-    PRIMARY KEY (username, client));
+-- Failed logins per account and client address: the backoff (kit.classroom.passwords). The
+-- name is kept only as a keyed hash (a password typed into the username field is never
+-- written down), and a row is forgotten once its window is over.
+CREATE TABLE IF NOT EXISTS failed_logins (
+    who TEXT NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (who, client));
+-- The first versions kept the names typed in clear: forgotten on upgrade.
+DROP TABLE IF EXISTS failures;
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- The notebooks' bearer tokens (kit.classroom.api), kept hashed as session ids are.
 CREATE TABLE IF NOT EXISTS tokens (
@@ -60,6 +72,8 @@ CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (username);
 Role = Literal["student", "instructor"]
 SESSION_SECONDS = 12 * 3600  # a school day; a new login after that
 TOKEN_SECONDS = 90 * 24 * 3600  # a notebook's token lasts a term; the instructor can end it
+TOKENS_EACH = 5  # live notebook tokens per person (a few laptops); a new one ends the oldest
+SESSIONS_EACH = 10  # live browser sessions per person, likewise
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,15 @@ class Session:
     expires: float
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """A live notebook token as its owner may see it: a short id (never the token), when."""
+
+    id: str
+    created: float
+    expires: float
+
+
 def session_key(session_id: str) -> str:
     """How a session id is kept: its SHA-256, never the id itself."""
     return hashlib.sha256(session_id.encode()).hexdigest()
@@ -97,12 +120,22 @@ class ClassStore:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opening = threading.Lock()
+        # The key of the failed-login names: this process's own, never written anywhere, so
+        # the table names nobody even to someone holding a copy of the database (a restart
+        # starts the counts over, as a quiet window does).
+        self._failure_key = secrets.token_bytes(32)
         self.db.execute("SELECT 1")  # creates the file
         # 0600 before the first write: SQLite gives its -wal and -shm files the database's mode,
         # and they hold password and session hashes too.
         path.chmod(0o600)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        columns = {str(row[1]) for row in self.db.execute("PRAGMA table_info(accounts)")}
+        if "credentials" not in columns:  # a class created before credential versions
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                self.db.execute(
+                    "ALTER TABLE accounts ADD COLUMN credentials INTEGER NOT NULL DEFAULT 0"
+                )
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -160,7 +193,8 @@ class ClassStore:
         try:
             with self.transaction() as db:
                 db.executemany(
-                    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO accounts (username, name, role, password_hash, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [(a.username, a.name, a.role, hashed, now) for a, hashed in accounts],
                 )
         except sqlite3.IntegrityError:
@@ -185,17 +219,39 @@ class ClassStore:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def credentials(self, username: str) -> tuple[str, int] | None:
+        """The password hash to check and the credential version it belongs to."""
+        row = self.db.execute(
+            "SELECT password_hash, credentials FROM accounts WHERE username = ?", (username,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
     def set_password_hash(self, username: str, password_hash: str) -> None:
-        """A new password; every session and notebook token of that person ends."""
+        """A new password; every session and notebook token of that person ends, and so does
+        every login still checking the old one."""
         with self.transaction() as db:
             changed = db.execute(
-                "UPDATE accounts SET password_hash = ? WHERE username = ?",
+                "UPDATE accounts SET password_hash = ?, credentials = credentials + 1 "
+                "WHERE username = ?",
                 (password_hash, username),
             ).rowcount
             if not changed:
                 raise ClassError(f"There is no account called '{username}'.")
             db.execute("DELETE FROM sessions WHERE username = ?", (username,))
             db.execute("DELETE FROM tokens WHERE username = ?", (username,))
+
+    def revoke(self, username: str) -> int:
+        """End every browser session and notebook token of `username`, and every login of
+        theirs still being checked (a lost laptop); return how many tokens there were."""
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE accounts SET credentials = credentials + 1 WHERE username = ?",
+                (username,),
+            ).rowcount
+            if not changed:
+                raise ClassError(f"There is no account called '{username}'.")
+            db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+            return int(db.execute("DELETE FROM tokens WHERE username = ?", (username,)).rowcount)
 
     def remove_account(self, username: str) -> list[str]:
         """Remove a person and their sessions; return the things they owned (for the cloud)."""
@@ -210,17 +266,24 @@ class ClassStore:
 
     # Sessions
 
-    def start_session(self, username: str, session_id: str, csrf: str) -> Session:
-        """Record a new session (its id is kept hashed)."""
+    def start_session(
+        self, username: str, session_id: str, csrf: str, credentials: int
+    ) -> Session | None:
+        """Record a new session (its id is kept hashed) if `credentials`, the version the
+        login checked, is still the account's; None if the password changed meanwhile. The
+        person's oldest sessions beyond SESSIONS_EACH end."""
         now = self._clock()
         with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
-            db.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
-                (session_key(session_id), username, csrf, now, now + SESSION_SECONDS),
-            )
+            made = db.execute(
+                "INSERT INTO sessions SELECT ?, username, ?, ?, ? FROM accounts "
+                "WHERE username = ? AND credentials = ?",
+                (session_key(session_id), csrf, now, now + SESSION_SECONDS, username, credentials),
+            ).rowcount
+            _keep_newest(db, "sessions", username, SESSIONS_EACH)
         account = self.account(username)
-        assert account is not None
+        if not made or account is None:
+            return None
         return Session(account, csrf, now + SESSION_SECONDS)
 
     def session(self, session_id: str) -> Session | None:
@@ -234,16 +297,20 @@ class ClassStore:
 
     # Notebook tokens
 
-    def issue_token(self, username: str, token: str) -> float:
-        """Keep a new token of `username` (hashed); return when it expires."""
+    def issue_token(self, username: str, token: str, credentials: int) -> float | None:
+        """Keep a new token of `username` (hashed) if `credentials`, the version the login
+        checked, is still the account's; return when it expires (None: the password changed
+        meanwhile). The person's oldest tokens beyond TOKENS_EACH end."""
         now = self._clock()
         with self.transaction() as db:
             db.execute("DELETE FROM tokens WHERE expires < ?", (now,))
-            db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?)",
-                (session_key(token), username, now, now + TOKEN_SECONDS),
-            )
-        return now + TOKEN_SECONDS
+            made = db.execute(
+                "INSERT INTO tokens SELECT ?, username, ?, ? FROM accounts "
+                "WHERE username = ? AND credentials = ?",
+                (session_key(token), now, now + TOKEN_SECONDS, username, credentials),
+            ).rowcount
+            _keep_newest(db, "tokens", username, TOKENS_EACH)
+        return now + TOKEN_SECONDS if made else None
 
     def token_account(self, token: str) -> Account | None:
         """The person a live token belongs to, or None (unknown, revoked or expired)."""
@@ -255,14 +322,34 @@ class ClassStore:
         return None if row is None else Account(*row)
 
     def revoke_tokens(self, username: str) -> int:
-        """End every notebook token of `username`; return how many there were."""
+        """End every notebook token of `username` (and the logins being checked); return how
+        many there were."""
         with self.transaction() as db:
+            db.execute(
+                "UPDATE accounts SET credentials = credentials + 1 WHERE username = ?",
+                (username,),
+            )
             return int(db.execute("DELETE FROM tokens WHERE username = ?", (username,)).rowcount)
 
-    def end_sessions_of(self, username: str) -> None:
-        """End every browser session of `username`."""
+    def tokens_of(self, username: str) -> list[TokenInfo]:
+        """The live notebook tokens of `username`, newest first."""
+        rows = self.db.execute(
+            "SELECT id_hash, created, expires FROM tokens WHERE username = ? AND expires > ? "
+            "ORDER BY created DESC, rowid DESC",
+            (username, self._clock()),
+        )
+        return [TokenInfo(token_id(str(h)), float(c), float(e)) for h, c, e in rows]
+
+    def end_token(self, username: str, token: str) -> bool:
+        """End one token of `username`, named by the token itself or by its short id."""
         with self.transaction() as db:
-            db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+            for hashed in db.execute(
+                "SELECT id_hash FROM tokens WHERE username = ?", (username,)
+            ).fetchall():
+                if hashed[0] == session_key(token) or token_id(str(hashed[0])) == token:
+                    db.execute("DELETE FROM tokens WHERE id_hash = ?", (hashed[0],))
+                    return True
+        return False
 
     def end_session(self, session_id: str) -> None:
         with self.transaction() as db:
@@ -277,26 +364,37 @@ class ClassStore:
 
     # Failed logins
 
+    def _who(self, username: str) -> str:
+        """How a name typed at a login is kept: a keyed hash of it."""
+        return hmac.new(self._failure_key, username.encode(), hashlib.sha256).hexdigest()
+
     def failures(self, username: str, client: str) -> tuple[int, float]:
         """How many logins failed in a row for this account from this client, and the last."""
         row = self.db.execute(
-            "SELECT count, last FROM failures WHERE username = ? AND client = ?", (username, client)
+            "SELECT count, last FROM failed_logins WHERE who = ? AND client = ?",
+            (self._who(username), client),
         ).fetchone()
         return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
 
     def failed(self, username: str, client: str, forget_after: float) -> None:
-        """Count a failure; a count quiet for `forget_after` seconds starts over."""
+        """Count a failure; a count quiet for `forget_after` seconds starts over, and is
+        forgotten then."""
+        now = self._clock()
         with self.transaction() as db:
+            db.execute("DELETE FROM failed_logins WHERE last < ?", (now - forget_after,))
             db.execute(
-                "INSERT INTO failures VALUES (?, ?, 1, ?) ON CONFLICT (username, client) "
+                "INSERT INTO failed_logins VALUES (?, ?, 1, ?) ON CONFLICT (who, client) "
                 "DO UPDATE SET count = CASE WHEN excluded.last - last > ? THEN 1 "
                 "ELSE count + 1 END, last = excluded.last",
-                (username, client, self._clock(), forget_after),
+                (self._who(username), client, now, forget_after),
             )
 
     def succeeded(self, username: str, client: str) -> None:
         with self.transaction() as db:
-            db.execute("DELETE FROM failures WHERE username = ? AND client = ?", (username, client))
+            db.execute(
+                "DELETE FROM failed_logins WHERE who = ? AND client = ?",
+                (self._who(username), client),
+            )
 
     def now(self) -> float:
         """The store's clock (tests set it), which times failures and sessions."""
@@ -363,6 +461,24 @@ class ClassStore:
     def release(self, thing: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM things WHERE thing = ?", (thing,))
+
+
+def token_id(id_hash: str) -> str:
+    """A token's short public id: the start of the hash it is kept as (names it, gives
+    nothing away)."""
+    return id_hash[:12]
+
+
+def _keep_newest(
+    db: sqlite3.Connection, table: Literal["sessions", "tokens"], who: str, keep: int
+) -> None:
+    """End `who`'s oldest rows of `table` beyond the newest `keep`."""
+    db.execute(
+        f"DELETE FROM {table} WHERE username = ? AND id_hash NOT IN "  # table: one of two literals
+        f"(SELECT id_hash FROM {table} WHERE username = ? ORDER BY created DESC, rowid DESC "
+        "LIMIT ?)",
+        (who, who, keep),
+    )
 
 
 def open_store(folder: Path) -> ClassStore:
