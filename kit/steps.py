@@ -151,13 +151,22 @@ def start(
 
 
 def stop_everything() -> list[str]:
-    """Stop every virtual board and the local cloud the kit started; one sentence each."""
+    """Stop everything the kit runs in the background: virtual boards, a class's site and its
+    boards, and the local cloud; one sentence each."""
+    from kit import background
+    from kit.classroom import site_process  # the site's process files, not the web server
     from kit.cloud import service  # the local cloud's process, which only stopping needs
+    from kit.sim import fleet
 
     said = []
     for info in vboard.running_boards():
         if vboard.stop(info.name):
             said.append(f"Stopped the virtual board '{info.name}'.")
+    classroom = kit_home() / "class"  # kit.classroom.server.class_folder()
+    if background.stop(site_process(classroom)):
+        said.append("Stopped the class site.")
+    if fleet.stop(classroom / "fleet"):
+        said.append("Stopped the class's virtual boards.")
     if service.stop_service():
         said.append("Stopped the local cloud.")
     return said or ["Nothing the kit starts was running."]

@@ -130,6 +130,9 @@ def test_the_course_runs_and_stops_as_on(system: str, tmp_path: Path) -> None:
         made = kit_ok(env, *provision, "--broker-host", "localhost")
         assert "Registered 5 virtual board(s) now" in made
         assert left_running(tmp_path)  # the boards' fleet and the local cloud run
+        stopped = kit_ok(env, "stop")  # everything the kit runs, the class's boards too
+        assert "Stopped the class's virtual boards." in stopped, stopped
+        assert wait_until_nothing_runs(tmp_path) == []
         gone = kit_ok(env, "class", "teardown", "--yes", "--accounts")
         assert "Removed 5 device(s)" in gone
         kit_ok(env, "stop")

@@ -48,7 +48,8 @@ def run(folder: Path, interval: float, stopped: threading.Event, timestamp: bool
         )
         firmware = AwsFirmware(config, chip, config.trusted_roots, lambda _line: None, settings)
         firmwares.append(firmware.start())
-    print(f"{len(firmwares)} virtual board(s) running; stop with `kit stop`.", flush=True)
+    said = f"{len(firmwares)} virtual board(s) running; course.stop() or `kit stop` stops them."
+    print(said, flush=True)
     try:
         while not stopped.wait(0.5):  # a timeout: on Windows a bare wait() ignores Ctrl+C
             pass
