@@ -25,7 +25,7 @@ from helpers import wait_until
 from mqtt_peers import Peer
 
 from kit.cloud.local import LocalCloud
-from kit.telemetry import LED_RATE, LedCommands
+from kit.led_commands import LED_RATE, LedCommands
 
 __all__ = ["cloud", "site"]  # fixtures
 

@@ -12,7 +12,7 @@ server's event loop, which alone touches the followers' queues.
 What the feed keeps is bounded by the class: at most `keep` events per device, a rejected
 payload only as far as a page shows it, and nothing of a device the cloud no longer has (told
 by `forget`, or found by a look at the cloud's things every PRUNE_EVERY seconds). LED commands
-go through the observer's LedCommands (kit.telemetry): the latest per device, devices in turn,
+go through the observer's LedCommands (kit.led_commands): the latest per device, devices in turn,
 so one student's flood never delays another's command, and every LED off goes first.
 """
 
