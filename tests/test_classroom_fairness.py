@@ -16,13 +16,18 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from class_server import RunningClass, Serving, new_class, serving
+from class_site import PASSWORDS, Site, cloud, listening, own_device, site
 
-from kit.classroom.guards import CONNECTIONS_EACH, HEADER_TIMEOUT
+from kit.classroom.guards import CONNECTIONS_EACH, HEADER_TIMEOUT, LED_BURST, LED_RATE
+from kit.cloud.local import LocalCloud
+
+__all__ = ["cloud", "site"]  # fixtures
 
 NAMES = ["Ada Lovelace", "Bob Builder", "Cy Young"]
 
@@ -249,3 +254,64 @@ def test_a_forged_host_is_refused_and_never_in_a_redirect(
         for name in ("localhost", "127.0.0.1"):
             assert student.get("/login", headers={"Host": name}).status_code == 200
 
+
+# Attack 5 (the API's half): one student's LED commands cannot hold up another's.
+
+FLOOD_LEDS = 1900
+
+
+def notebook_of(site: Site, username: str) -> httpx.Client:
+    answer = httpx.post(
+        f"{site.url}/api/token", json={"username": username, "password": PASSWORDS[username]}
+    )
+    token = answer.json()["token"]
+    return httpx.Client(
+        base_url=f"{site.url}/api", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def test_one_students_led_flood_is_refused_and_delays_nobody(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    ada_board = listening(own_device(site, cloud, tmp_path, "fair_ada", "ada"), "fair_ada")
+    bob_board = listening(own_device(site, cloud, tmp_path, "fair_bob", "bob"), "fair_bob")
+    ada, bob = notebook_of(site, "ada"), notebook_of(site, "bob")
+    sent = iter(range(FLOOD_LEDS))
+    lock = threading.Lock()
+    answers: dict[int, int] = {}
+    message = ""
+
+    def flood() -> None:
+        nonlocal message
+        while True:
+            with lock:
+                number = next(sent, None)
+            if number is None:
+                return
+            answer = ada.post("/things/fair_ada/led", json={"value": number % 101})
+            with lock:
+                answers[answer.status_code] = answers.get(answer.status_code, 0) + 1
+                if answer.status_code == 429:
+                    message = answer.json()["detail"]
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(flood) for _ in range(8)]:
+            future.result()
+    took = time.monotonic() - started
+    asked = time.monotonic()
+    assert bob.post("/things/fair_bob/led", json={"value": 42}).status_code == 202
+    got = bob_board.wait_for(1, timeout=15)
+    delay = time.monotonic() - asked
+    print(
+        f"{FLOOD_LEDS} LED commands in {took:.1f} s: {answers}; Bob's command "
+        f"{'arrived' if got else 'still missing'} after {delay:.2f} s"
+    )
+    assert got == [("things/fair_bob/led", b"42")]
+    assert delay < 2.0
+    accepted = answers.get(202, 0)
+    assert accepted <= LED_BURST + LED_RATE * took + 2, answers
+    assert answers.get(429, 0) >= FLOOD_LEDS - accepted
+    assert "at most 5 a second" in message
+    ada_board.close()
+    bob_board.close()

@@ -185,6 +185,12 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
             for t in store.tokens_of(account.username)
         ]
 
+    @api.delete("/tokens", status_code=204)
+    def end_tokens(account: Person) -> Response:
+        """End every notebook token of the person, this one too (every computer logs out)."""
+        store.revoke_tokens(account.username)
+        return Response(status_code=204)
+
     @api.delete("/tokens/{token}", status_code=204, responses={404: {"model": Problem}})
     def end_token(account: Person, token: str) -> Response:
         """End one of the person's tokens, by its id (a laptop they no longer use)."""

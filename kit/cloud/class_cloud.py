@@ -57,6 +57,12 @@ class ClassLink:
     def certificate_file() -> Path:
         return kit_home() / CERTIFICATE_FILE
 
+    @staticmethod
+    def forget() -> None:
+        """Forget the login on this computer (the token and the pinned certificate)."""
+        (kit_home() / LINK_FILE).unlink(missing_ok=True)
+        (kit_home() / CERTIFICATE_FILE).unlink(missing_ok=True)
+
 
 def fingerprint_of(pem: str) -> str:
     """SHA-256 of a certificate, colon-separated hex: as the handout and a browser show it."""
@@ -221,6 +227,31 @@ class ClassCloud(Cloud):
         return CloudStatus(
             True, f"The class server at {self.link.url} answers ({self.link.username})."
         )
+
+    def logins(self) -> list[dict[str, Any]]:
+        """The student's live notebook logins (id, created, expires, current), newest first."""
+        answer = self._call("GET", "tokens")
+        if answer.status_code != 200:
+            raise CloudError(_detail(answer, "The class server did not list your logins"))
+        return list(answer.json())
+
+    def log_out(self, everywhere: bool = False) -> None:
+        """End this computer's login on the class server (`everywhere`: every computer's
+        notebook logins of the student), and forget it here whatever the server says."""
+        try:
+            answer = self._call("DELETE", "tokens" if everywhere else "token")
+        except CloudError as error:
+            if "no longer accepts" in str(error):  # ended already: nothing left to end
+                return
+            raise CloudError(
+                f"{error} This computer forgot its login; if it may still work elsewhere, "
+                "ask your teacher to end it (`kit class roster revoke`)."
+            ) from None
+        finally:
+            self.client.close()
+            ClassLink.forget()
+        if answer.status_code != 204:
+            raise CloudError(_detail(answer, "The class server did not end the login"))
 
     def files_page(self) -> str:
         return f"{self.link.url.rstrip('/')}/devices"
