@@ -12,5 +12,7 @@ from kit import background
 
 
 def site_process(folder: Path) -> background.Managed:
-    """The class site process's lock, state, log (serve.log) and requests, in the class folder."""
-    return background.Managed(folder, "site", "serve.log")
+    """The class site process's lock, state, output (site.out: what it prints, and why it
+    stopped) and requests, in the class folder; its log, serve.log, it writes and rotates
+    itself (kit.logs)."""
+    return background.Managed(folder, "site", "site.out")

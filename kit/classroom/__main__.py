@@ -8,7 +8,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from kit import background, environment
+from kit import background, environment, logs
 from kit.classroom import server, site_process
 from kit.errors import KitError
 
@@ -26,6 +26,7 @@ def main() -> None:
     if lock is None:
         sys.exit(f"The class site already runs (process {background.read_pid(site.lock)}).")
     background.interrupt_on_stop(site)  # uvicorn shuts down gracefully, as on Ctrl+C
+    logs.log_to(args.folder / "serve.log")  # rotated by size: a flood cannot fill the disk
     # The port first: a taken one stops here with the kit's message, before the cloud starts.
     try:
         sockets = server.site_sockets("0.0.0.0", args.port)

@@ -188,6 +188,7 @@ def _running(folder: Path) -> int | None:
 
 def _wait_for_site(port: int, folder: Path, timeout: float = 60.0) -> None:
     """Wait until the site answers on `port`; stop it and say why if it does not."""
+    site = site_process(folder)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -195,9 +196,9 @@ def _wait_for_site(port: int, folder: Path, timeout: float = 60.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline or _running(folder) is None:
-                background.stop(site_process(folder))  # never left half-started in the background
+                background.stop(site)  # never left half-started in the background
                 raise ClassError(
-                    f"The class site did not start: {background.last_line(folder / 'serve.log')} "
-                    f"(its log: {folder / 'serve.log'}). Is port {port} taken by another program?"
+                    f"The class site did not start: {background.last_line(site.log)} (its "
+                    f"output: {site.log}). Is port {port} taken by another program?"
                 ) from None
             time.sleep(0.3)

@@ -15,20 +15,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from kit import arguments, background
+from kit import arguments, background, logs
 from kit.cloud import options as local_options
 from kit.cloud.local import LocalCloud, cloud_dir
 from kit.cloud.local_broker import check_ports_free
 from kit.cloud.options import LocalOptions
 from kit.errors import BrokerNotRunningError, CloudError, KitError
-from kit.places import open_private, private_dir
+from kit.places import private_dir
 
-LOG_BYTES = 5 * 1024 * 1024  # broker.log starts afresh at this size...
-LOG_BACKUPS = 3  # ...keeping this many old ones (broker.log.1 the newest): 20 MB at the most
-LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"  # diagnosis.broker_decisions reads "kit.broker: "
+LOG_BYTES, LOG_BACKUPS, LOG_FORMAT = logs.LOG_BYTES, logs.LOG_BACKUPS, logs.LOG_FORMAT
 log = logging.getLogger("kit.cloud.service")  # not __name__: run with -m, that is __main__
 
 
@@ -55,23 +52,8 @@ def log_file() -> Path:
 
 def log_to(path: Path, max_bytes: int = LOG_BYTES, backups: int = LOG_BACKUPS) -> logging.Handler:
     """Write this process's log to `path`, rotated by size, with the broker's decisions (INFO)
-    in it; in a terminal (`kit cloud run`) they show there too. The handler is returned."""
-    open_private(path).close()  # created 0600 (it names devices and addresses), as before
-
-    def rotate(source: str, destination: str) -> None:
-        os.replace(source, destination)
-        open_private(Path(source)).close()  # the next file private too, before it is opened
-
-    handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
-    handler.rotator = rotate
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if sys.stderr is not None and sys.stderr.isatty():
-        terminal = logging.StreamHandler()
-        terminal.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(terminal)
-    root.setLevel(logging.WARNING)
+    in it. The handler is returned."""
+    handler = logs.log_to(path, max_bytes, backups)
     logging.getLogger("kit.broker").setLevel(logging.INFO)
     log.setLevel(logging.INFO)
     return handler
