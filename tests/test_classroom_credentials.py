@@ -219,3 +219,19 @@ def test_failed_logins_keep_no_name_in_clear_and_forget_it_with_their_window(
         assert sorted(rows) == [("10.0.0.6",), ("10.0.0.6",)]  # 10.0.0.5's are gone
     finally:
         store.close()
+
+
+def test_a_person_keeps_only_their_newest_browser_sessions(tmp_path: Path) -> None:
+    from kit.classroom.store import SESSIONS_EACH
+
+    clock = Clock()
+    store = ClassStore(tmp_path / "class" / "class.db", clock=clock)
+    try:
+        store.add_account(Account("ada", "Ada", "student"), "hash")
+        for n in range(SESSIONS_EACH + 2):
+            clock.now += 1
+            assert store.start_session("ada", f"sid{n}", "csrf", 0) is not None
+        live = [store.session(f"sid{n}") is not None for n in range(SESSIONS_EACH + 2)]
+        assert live == [False, False] + [True] * SESSIONS_EACH
+    finally:
+        store.close()

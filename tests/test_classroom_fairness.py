@@ -24,7 +24,9 @@ import pytest
 from class_server import RunningClass, Serving, new_class, serving
 from class_site import PASSWORDS, Site, cloud, listening, own_device, site
 
+from kit.classroom import passwords
 from kit.classroom.guards import CONNECTIONS_EACH, HEADER_TIMEOUT, LED_BURST, LED_RATE
+from kit.classroom.store import Account, ClassStore
 from kit.cloud.local import LocalCloud
 
 __all__ = ["cloud", "site"]  # fixtures
@@ -315,3 +317,76 @@ def test_one_students_led_flood_is_refused_and_delays_nobody(
     assert "at most 5 a second" in message
     ada_board.close()
     bob_board.close()
+
+
+# The pieces of fair hashing, on their own (a store with a clock of its own).
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ClassStore]:
+    clock = Clock()
+    opened = ClassStore(tmp_path / "class" / "class.db", clock=clock)
+    opened.clock = clock  # type: ignore[attr-defined]
+    yield opened
+    opened.close()
+
+
+def test_an_ipv6_laptop_is_counted_by_its_whole_64(store: ClassStore) -> None:
+    # Each guess from another address of the same /64: the /64 is slowed, other ones not.
+    for n in range(passwords.NETWORK_FREE_FAILURES):
+        answer = passwords.check_login(store, f"ghost{n}", "x", f"2001:db8:1:2::{n + 1:x}")
+        assert answer.wait == 0 and not answer.right
+    assert passwords.wait_before_next_try(store, "ghost", "2001:db8:1:2::ffff") > 0
+    assert passwords.wait_before_next_try(store, "ghost", "2001:db8:1:3::1") == 0
+    # An IPv4 address written as IPv6 is that IPv4 address.
+    assert passwords.client_key("::ffff:10.0.0.5") == "10.0.0.5"
+
+
+def test_the_site_takes_only_so_many_wrong_passwords_from_clients_that_failed(
+    store: ClassStore,
+) -> None:
+    store.add_account(Account("ada", "Ada", "student"), passwords.hash_password("right"))
+    clients = [f"10.9.{n // 200}.{n % 200}" for n in range(passwords.SITE_FAILURES + 5)]
+    for client in clients:  # each client's first wrong password: never held back
+        assert passwords.check_login(store, "nobody", "x", client).wait == 0
+    # Their second tries meet the site's budget, spent by the first ones.
+    assert passwords.check_login(store, "nobody", "x", clients[0]).wait > 0
+    # A client with no failure still goes through, and a right password too.
+    assert passwords.check_login(store, "ada", "right", "10.8.0.1").right
+    store.clock.now += passwords.SITE_FAILURES / passwords.SITE_REFILL  # type: ignore[attr-defined]
+    assert passwords.check_login(store, "nobody", "x", clients[0]).wait == 0
+
+
+def test_the_hashing_queue_is_bounded_and_serves_clean_addresses_first() -> None:
+    hashing = passwords.Hashing(workers=1, waiting=3)
+    release, order = threading.Event(), []
+
+    def job(name: str) -> passwords.Login:
+        if name == "first":
+            release.wait(10)
+        order.append(name)
+        return passwords.Login(False)
+
+    def submit(client: str, failed: bool, name: str):
+        return hashing.start(client, hashing.admit(client, failed), failed, lambda: job(name))
+
+    running = submit("a", False, "first")
+    time.sleep(0.2)  # the one worker holds it
+    waiting = [submit("b", True, "suspect"), submit("c", True, "suspect too")]
+    with pytest.raises(passwords.Busy):  # addresses that failed lately: their half is full
+        hashing.admit("g", True)
+    waiting.append(submit("d", False, "clean"))
+    with pytest.raises(passwords.Busy):  # the queue is full: "busy" at once, no wait
+        hashing.admit("e", False)
+    release.set()
+    for future in [running, *waiting]:
+        future.result(timeout=10)
+    assert order == ["first", "clean", "suspect", "suspect too"]

@@ -291,8 +291,9 @@ def check(store: ClassStore, username: str, password: str, client: str) -> Futur
                     budget.spend(store.now())
             return Login(False)
 
+        place = net or client  # in the queue, an IPv6 laptop is its whole /64
         try:
-            waiting = _hashing.admit(client, failed_lately)
+            waiting = _hashing.admit(place, failed_lately)
         except Busy:
             if failed_lately:
                 budget.give_back()
@@ -300,9 +301,9 @@ def check(store: ClassStore, username: str, password: str, client: str) -> Futur
         try:
             store.failed(username, client, FORGET_AFTER)
         except BaseException:
-            _hashing.done(client, failed_lately)
+            _hashing.done(place, failed_lately)
             raise
-        return _hashing.start(client, waiting, failed_lately, job)
+        return _hashing.start(place, waiting, failed_lately, job)
 
 
 def check_login(store: ClassStore, username: str, password: str, client: str) -> Login:
