@@ -321,14 +321,14 @@ def _give_back_buffers() -> None:
     left the site 540 MB larger for good. A fixed threshold keeps them mmapped (mallopt
     M_MMAP_THRESHOLD; other systems' allocators give such blocks back by themselves).
     """
-    if sys.platform != "linux":
-        return
-    import ctypes
-    import ctypes.util
+    # A block of its own, not an early return: mypy then checks it as Linux's code only.
+    if sys.platform == "linux":
+        import ctypes
+        import ctypes.util
 
-    with contextlib.suppress(OSError, AttributeError):  # musl, or no C library found
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        with contextlib.suppress(OSError, AttributeError):  # musl, or no C library found
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def _more_open_files() -> None:
