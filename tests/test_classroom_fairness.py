@@ -253,8 +253,15 @@ def test_a_forged_host_is_refused_and_never_in_a_redirect(
         own = student.get("/devices/", headers={"Host": f"localhost:{running.port}"})
         assert own.status_code in (200, 303, 307), own.status_code
         assert own.headers.get("location", "").startswith(("/", "https://localhost"))
-        for name in ("localhost", "127.0.0.1"):
+        for name in ("localhost", "127.0.0.1", f"LOCALHOST:{running.port}"):
             assert student.get("/login", headers={"Host": name}).status_code == 200
+        for name in ("[::1", "localhost.evil.example", "127.0.0.9", "evil.example:443"):
+            assert student.get("/login", headers={"Host": name}).status_code == 400, name
+    # A laptop without mDNS types the address it reaches the site by: that one is its own.
+    by_address = httpx.Client(base_url=f"https://127.0.0.7:{running.port}", verify=False)
+    with by_address:
+        assert by_address.get("/login").status_code == 200
+        assert by_address.get("/login", headers={"Host": "127.0.0.8"}).status_code == 400
 
 
 # Attack 5 (the API's half): one student's LED commands cannot hold up another's.

@@ -105,17 +105,24 @@ class TooLarge(Exception):
 
 
 class OwnHosts:
-    """Refuse (400) a request whose Host header is not one of the class's own names, before
-    anything can build a link from it (Starlette's slash redirect does)."""
+    """Refuse (400) a request whose Host header is not one of the class's own names, nor the
+    address the request reached (a laptop without mDNS types the IP address, and a notebook
+    pins the certificate, not a name), before anything can build a link from it (Starlette's
+    slash redirect does)."""
 
     def __init__(self, app: ASGIApp, hosts: Iterable[str]) -> None:
         self.app = app
-        self.hosts = frozenset(host_name(name) for name in (*hosts, *LOOPBACK_NAMES))
+        # Names as the class was given them (an IPv6 address bare), then as a header has them.
+        named = (plain_address(name) if _is_address(name) else host_name(name) for name in hosts)
+        self.hosts = frozenset(name for name in (*named, *LOOPBACK_NAMES) if name)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):
-            given = dict(scope.get("headers", [])).get(b"host", b"")
-            if host_name(given.decode("latin-1")) not in self.hosts:
+            given = host_name(dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1"))
+            reached = (scope.get("server") or ("",))[0] or ""
+            if given not in self.hosts and (
+                not given or plain_address(given) != plain_address(reached)
+            ):
                 refused = PlainTextResponse(
                     "This is not an address of the class site: type the one on your card.", 400
                 )
@@ -131,6 +138,23 @@ def host_name(header: str) -> str:
         return (urlsplit("//" + header.strip()).hostname or "").rstrip(".")
     except ValueError:  # an unclosed bracket, a port that is no number
         return ""
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def plain_address(host: str) -> str:
+    """An IP address as one writes it (an IPv4-mapped IPv6 as IPv4); anything else as is."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 class Rate:
@@ -158,20 +182,21 @@ class Rate:
             return 0.0
 
 
-def address_key(host: str) -> str:
-    """The address a connection is counted under: an IPv4-mapped IPv6 as IPv4, and an IPv6
-    as its /64 (one laptop may hold all of it)."""
+def network(host: str) -> str | None:
+    """The IPv6 /64 of `host` (one laptop may hold all of it); None for anything else."""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(plain_address(host))
     except ValueError:
-        return host
-    if address.version == 6:
-        mapped = address.ipv4_mapped
-        if mapped is not None:
-            return str(mapped)
-        if not address.is_loopback:
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+        return None
+    if address.version != 6 or address.is_loopback:
+        return None
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+def address_key(host: str) -> str:
+    """The address a client is counted under: an IPv6 as its /64, an IPv4-mapped IPv6 as
+    IPv4."""
+    return network(host) or plain_address(host)
 
 
 _open: weakref.WeakKeyDictionary[ServerState, Counter[str]] = weakref.WeakKeyDictionary()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import os
 import queue
@@ -31,6 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from starlette.concurrency import run_in_threadpool
 
+from kit.classroom.guards import network, plain_address
 from kit.classroom.store import ClassStore
 
 # Letters and digits that cannot be mistaken for each other on a printed card (no 0/O, 1/l/I).
@@ -198,25 +198,9 @@ class Budget:
 _budgets: weakref.WeakKeyDictionary[ClassStore, Budget] = weakref.WeakKeyDictionary()
 
 
-def network(client: str) -> str | None:
-    """The IPv6 /64 of `client` (one laptop may hold all of it), None for anything else."""
-    try:
-        address = ipaddress.ip_address(client)
-    except ValueError:
-        return None
-    if address.version != 6 or address.ipv4_mapped is not None:
-        return None
-    return str(ipaddress.ip_network(f"{address}/64", strict=False))
-
-
 def client_key(client: str) -> str:
     """The address a client's tries are counted under (an IPv4-mapped IPv6 as IPv4)."""
-    try:
-        address = ipaddress.ip_address(client)
-    except ValueError:
-        return client
-    mapped = getattr(address, "ipv4_mapped", None)
-    return str(mapped or address)
+    return plain_address(client)
 
 
 def wait_before_next_try(store: ClassStore, username: str, client: str) -> float:
