@@ -323,3 +323,37 @@ def test_stopping_the_feed_ends_even_a_full_follower(cloud: LocalCloud) -> None:
 
     seen = asyncio.run(scenario())
     assert seen and seen[-1].name == "ENDED"
+
+
+def test_a_removed_device_leaves_the_feed_at_once(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    # What the feed kept of a device goes with it (the cloud's own check comes a minute later).
+    board = own_device(site, cloud, tmp_path, "live_gone", "ada")
+    publish(board, "live_gone", 12.0)
+    wait_until(lambda: site.feed.recent("live_gone", 5), what="Ada's reading")
+    board.close()
+    ada = site.browser("ada")
+    assert ada.post("/devices/live_gone/remove", data={"csrf": csrf_of(ada)}).status_code in (
+        200,
+        303,
+    )
+    assert site.feed.recent("live_gone", 5) == []
+
+
+def test_the_pages_led_route_keeps_the_apis_rate(
+    site: Site, cloud: LocalCloud, tmp_path: Path
+) -> None:
+    # Posting to the page's route directly must not get round the per-person limit.
+    board = own_device(site, cloud, tmp_path, "live_fast", "ada")
+    ada = site.browser("ada")
+    token = csrf_of(ada)
+    answers = [
+        ada.post("/live/live_fast/led", data={"csrf": token, "value": str(n % 101)})
+        for n in range(30)
+    ]
+    limited = [a for a in answers if a.status_code == 429]
+    assert limited and "Too many LED commands" in limited[0].text
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert sum(a.status_code == 202 for a in answers) <= 15
+    board.close()

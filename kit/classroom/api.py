@@ -25,7 +25,7 @@ from kit import certs
 from kit.classroom import passwords
 from kit.classroom.guards import LED_RATE
 from kit.classroom.live import EVERY, HISTORY_ROWS, READING_BYTES, Watched
-from kit.classroom.ownership import may_see, presence_since, remove_devices
+from kit.classroom.ownership import may_see, presence_since
 from kit.classroom.pages import Pages
 from kit.classroom.store import Account, session_key, token_id
 from kit.classroom.streams import Live, number
@@ -231,7 +231,7 @@ def create_api(pages: Pages, live: Live) -> FastAPI:
     def remove(account: Person, thing: str) -> Response:
         """Remove a device: its certificate stops working."""
         mine(account, thing)
-        remove_devices(store, cloud, [thing])
+        pages.remove_devices([thing])
         return Response(status_code=204)
 
     @api.get("/things/{thing}/presence", response_model=PresenceOut, responses=NOT_YOURS)

@@ -9,6 +9,7 @@ own devices, the instructor every device of the class (`/live/*/events`).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 from urllib.parse import quote
 
@@ -107,6 +108,13 @@ def add_routes(app: FastAPI, pages: Pages, live: Live) -> None:
             return not_yours()
         if switch == "0" or (switch == "100" and value == "0"):
             value = switch  # "off" wins over the slider; "on" with the slider at 0 is full on
+        wait = pages.led_rate.take(session.account.username)  # the API's limit, on pages too
+        if wait > 0:
+            return PlainTextResponse(
+                f"Too many LED commands: send the next one in {wait:.1f} s.",
+                429,
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         problem = live.led(thing, value)
         if problem:
             return PlainTextResponse(problem, 400)

@@ -19,7 +19,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from kit.classroom.guards import LED_BURST, LED_RATE, Rate, same
-from kit.classroom.ownership import Registrar
+from kit.classroom.ownership import Registrar, remove_devices
 from kit.classroom.store import ClassStore, Session
 from kit.cloud import Cloud
 
@@ -50,12 +50,23 @@ class Pages:
         # One person's LED commands, whichever way they come (the API, a page): the class
         # has one connection to the broker, shared by every student's commands.
         self.led_rate = Rate(LED_RATE, LED_BURST)
+        # What else forgets a removed device (the live feed, once there is one).
+        self.forgotten: list[Callable[[str], None]] = []
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["seen"] = seen
         # The __Host- prefix makes the browser refuse the cookie from anything but this host
         # over HTTPS, so another site on the network cannot plant one.
         self.cookie = "__Host-kit_session" if options.https else "kit_session"
         self.login_cookie = "__Host-kit_login" if options.https else "kit_login"
+
+    def remove_devices(self, things: list[str]) -> list[str]:
+        """Remove these things from the cloud and the class, and from what still keeps them
+        (the feed's memory of them); return them."""
+        removed = remove_devices(self.store, self.cloud, things)
+        for thing in removed:
+            for forget in self.forgotten:
+                forget(thing)
+        return removed
 
     def page(
         self, request: Request, name: str, session: Session | None, **context: Any

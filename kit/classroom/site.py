@@ -28,7 +28,7 @@ from kit import certs, config_h
 from kit.classroom import api, dashboard, ownership, passwords, streams
 from kit.classroom.guards import guard, same
 from kit.classroom.live import ClassFeed
-from kit.classroom.ownership import may_see, remove_devices, teaches
+from kit.classroom.ownership import may_see, teaches
 from kit.classroom.pages import HERE, Pages, SiteOptions
 from kit.classroom.store import ClassStore
 from kit.cloud import Cloud, Registration
@@ -254,7 +254,7 @@ def _devices(app: FastAPI, pages: Pages) -> None:
             return pages.refused()
         if not may_see(store, session.account, thing):
             return PlainTextResponse("There is no such device of yours.", 404)
-        remove_devices(store, cloud, [thing])
+        pages.remove_devices([thing])
         return RedirectResponse("/class" if teaches(session) else "/devices", status_code=303)
 
 
@@ -287,7 +287,7 @@ def _instructor(app: FastAPI, pages: Pages) -> None:
             return PlainTextResponse(
                 "Nothing was removed: type 'remove every device' to confirm.", 400
             )
-        remove_devices(store, cloud, sorted(store.all_things()))
+        pages.remove_devices(sorted(store.all_things()))
         return RedirectResponse("/class", status_code=303)
 
 

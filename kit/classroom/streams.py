@@ -86,6 +86,7 @@ class Live:
     def __init__(self, pages: Pages, feed: ClassFeed) -> None:
         self.store, self.cloud, self.feed = pages.store, pages.cloud, feed
         self.streams = Streams()
+        pages.forgotten.append(feed.forget)  # a removed device's kept events go at once
 
     def story(self, thing: str) -> dict[str, Any]:
         """History and what the feed kept of `thing`, with the number to follow from."""
