@@ -16,6 +16,7 @@ import ast
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,7 +307,11 @@ def watched(observer, thing: str | None) -> tuple[str, list[str], list[str]]:
     watch.client.publish = lambda topic, *a, **k: published.append(topic)
     # paho's callback on CONNACK, as paho calls it: (client, userdata, flags, reason, properties)
     watch.client.on_connect(watch.client, None, None, ReasonCode(PacketTypes.CONNACK), None)
-    watch.led(thing or "desk-1", 40)
+    watch.led(thing or "desk-1", 40)  # sent from the fair queue's own thread
+    deadline = time.monotonic() + 5
+    while not published and time.monotonic() < deadline:
+        time.sleep(0.01)
+    watch.leds.close()
     return ids[-1], subscribed, published
 
 
