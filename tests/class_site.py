@@ -93,6 +93,16 @@ class Site:
             )
         return client
 
+    def api(self, username: str) -> httpx.Client:
+        """The notebooks' API as `username`, with a token from their password."""
+        token = httpx.post(
+            f"{self.url}/api/token",
+            json={"username": username, "password": PASSWORDS[username]},
+        ).json()["token"]
+        return httpx.Client(
+            base_url=f"{self.url}/api", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+
 
 def serve_class(folder: Path, cloud: LocalCloud, https: bool = False) -> Site:
     """A class of a teacher, Ada and Bob, served (over HTTPS with the class's own web

@@ -23,13 +23,14 @@ import psutil
 import pytest
 from class_server import RunningClass, Serving, new_class, serving
 from class_site import PASSWORDS, Site, cloud, listening, own_device, site
+from test_classroom_accounts import store
 
 from kit.classroom import passwords
 from kit.classroom.guards import CONNECTIONS_EACH, HEADER_TIMEOUT, LED_BURST, LED_RATE
 from kit.classroom.store import Account, ClassStore
 from kit.cloud.local import LocalCloud
 
-__all__ = ["cloud", "site"]  # fixtures
+__all__ = ["cloud", "site", "store"]  # fixtures
 
 NAMES = ["Ada Lovelace", "Bob Builder", "Cy Young"]
 
@@ -327,23 +328,6 @@ def test_one_students_led_flood_is_refused_and_delays_nobody(
 
 
 # The pieces of fair hashing, on their own (a store with a clock of its own).
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ClassStore]:
-    clock = Clock()
-    opened = ClassStore(tmp_path / "class" / "class.db", clock=clock)
-    opened.clock = clock  # type: ignore[attr-defined]
-    yield opened
-    opened.close()
 
 
 def test_an_ipv6_laptop_is_counted_by_its_whole_64(store: ClassStore) -> None:

@@ -19,9 +19,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from class_site import PASSWORDS, Site, cloud, site
+from class_site import Site, cloud, site
 from helpers import csr_pem
 
 from kit import certs
@@ -112,19 +111,10 @@ def test_the_local_ca_signs_what_aws_signs_and_nothing_else(tmp_path: Path, kind
     assert certs.matches(csr, signed)
 
 
-def registering(site: Site, username: str) -> httpx.Client:
-    token = httpx.post(
-        f"{site.url}/api/token", json={"username": username, "password": PASSWORDS[username]}
-    ).json()["token"]
-    return httpx.Client(
-        base_url=f"{site.url}/api", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-
-
 def test_a_key_aws_would_refuse_never_takes_a_device_place(
     site: Site, cloud: LocalCloud, tmp_path: Path
 ) -> None:
-    ada = registering(site, "ada")
+    ada = site.api("ada")
     refused = []
     for number in range(6):  # one more than a student's places
         pem = openssl_csr(tmp_path, f"weak_{number}", rsa(1024), "sha256")
@@ -142,7 +132,7 @@ def test_a_key_aws_would_refuse_never_takes_a_device_place(
 
 
 def test_a_case_variant_of_a_held_name_is_refused(site: Site, cloud: LocalCloud) -> None:
-    ada, bob = registering(site, "ada"), registering(site, "bob")
+    ada, bob = site.api("ada"), site.api("bob")
     assert ada.post("/things", json={"csr": csr_pem("Lab_Board")}).status_code == 201
     for variant in ("lab_board", "LAB_BOARD", "Lab_board"):
         answer = bob.post("/things", json={"csr": csr_pem(variant)})

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
-from class_site import PASSWORDS, Site, close_class, cloud, serve_class
+from class_site import close_class, cloud, serve_class
 from helpers import csr_pem, wait_until
 
 from kit import certs
@@ -21,15 +20,6 @@ from kit.sim import fleet
 __all__ = ["cloud"]  # fixture
 
 ROSTER = {"Ada": "ada", "Bob": "bob", "Cy Lee": "cy", "Di Ng": "di", "Eve Ro": "eve"}
-
-
-def api_for(site: Site, username: str) -> httpx.Client:
-    token = httpx.post(
-        f"{site.url}/api/token", json={"username": username, "password": PASSWORDS[username]}
-    ).json()["token"]
-    return httpx.Client(
-        base_url=f"{site.url}/api", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
 
 
 @pytest.mark.timeout(180)
@@ -46,7 +36,7 @@ def test_a_classmates_board_name_cannot_be_taken_and_one_failure_stops_nobody(
     try:
         provision.provision(folder, roster, cloud)  # the accounts first, as a class starts
         # Ada registers Bob's would-be board name before the boards are made, in any case.
-        ada = api_for(site, "ada")
+        ada = site.api("ada")
         for taken in (provision.device_name("bob"), provision.device_name("bob").upper()):
             answer = ada.post("/things", json={"csr": csr_pem(taken), "slot": 0})
             assert answer.status_code == 400, answer.text
