@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from kit import bearssl_anchors, cxx
 from kit.certs import load_certificate, validate_device_name
@@ -212,6 +213,50 @@ def render(
     ca = _local_ca(local_ca) if local_ca else ""
     config = SketchConfig(ssid, password, host, cert, port, slot, name, led_pin, ca)
     return RenderedConfig(to_text(config), config, tuple(changes))
+
+
+class Registered(Protocol):
+    """What config.h takes from a registration: a cloud's `Registration`, or the kit's record of
+    one (`DeviceRecord`)."""
+
+    @property
+    def certificate_pem(self) -> str: ...
+    @property
+    def broker_host(self) -> str: ...
+    @property
+    def broker_port(self) -> int: ...
+    @property
+    def ca_pem(self) -> str: ...
+
+
+def for_registration(
+    registration: Registered,
+    ssid: str,
+    password: str,
+    *,
+    slot: int = 0,
+    led_pin: int = DEFAULT_LED_PIN,
+    certificate: str | None = None,
+    broker: str | None = None,
+    port: int | None = None,
+    local_ca: str = "",
+) -> RenderedConfig:
+    """Render config.h for a registered device: its certificate, its broker and the trust anchor
+    its cloud's CA calls for (`trust_anchor`); nothing is written.
+
+    A value given here is used instead of the registration's; a broker given without a port gets
+    the default port (or the one written after its name), not the registration's.
+    """
+    return render(
+        ssid,
+        password,
+        broker or registration.broker_host,
+        registration.certificate_pem if certificate is None else certificate,
+        port=registration.broker_port if port is None and broker is None else port,
+        slot=slot,
+        led_pin=led_pin,
+        local_ca=local_ca or trust_anchor(registration.ca_pem),
+    )
 
 
 def to_text(

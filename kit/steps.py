@@ -395,11 +395,17 @@ def configure(
     """
     if certificate is None or broker is None:
         record = record or devices.load()
-        certificate = record.certificate_pem if certificate is None else certificate
-        port = record.broker_port if port is None and broker is None else port
-        broker = broker or record.broker_host
-        slot = record.slot if slot is None else slot
-        local_ca = local_ca or config_h.trust_anchor(record.ca_pem)
+        return config_h.for_registration(
+            record,
+            ssid,
+            password,
+            slot=record.slot if slot is None else slot,
+            led_pin=led_pin,
+            certificate=certificate,
+            broker=broker,
+            port=port,
+            local_ca=local_ca,
+        )
     return config_h.render(
         ssid,
         password,

@@ -175,13 +175,7 @@ def _board(registrar: Registrar, folder: Path, student: Account) -> str:
         )
     if registration is None:
         raise ClassError(outcome.problem)
-    rendered = config_h.render(
-        *WIFI,
-        registration.broker_host,
-        registration.certificate_pem,
-        port=registration.broker_port,
-        local_ca=config_h.trust_anchor(registration.ca_pem),
-    )
+    rendered = config_h.for_registration(registration, *WIFI)
     write_private(folder / "config.h", rendered.text)
     return thing
 

@@ -302,14 +302,5 @@ class Ready:
 
 def _ready(registration: Registration, slot: int) -> Ready:
     """The registration with its config.h, WiFi name and password left as placeholders."""
-    local_ca = registration.ca_pem if registration.cloud == "local" else ""
-    rendered = config_h.render(
-        WIFI_NAME,
-        WIFI_PASSWORD,
-        registration.broker_host,
-        registration.certificate_pem,
-        port=registration.broker_port,
-        slot=slot,
-        local_ca=local_ca,
-    )
+    rendered = config_h.for_registration(registration, WIFI_NAME, WIFI_PASSWORD, slot=slot)
     return Ready(registration, rendered.text)
