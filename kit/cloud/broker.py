@@ -23,7 +23,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,9 @@ from kit.cloud import mqtt_codec as mqtt
 from kit.cloud.local_ca import certificate_id
 from kit.cloud.mqtt_connection import MAX_PACKET, Connection, Link, QuietLog
 from kit.cloud.mqtt_links import TlsLink, serve_websocket_client
-from kit.cloud.policy import CONNECT_TIMEOUT, PRESENCE_PREFIX, SESSION_EXPIRY, may
-from kit.cloud.recorder import QUEUE_SIZE, Recorder
+from kit.cloud.options import LocalOptions
+from kit.cloud.policy import PRESENCE_PREFIX, may
+from kit.cloud.recorder import Recorder
 from kit.cloud.session import Session
 from kit.cloud.store import DEVICE, Principal, Store
 from kit.ports import listen_on
@@ -49,21 +50,30 @@ PORT_HOLDER = "another broker, such as Mosquitto, or a second kit cloud?"
 PORT_FIX = "Stop that program, or choose another port with --port (and --ws-port)."
 
 
-@dataclass
-class BrokerSettings:
-    """Where the broker listens, which files it uses, and how long things may take."""
+@dataclass(frozen=True, kw_only=True)
+class BrokerSettings(LocalOptions):
+    """The broker's options (every field of `LocalOptions`), with the files it uses."""
 
-    host: str
-    port: int
-    ws_port: int
     ca_file: Path
     cert_file: Path
     key_file: Path
     database: Path
-    keep_days: float = 30
-    connect_timeout: float = CONNECT_TIMEOUT
-    session_expiry: float = SESSION_EXPIRY
-    recorder_queue: int = QUEUE_SIZE
+
+    @classmethod
+    def of(
+        cls,
+        options: LocalOptions,
+        *,
+        ca_file: Path,
+        cert_file: Path,
+        key_file: Path,
+        database: Path,
+    ) -> BrokerSettings:
+        """`options`, whole, with the CA's files and the database."""
+        carried = {option.name: getattr(options, option.name) for option in fields(LocalOptions)}
+        return cls(
+            **carried, ca_file=ca_file, cert_file=cert_file, key_file=key_file, database=database
+        )
 
 
 class Broker:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +20,10 @@ from kit.cloud import Cloud, CloudStatus, ObserverIdentity, Registration
 from kit.cloud.local_broker import LocalBroker, default_broker_host
 from kit.cloud.local_ca import OBSERVER_CN, LocalCA, certificate_id
 from kit.cloud.options import LocalOptions
-from kit.cloud.policy import CONNECT_TIMEOUT, OBSERVER_ID_PREFIX, SESSION_EXPIRY
-from kit.cloud.recorder import QUEUE_SIZE
+from kit.cloud.policy import OBSERVER_ID_PREFIX
 from kit.cloud.store import DEVICE, OBSERVER, Message, Presence, Principal, Store
 from kit.errors import CloudError, ThingTakenError
 from kit.places import kit_home
-from kit.ports import MQTT_TLS_PORT, WEBSOCKET_TLS_PORT
 
 if TYPE_CHECKING:  # the service sits above the registry: a name for type checking only
     from kit.cloud.service import ServiceState
@@ -39,31 +38,12 @@ class LocalCloud(Cloud):
 
     name = "local"
 
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = MQTT_TLS_PORT,
-        ws_port: int = WEBSOCKET_TLS_PORT,
-        broker_host: str | None = None,
-        keep_days: float = 30,
-        connect_timeout: float = CONNECT_TIMEOUT,
-        session_expiry: float = SESSION_EXPIRY,
-        recorder_queue: int = QUEUE_SIZE,
-        options: LocalOptions | None = None,
-    ) -> None:
-        """The options are the broker's (all at once as `options`), for `start()` and the
-        service; devices are pointed at the running broker, or at these ports when none runs."""
-        self.options = options or LocalOptions(
-            host,
-            port,
-            ws_port,
-            broker_host,
-            keep_days,
-            connect_timeout,
-            session_expiry,
-            recorder_queue,
-        )
+    def __init__(self, *, options: LocalOptions | None = None, **changes: Any) -> None:
+        """The broker's options, for `start()` and the service: `options` (default
+        `LocalOptions()`) with any of its fields changed by name, as in
+        `LocalCloud(port=0, ws_port=0)`. Devices are pointed at the running broker, or at these
+        ports when none runs."""
+        self.options = replace(options or LocalOptions(), **changes)
         self.ca = LocalCA(cloud_dir() / "ca")
         self._database = cloud_dir() / "cloud.db"
         self._stores = threading.local()

@@ -128,19 +128,12 @@ class LocalBroker:
         """The broker's settings: the options, with the CA's files and the database."""
         # The name boards dial must be in the certificate, whatever --broker-host chose.
         cert_file, key_file = self.ca.server_identity([*host_names(), self.broker_host])
-        options = self.options
-        return BrokerSettings(
-            options.host,
-            options.port,
-            options.ws_port,
-            self.ca.folder / "ca.pem",
-            cert_file,
-            key_file,
-            self.database,
-            keep_days=options.keep_days,
-            connect_timeout=options.connect_timeout,
-            session_expiry=options.session_expiry,
-            recorder_queue=options.recorder_queue,
+        return BrokerSettings.of(
+            self.options,
+            ca_file=self.ca.folder / "ca.pem",
+            cert_file=cert_file,
+            key_file=key_file,
+            database=self.database,
         )
 
     def start(self, timeout: float = 20.0) -> LocalBroker:

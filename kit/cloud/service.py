@@ -180,10 +180,16 @@ def require_service() -> ServiceState:
     return state
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the local cloud in the foreground; a KitError is one line on stderr."""
+def argument_parser() -> arguments.Parser:
+    """The service's command line: every field of `LocalOptions` (`command_line()` writes it)."""
     parser = arguments.Parser(prog="python -m kit.cloud.service", description=__doc__)
     local_options.add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the local cloud in the foreground; a KitError is one line on stderr."""
+    parser = argument_parser()
     try:
         args = parser.parse_args(argv)
         run_service(local_options.from_arguments(args))
