@@ -28,19 +28,11 @@ def run_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
-def kit_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """A fresh data directory per test: no test sees a student's devices or another test's.
-    What a test's commands started there in the background (`kit csr` starts the virtual board
-    itself) is stopped after it, so no run leaves processes behind."""
+def kit_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory per test: no test sees a student's devices or another test's."""
     home = tmp_path_factory.mktemp("kit-home") / "home"
     monkeypatch.setenv("KIT_HOME", str(home))
-    yield home
-    if any((home / part).exists() for part in ("boards", "cloud", "class")):
-        from kit import steps
-
-        steps.stop_everything()
+    return home
 
 
 @pytest.fixture(scope="session")
