@@ -241,3 +241,11 @@ def test_the_fuzzer_reaches_every_command() -> None:
     assert set(SUBCOMMANDS) >= PARSE_ONLY
     assert len(set(SUBCOMMANDS) - PARSE_ONLY) >= 10
     assert os.environ.get("KIT_HOME")
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_the_commands_started(kit_home: Path):
+    """`kit csr` with the virtual board starts it itself: stop it with the test's data folder."""
+    yield
+    if (kit_home / "boards").exists():
+        steps.stop_everything()
