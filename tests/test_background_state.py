@@ -15,7 +15,7 @@ import pytest
 from helpers import csr_pem
 from test_cloud_service import free_port
 
-from kit import background, certs, steps
+from kit import background, certs, locks, steps
 from kit.cloud import local, service
 from kit.sim import board as vboard
 
@@ -208,7 +208,7 @@ def test_two_board_starts_at_once_leave_one_board_that_stop_finds(tmp_path) -> N
     assert str(running[0]) in said, said
     assert vboard.stop("race")
     assert not background.alive(running[0])
-    assert not background.lock_held(vboard.managed("race").lock)
+    assert not locks.lock_held(vboard.managed("race").lock)
     assert vboard.running_boards() == []
 
 

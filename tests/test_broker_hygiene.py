@@ -26,7 +26,7 @@ import paho.mqtt.client as paho
 import pytest
 from mqtt_peers import DeviceFiles, connect, make_device
 
-from kit import background, errors
+from kit import errors, locks
 from kit.cloud import local
 from kit.cloud import service as cloud_service
 from kit.cloud.local import LocalCloud
@@ -145,7 +145,7 @@ def test_broker_log_rotates_by_size_and_a_failed_start_still_says_why(tmp_path) 
     assert "Local cloud: MQTT over TLS" in (folder / "service.out").read_text()
 
     # A start that fails says why, from the process's own output.
-    holder = background.hold_lock(cloud_service.managed().lock)
+    holder = locks.hold_lock(cloud_service.managed().lock)
     assert holder is not None
     try:
         options = LocalOptions(port=free_port(), ws_port=free_port())

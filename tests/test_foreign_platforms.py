@@ -84,9 +84,9 @@ def test_the_shim_takes_away_what_the_system_lacks(system: str, tmp_path: Path) 
     # Without this, the journeys below would prove nothing: the kit must meet the gaps.
     probe = """
 import os
-from kit import background
+from kit import locks
 from kit.sim import serial_port
-print(type(background._LOCKS).__name__, serial_port.pty is None)
+print(type(locks._LOCKS).__name__, serial_port.pty is None)
 space = {"__name__": "kit.probe"}
 tries = ["open('/proc/self/stat').read()", "open('/proc/1/cmdline').read()"]
 tries.append("os.kill(os.getpid(), 0)")

@@ -8,7 +8,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from kit import background, environment, logs
+from kit import background, environment, locks, logs
 from kit.classroom import server, site_process
 from kit.errors import KitError
 
@@ -24,7 +24,7 @@ def main() -> None:
     site = site_process(args.folder)
     lock = background.claim(site, wait=2.0)  # held while this process lives
     if lock is None:
-        sys.exit(f"The class site already runs (process {background.read_pid(site.lock)}).")
+        sys.exit(f"The class site already runs (process {locks.read_pid(site.lock)}).")
     background.interrupt_on_stop(site)  # uvicorn shuts down gracefully, as on Ctrl+C
     logs.log_to(args.folder / "serve.log")  # rotated by size: a flood cannot fill the disk
     # The port first: a taken one stops here with the kit's message, before the cloud starts.

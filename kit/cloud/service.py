@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit import arguments, background, logs
+from kit import arguments, background, locks, logs
 from kit.cloud import options as local_options
 from kit.cloud.local import LocalCloud, cloud_dir
 from kit.cloud.local_broker import check_ports_free
@@ -85,7 +85,7 @@ def run_service(options: LocalOptions) -> None:
     private_dir(cloud_dir())
     lock = background.claim(managed(), wait=2.0)
     if lock is None:
-        pid = background.read_pid(managed().lock)
+        pid = locks.read_pid(managed().lock)
         raise CloudError(
             f"The local cloud is already running{f' (process {pid})' if pid else ''}. "
             "`kit cloud status` shows where; course.stop() in a notebook or `kit stop` stops it."
@@ -123,14 +123,14 @@ def start_service(
         return running
     private_dir(cloud_dir())
     starting = cloud_dir() / "starting.lock"
-    lock = background.hold_lock(starting)
+    lock = locks.hold_lock(starting)
     if lock is None:
-        other = background.read_pid(starting)
+        other = locks.read_pid(starting)
         progress(
             f"Another start of the local cloud is under way (process {other or 'unknown'}); "
             "waiting for it."
         )
-        lock = background.hold_lock(starting, wait=timeout + 5)
+        lock = locks.hold_lock(starting, wait=timeout + 5)
         if lock is None:
             raise CloudError(
                 f"Another start of the local cloud (process {other or 'unknown'}) has not "
@@ -138,7 +138,7 @@ def start_service(
                 f"{managed().log} and {log_file()}."
             )
     with lock:
-        background.write_pid(lock)
+        locks.write_pid(lock)
         running = service_state()
         if running is not None:
             return running  # the other start got there first

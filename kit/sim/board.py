@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
-from kit import background
+from kit import background, locks
 from kit.config_h import SketchConfig
 from kit.errors import DamagedFileError, KitError, VirtualBoardError
 from kit.names import windows_reserved
@@ -299,7 +299,7 @@ def _take_lock(board: background.Managed, name: str) -> TextIO:
     """Hold an exclusive lock for the board's lifetime; refuse a second start."""
     handle = background.claim(board, wait=1.0)
     if handle is None:
-        raise VirtualBoardError(_already_running(name, background.read_pid(board.lock)))
+        raise VirtualBoardError(_already_running(name, locks.read_pid(board.lock)))
     return handle
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kit import background, config_h
+from kit import background, config_h, locks
 from kit.errors import VirtualBoardError
 from kit.sim.aws_firmware import AwsFirmware, FirmwareSettings
 from kit.sim.eccx08 import ChipTiming, VirtualEccx08
@@ -96,9 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fleet = managed(args.folder)
     lock = background.claim(fleet, wait=2.0)  # held while this process lives
     if lock is None:
-        print(
-            f"The boards of {args.folder} already run (process {background.read_pid(fleet.lock)})."
-        )
+        print(f"The boards of {args.folder} already run (process {locks.read_pid(fleet.lock)}).")
         return 1
     stopped = background.stop_requested(fleet)  # kit stop, SIGTERM or Ctrl+C
     with background.serving(fleet, {"boards": len(boards_in(args.folder))}):
