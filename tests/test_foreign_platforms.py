@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from class_server import free_port
 
 FOREIGN = Path(__file__).resolve().parent / "foreign"
 SYSTEMS = ["win32", "darwin"]
 KIT_MODULE = re.compile(r"\bkit(\.|$)")
-
-
-def free_port() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return str(probe.getsockname()[1])
 
 
 def foreign_env(system: str, home: Path) -> dict[str, str]:
